@@ -1,0 +1,138 @@
+"""Streaming DiT benchmark: per-chunk latency, time to first chunk, steady-state fps, real-time factor, peak
+memory and the achieved fraction of the compute floor. Random weights (speed does not depend on them).
+
+    python bench/stream_bench.py --preset rest-demo                          # CPU, float32
+    python bench/stream_bench.py --preset rest-2b --device cuda --dtype bfloat16
+
+Prints one JSON line. The floor is the analytic FLOPs of a chunk (rest_core.flops) over this device's measured
+matmul peak in the same dtype.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rest_core import A2VDiT, RESTConfig, stream_latents  # noqa: E402
+from rest_core.config import VAE_TEMPORAL  # noqa: E402
+from rest_core.flops import chunk_flops  # noqa: E402
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+TEXT_TOKENS = 128  # T5 prompt length used by LTX-Video
+
+
+def sync(device: torch.device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype) -> float:
+    """Best measured FLOP/s of a square matmul in this dtype."""
+    sizes = (8192, 4096) if device.type == "cuda" else (1024, 2048)
+    best = 0.0
+    for n in sizes:
+        a = torch.randn(n, n, device=device, dtype=dtype)
+        b = torch.randn(n, n, device=device, dtype=dtype)
+        for _ in range(3):
+            a @ b
+        sync(device)
+        reps = 20 if device.type == "cuda" else 5
+        start = time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        sync(device)
+        best = max(best, 2 * n**3 * reps / (time.perf_counter() - start))
+    return best
+
+
+def peak_memory_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", default="rest-demo")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
+    p.add_argument("--chunks", type=int, default=8, help="chunks to stream (the first is reported separately)")
+    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the preset's)")
+    p.add_argument("--cfg", type=float, default=None, help="Joint CFG alpha (default: the preset's; 1 = no guidance)")
+    p.add_argument("--context-refresh", default="clean", choices=("clean", "last_step"))
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    args = p.parse_args(argv)
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device, dtype = torch.device(args.device), DTYPES[args.dtype]
+    config = RESTConfig.preset(args.preset)
+    steps = args.steps or config.sampler.steps
+    cfg = config.sampler.cfg if args.cfg is None else args.cfg
+    dit, c, s = config.dit, config.chunk_latents, config.latent_size
+
+    torch.manual_seed(0)
+    model = A2VDiT(dit).to(device=device, dtype=dtype).eval()
+    ref = torch.randn(1, dit.in_channels, 1, s, s, device=device)
+    speech = torch.randn(1, args.chunks * c, dit.speech_tokens, dit.speech_dim, device=device)
+    text = torch.randn(1, TEXT_TOKENS, dit.text_dim, device=device) if dit.text_dim else None
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    latencies = []
+    sync(device)
+    start = last = time.perf_counter()
+    for _ in stream_latents(model, ref, speech, text, chunk_latents=c, steps=steps, cfg=cfg,
+                            shift=config.sampler.shift, context_refresh=args.context_refresh):
+        sync(device)
+        now = time.perf_counter()
+        latencies.append(now - last)
+        last = now
+    total = last - start
+    memory = peak_memory_bytes(device)
+
+    flops = chunk_flops(dit, latent_size=s, chunk_latents=c, steps=steps, guided=cfg != 1.0,
+                        context_refresh=args.context_refresh, text_tokens=0 if text is None else TEXT_TOKENS)
+    peak = matmul_peak(device, dtype)
+    steady = statistics.median(latencies[1:]) if len(latencies) > 1 else latencies[0]
+    chunk_seconds = c * VAE_TEMPORAL / config.fps
+    result = {
+        "bench": "stream_dit",
+        "preset": args.preset,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "threads": torch.get_num_threads(),
+        "dtype": args.dtype,
+        "steps": steps,
+        "cfg": cfg,
+        "context_refresh": args.context_refresh,
+        "chunks": len(latencies),
+        "frames_per_chunk": c * VAE_TEMPORAL,
+        "first_chunk_s": round(latencies[0], 4),
+        "chunk_latency_s": round(steady, 4),
+        "chunk_latency_min_s": round(min(latencies[1:] or latencies), 4),
+        "steady_fps": round(c * VAE_TEMPORAL / steady, 2),
+        "real_time_factor": round(steady / chunk_seconds, 4),
+        "total_s": round(total, 3),
+        "peak_memory_mb": round(memory / 2**20, 1),
+        "chunk_gflop": round(flops / 1e9, 2),
+        "matmul_peak_tflops": round(peak / 1e12, 3),
+        "achieved_tflops": round(flops / steady / 1e12, 3),
+        "fraction_of_floor": round(flops / steady / peak, 4),
+        "torch": torch.__version__,
+    }
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,11 @@
+"""rest_core: the REST talking-head model as a plain PyTorch library (no ComfyUI imports)."""
+
+from .cache import IDContextCache
+from .config import PRESETS, DiTConfig, RESTConfig, SamplerConfig
+from .dit import A2VDiT, sequence_timesteps
+from .sampling import ChunkLatents, flow_schedule, joint_cfg, stream_latents
+
+__all__ = [
+    "A2VDiT", "ChunkLatents", "DiTConfig", "IDContextCache", "PRESETS", "RESTConfig", "SamplerConfig",
+    "flow_schedule", "joint_cfg", "sequence_timesteps", "stream_latents",
+]

@@ -1,0 +1,115 @@
+"""Typed configuration and the named presets.
+
+One `RESTConfig` describes a whole model: the video clock, the latent grid the VAE produces, the streaming chunk,
+the A2V-DiT and the sampler defaults. It round-trips through JSON so a checkpoint can carry it in its metadata.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+
+VAE_SPATIAL = 32  # pixels per latent token along each image axis
+VAE_TEMPORAL = 8  # video frames per latent frame
+
+
+@dataclass(frozen=True)
+class DiTConfig:
+    """The A2V-DiT (paper §3.2). Patch size is 1: one token per latent voxel."""
+
+    in_channels: int = 128  # latent channels C of the VAE
+    hidden: int = 2048
+    depth: int = 28
+    heads: int = 32
+    ffn_mult: int = 4
+    text_dim: int | None = 4096  # None: no text cross-attention
+    speech_tokens: int = 8  # h_w: speech tokens per latent frame
+    speech_dim: int = 512  # d_A: width of a speech token
+    rope_theta: float = 10_000.0
+    norm_eps: float = 1e-6
+
+    def __post_init__(self):
+        if self.hidden % self.heads:
+            raise ValueError(f"hidden={self.hidden} must be divisible by heads={self.heads}")
+        if (self.hidden // self.heads) % 2:
+            raise ValueError(f"head dim {self.hidden // self.heads} must be even for RoPE")
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden // self.heads
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """Flow-matching sampler defaults (paper §3.4: 8 steps, Joint CFG with alpha 6)."""
+
+    steps: int = 8
+    cfg: float = 6.0
+    shift: float = 3.0  # timestep shift t' = s t / (1 + (s - 1) t); larger spends more steps at high noise
+
+
+@dataclass(frozen=True)
+class RESTConfig:
+    name: str = "custom"
+    resolution: int = 512  # square video side in pixels
+    fps: int = 25
+    chunk_latents: int = 3  # latent frames per streaming chunk (3 = 24 video frames = 0.96 s)
+    dit: DiTConfig = field(default_factory=DiTConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+
+    def __post_init__(self):
+        if self.resolution % VAE_SPATIAL:
+            raise ValueError(f"resolution={self.resolution} must be a multiple of {VAE_SPATIAL}")
+        if self.chunk_latents < 1:
+            raise ValueError(f"chunk_latents={self.chunk_latents} must be >= 1")
+
+    @property
+    def latent_size(self) -> int:
+        """Side of the latent grid: tokens per latent frame = latent_size ** 2."""
+        return self.resolution // VAE_SPATIAL
+
+    @property
+    def frames_per_chunk(self) -> int:
+        return self.chunk_latents * VAE_TEMPORAL
+
+    # --- presets and serialisation ---------------------------------------------------------------------------
+
+    @classmethod
+    def preset(cls, name: str) -> "RESTConfig":
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        return PRESETS[name]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RESTConfig":
+        d = dict(d)
+        dit = DiTConfig(**d.pop("dit", {}))
+        sampler = SamplerConfig(**d.pop("sampler", {}))
+        return cls(dit=dit, sampler=sampler, **d)
+
+    @classmethod
+    def from_json(cls, text: str) -> "RESTConfig":
+        return cls.from_dict(json.loads(text))
+
+
+PRESETS: dict[str, RESTConfig] = {
+    # The paper's scale: LTX-Video-2B shaped DiT (28 x 2048, 32 heads), 128 latent channels, 512x512, T5-XXL text.
+    "rest-2b": RESTConfig(
+        name="rest-2b",
+        resolution=512,
+        dit=DiTConfig(in_channels=128, hidden=2048, depth=28, heads=32, text_dim=4096, speech_tokens=8, speech_dim=512),
+    ),
+    # Small enough to train on a CPU machine and to stream in real time on two CPU cores; same code paths.
+    "rest-demo": RESTConfig(
+        name="rest-demo",
+        resolution=256,
+        dit=DiTConfig(in_channels=32, hidden=256, depth=6, heads=4, text_dim=None, speech_tokens=4, speech_dim=64),
+    ),
+}

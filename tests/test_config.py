@@ -1,0 +1,45 @@
+import pytest
+import torch
+
+from rest_core import A2VDiT, DiTConfig, RESTConfig
+
+
+def test_presets_have_the_design_shapes():
+    big = RESTConfig.preset("rest-2b")
+    assert (big.dit.depth, big.dit.hidden, big.dit.heads, big.dit.in_channels) == (28, 2048, 32, 128)
+    assert (big.resolution, big.dit.text_dim, big.latent_size) == (512, 4096, 16)
+    demo = RESTConfig.preset("rest-demo")
+    assert demo.latent_size * 32 == demo.resolution
+    assert demo.frames_per_chunk == 24
+
+
+def test_config_round_trips_through_json():
+    for name in ("rest-2b", "rest-demo"):
+        config = RESTConfig.preset(name)
+        assert RESTConfig.from_json(config.to_json()) == config
+
+
+def test_unknown_preset_names_the_choices():
+    with pytest.raises(ValueError, match="rest-demo"):
+        RESTConfig.preset("rest-7b")
+
+
+@pytest.mark.parametrize("kwargs, word", [
+    (dict(resolution=500), "multiple of 32"),
+    (dict(chunk_latents=0), "chunk_latents"),
+])
+def test_bad_config_values_are_rejected(kwargs, word):
+    with pytest.raises(ValueError, match=word):
+        RESTConfig(**kwargs)
+
+
+def test_heads_must_divide_hidden():
+    with pytest.raises(ValueError, match="divisible"):
+        DiTConfig(hidden=100, heads=3)
+
+
+def test_rest_2b_on_meta_device_has_about_two_billion_parameters():
+    with torch.device("meta"):
+        model = A2VDiT(RESTConfig.preset("rest-2b").dit)
+    count = sum(p.numel() for p in model.parameters())
+    assert 2.0e9 < count < 2.3e9, count
