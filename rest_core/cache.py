@@ -45,6 +45,7 @@ class IDContextCache:
         dtype: torch.dtype = torch.float32,
     ):
         self.batch, self.branches = batch, branches
+        self.latent_size, self.chunk_latents = latent_size, chunk_latents
         self.id_sink, self.context_cache = id_sink, context_cache
         self.sink_tokens = latent_size * latent_size  # S
         self.chunk_tokens = chunk_latents * self.sink_tokens  # L

@@ -237,12 +237,11 @@ class A2VDiT(nn.Module):
             x = blk(x, mod, attend, kv, speech, n_ref, frame_tokens)
         return x, t_emb
 
-    def head(self, x: Tensor, t_emb: Tensor, shape) -> Tensor:
-        """Hidden states -> velocity latents [B, C, F, h, w]."""
+    def head(self, x: Tensor, t_emb: Tensor, h: int, w: int) -> Tensor:
+        """Hidden states [B, F*h*w, D] -> velocity latents [B, C, F, h, w]."""
         shift, scale = (self.scale_shift_table + t_emb[:, :, None]).unbind(2)
         v = self.proj_out(self.norm_out(x) * (1 + scale) + shift)
-        _, _, f, h, w = shape
-        return rearrange(v, "b (f h w) c -> b c f h w", f=f, h=h, w=w)
+        return rearrange(v, "b (f h w) c -> b c f h w", h=h, w=w)
 
     def check_timesteps(self, t: Tensor, rows: int, tokens: int):
         if t.dim() == 1:
@@ -274,8 +273,7 @@ class A2VDiT(nn.Module):
         x: [rows, C, c, h, w] noisy chunk; t: [rows] or [rows, L]; speech: [Bc, c, h_w, d_A] for the first Bc rows
         (rows beyond Bc are the Joint-CFG null branch). `chunk_index` only decides which cache slots are visible.
         """
-        c, S = cache.chunk_tokens // cache.sink_tokens, cache.sink_tokens
-        size = int(S**0.5)
+        c, size = cache.chunk_latents, cache.latent_size
         rows = expect_shape("x", x, [("rows", None), ("C", self.cfg.in_channels), ("chunk_latents", c),
                                      ("h", size), ("w", size)]).shape[0]
         if rows > cache.k.shape[1]:
@@ -283,8 +281,8 @@ class A2VDiT(nn.Module):
         self.check_timesteps(t, rows, cache.chunk_tokens)
         self.check_speech(speech, rows, c)
         text_kv = [cache.text_kv(i, rows) for i in range(self.cfg.depth)]
-        h, t_emb = self.run_blocks(x, t, ChunkStep(cache, chunk_index, commit), text_kv, speech)
-        return self.head(h, t_emb, x.shape)
+        hidden, t_emb = self.run_blocks(x, t, ChunkStep(cache, chunk_index, commit), text_kv, speech)
+        return self.head(hidden, t_emb, size, size)
 
     # --- whole sequence -------------------------------------------------------------------------------------
 
@@ -293,8 +291,8 @@ class A2VDiT(nn.Module):
                          context_cache: bool = True) -> Tensor:
         """Velocity of every chunk of [z_R || chunk_0 .. chunk_{K-1}] in one pass.
 
-        latents: [B, C, 1 + K*c, h, w] with the reference first; t: [B, N] per token (reference tokens at 0) or
-        [B]; speech: [Bc, K*c, h_w, d_A]. Returns the chunks' velocity [B, C, K*c, h, w].
+        latents: [B, C, 1 + K*c, h, w] with the reference first; t: [B, N] per token, reference tokens at 0
+        (`sequence_timesteps`); speech: [Bc, K*c, h_w, d_A]. Returns the chunks' velocity [B, C, K*c, h, w].
         """
         expect_shape("latents", latents, [("B", None), ("C", self.cfg.in_channels), ("1+K*chunk_latents", None),
                                           ("h", None), ("w", None)])
@@ -302,14 +300,14 @@ class A2VDiT(nn.Module):
         if f < 1 + chunk_latents or (f - 1) % chunk_latents:
             raise ValueError(f"latents: expected 1 + K*{chunk_latents} latent frames (the reference, then whole "
                              f"chunks of chunk_latents={chunk_latents}), got {f}")
+        if h != w:
+            raise ValueError(f"latents: expected a square latent grid, got h={h}, w={w}")
         chunks = (f - 1) // chunk_latents
-        self.check_timesteps(t, b, h * w * f)
+        expect_shape("t (one per token; build it with sequence_timesteps)", t, [("B", b), ("tokens", h * w * f)])
         self.check_speech(speech, b, f - 1)
         attend = SequenceAttention(self.cfg, chunks=chunks, chunk_latents=chunk_latents, latent_size=h,
                                    device=latents.device, dtype=latents.dtype, global_attention=global_attention,
                                    id_sink=id_sink, context_cache=context_cache)
         text_kv = self.text_kv(text)
         x, t_emb = self.run_blocks(latents, t, attend, text_kv, speech, n_ref=h * w)
-        if t_emb.shape[1] > 1:
-            t_emb = t_emb[:, h * w :]
-        return self.head(x[:, h * w :], t_emb, (b, None, f - 1, h, w))
+        return self.head(x[:, h * w :], t_emb[:, h * w :], h, w)

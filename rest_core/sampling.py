@@ -21,6 +21,7 @@ from torch import Tensor
 
 from .cache import IDContextCache
 from .checks import expect_finite, expect_positive_int, expect_shape
+from .config import RESTConfig, SamplerConfig
 from .dit import A2VDiT
 
 CONTEXT_REFRESH_MODES = ("clean", "last_step")
@@ -68,10 +69,10 @@ def stream_latents(
     speech: Tensor | Iterable[Tensor],
     text: Tensor | None = None,
     *,
-    chunk_latents: int = 3,
-    steps: int = 8,
-    cfg: float = 6.0,
-    shift: float = 3.0,
+    chunk_latents: int = RESTConfig.chunk_latents,
+    steps: int = SamplerConfig.steps,
+    cfg: float = SamplerConfig.cfg,
+    shift: float = SamplerConfig.shift,
     seed: int = 0,
     id_sink: bool = True,
     context_cache: bool = True,

@@ -125,9 +125,12 @@ def test_forward_chunk_rejects_wrong_shapes_with_the_expected_shape(tiny_model, 
         tiny_model.forward_chunk(args["x"], args["t"], args["speech"], cache, 0)
 
 
-def test_forward_sequence_rejects_partial_chunks(tiny_model):
+def test_forward_sequence_rejects_partial_chunks_and_per_row_timesteps(tiny_model):
     with pytest.raises(ValueError, match=r"1 \+ K\*2 latent frames"):
-        tiny_model.forward_sequence(torch.randn(1, C, 4, SIZE, SIZE), torch.rand(1), torch.randn(1, 3, 2, 12),
+        tiny_model.forward_sequence(torch.randn(1, C, 4, SIZE, SIZE), torch.rand(1, 36), torch.randn(1, 3, 2, 12),
+                                    chunk_latents=CHUNK)
+    with pytest.raises(ValueError, match=r"sequence_timesteps.*\[B=1, tokens=45\]"):
+        tiny_model.forward_sequence(torch.randn(1, C, 5, SIZE, SIZE), torch.rand(1), torch.randn(1, 4, 2, 12),
                                     chunk_latents=CHUNK)
 
 
