@@ -126,7 +126,7 @@ class Block(nn.Module):
         q, (k, v) = self.attn1.query(h), self.attn1.keys_values(h)
         x = x + gate_msa * self.attn1.out(attend(self.index, q, k, v))
 
-        if speech is not None and speech.shape[0] > 0 and n_ref < x.shape[1]:
+        if speech is not None and n_ref < x.shape[1]:
             x = self.cross(x, text_kv, speech, n_ref, frame_tokens)
 
         h = self.norm2(x) * (1 + scale_mlp) + shift_mlp
@@ -173,18 +173,17 @@ class SequenceAttention:
         self.rope_queries = table(torch.cat([sink_times[:1], token_times]))  # [S + K*L, .]
 
         mask = torch.zeros(S + chunks * L, chunks * S + chunks * L, dtype=torch.bool)
-        mask[:S, :S] = True
+        first = chunks * S  # key column where the chunk tokens start
+        mask[:S, :S] = True  # the reference sees itself
         for k in range(chunks):
             rows = slice(S + k * L, S + (k + 1) * L)
             if global_attention or id_sink or k == 0:
                 mask[rows, k * S : (k + 1) * S] = True
-            tokens = chunks * S  # first key column of the chunk tokens
             if global_attention:
-                mask[rows, tokens:] = True
-                continue
-            if context_cache and k > 0:
-                mask[rows, tokens + (k - 1) * L : tokens + k * L] = True
-            mask[rows, tokens + k * L : tokens + (k + 1) * L] = True
+                mask[rows, first:] = True
+            elif context_cache and k > 0:
+                mask[rows, first + (k - 1) * L : first + k * L] = True
+            mask[rows, first + k * L : first + (k + 1) * L] = True
         self.mask = mask.to(device)
 
     def __call__(self, block: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:

@@ -82,7 +82,7 @@ def stream_latents(
 
     ref_latent: [B, C, 1, h, w] (the VAE-encoded reference, z_R); speech: the SpeechAE latents E, either a tensor
     [B, K*chunk_latents, h_w, d_A] or an iterable yielding [B, chunk_latents, h_w, d_A] per chunk (live input: the
-    stream ends when the iterable does); text: optional [B, Lt, text_dim].
+    stream ends when the iterable does); text: optional [B, Lt, text_dim] (None: no text, as in the null branch).
     `context_refresh`: "clean" commits the finished chunk by a pass at t = 0 (one extra forward per chunk);
     "last_step" commits the keys/values of the last denoising step instead (cheaper, slightly noisier context).
     """
