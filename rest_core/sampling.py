@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from .cache import IDContextCache
-from .checks import expect_finite, expect_positive_int, expect_shape
+from .checks import describe, expect_finite, expect_positive_int, expect_shape
 from .config import RESTConfig, SamplerConfig
 from .dit import A2VDiT
 
@@ -44,7 +44,7 @@ class ChunkLatents:
 
 
 def _speech_chunks(speech, batch: int, chunk: int, tokens: int, dim: int) -> Iterator[Tensor]:
-    per_chunk = [("B", batch), ("chunk_latents", chunk), ("h_w", tokens), ("d_A", dim)]
+    """A tensor is checked whole, now; live pieces are checked as they arrive."""
     if isinstance(speech, Tensor):
         expect_shape("speech", speech, [("B", batch), ("K*chunk_latents", None), ("h_w", tokens), ("d_A", dim)])
         if speech.shape[1] == 0 or speech.shape[1] % chunk:
@@ -53,12 +53,14 @@ def _speech_chunks(speech, batch: int, chunk: int, tokens: int, dim: int) -> Ite
                 f"chunk_latents={chunk} latent frames), got {list(speech.shape)}; pad the speech latents to a "
                 f"multiple of {chunk} frames")
         expect_finite("speech", speech)
-        yield from speech.split(chunk, dim=1)
-        return
-    for i, e in enumerate(speech):
+        return iter(speech.split(chunk, dim=1))
+    return _live_speech_chunks(speech, [("B", batch), ("chunk_latents", chunk), ("h_w", tokens), ("d_A", dim)])
+
+
+def _live_speech_chunks(pieces: Iterable[Tensor], per_chunk) -> Iterator[Tensor]:
+    for i, e in enumerate(pieces):
         if e is None:
-            raise ValueError(f"speech for chunk {i} is missing: expected shape [B={batch}, chunk_latents={chunk}, "
-                             f"h_w={tokens}, d_A={dim}]")
+            raise ValueError(f"speech for chunk {i} is missing: expected shape {describe(per_chunk)}")
         expect_shape(f"speech for chunk {i}", e, per_chunk)
         yield expect_finite(f"speech for chunk {i}", e)
 
@@ -78,7 +80,8 @@ def stream_latents(
     context_cache: bool = True,
     context_refresh: str = "clean",
 ) -> Iterator[ChunkLatents]:
-    """Generate latent chunks one after another.
+    """Generate latent chunks one after another. Arguments are checked here, at the call; the work starts on
+    the first `next()`.
 
     ref_latent: [B, C, 1, h, w] (the VAE-encoded reference, z_R); speech: the SpeechAE latents E, either a tensor
     [B, K*chunk_latents, h_w, d_A] or an iterable yielding [B, chunk_latents, h_w, d_A] per chunk (live input: the
@@ -103,7 +106,16 @@ def stream_latents(
         expect_shape("text", text, [("B", batch), ("Lt", None), ("text_dim", cfg_dit.text_dim)])
         expect_finite("text", text)
     chunks = _speech_chunks(speech, batch, chunk_latents, cfg_dit.speech_tokens, cfg_dit.speech_dim)
+    return _reverse_process(model, ref_latent, chunks, text, chunk_latents=chunk_latents, steps=steps, cfg=cfg,
+                            shift=shift, seed=seed, id_sink=id_sink, context_cache=context_cache,
+                            context_refresh=context_refresh)
 
+
+def _reverse_process(model, ref_latent, chunks, text, *, chunk_latents, steps, cfg, shift, seed, id_sink,
+                     context_cache, context_refresh) -> Iterator[ChunkLatents]:
+    """Algorithm 1: outer loop over chunks, inner loop over flow-matching steps."""
+    cfg_dit = model.cfg
+    batch, _, _, h, w = ref_latent.shape
     guided = cfg != 1.0
     device, dtype = ref_latent.device, next(model.parameters()).dtype
     with torch.no_grad():

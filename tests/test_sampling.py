@@ -144,10 +144,11 @@ def test_chunk_1000_uses_the_positions_flops_and_cache_of_chunk_2(tiny_model, mo
 # --- bad input ---------------------------------------------------------------------------------------------------
 
 def expect_error(model, match, ref=None, speech=None, text=None, **kw):
+    """Bad arguments fail at the call, before any work or iteration."""
     r, s, t = refs()
     with pytest.raises(ValueError, match=match):
-        next(stream_latents(model, r if ref is None else ref, s if speech is None else speech,
-                            t if text is None else text, steps=1, **kw))
+        stream_latents(model, r if ref is None else ref, s if speech is None else speech,
+                       t if text is None else text, steps=1, **kw)
 
 
 def test_wrong_reference_latent_shape_names_the_expected_shape(tiny_model):
