@@ -41,6 +41,37 @@ class DiTConfig:
 
 
 @dataclass(frozen=True)
+class VAEConfig:
+    """The causal temporal VAE (paper §3.2), LTX-Video 0.9.0 layout; field names as diffusers'
+    `AutoencoderKLLTXVideo` config so its config.json maps one to one."""
+
+    latent_channels: int = 128
+    block_out_channels: tuple[int, ...] = (128, 256, 512, 512)
+    layers_per_block: tuple[int, ...] = (4, 3, 3, 3, 4)  # one per down block, then the mid block
+    spatio_temporal_scaling: tuple[bool, ...] = (True, True, True, False)
+    decoder_block_out_channels: tuple[int, ...] = (128, 256, 512, 512)
+    decoder_layers_per_block: tuple[int, ...] = (4, 3, 3, 3, 4)
+    decoder_spatio_temporal_scaling: tuple[bool, ...] = (True, True, True, False)
+    patch_size: int = 4
+    resnet_norm_eps: float = 1e-6
+
+    def __post_init__(self):
+        for name in ("block_out_channels", "layers_per_block", "spatio_temporal_scaling",
+                     "decoder_block_out_channels", "decoder_layers_per_block", "decoder_spatio_temporal_scaling"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        for prefix in ("", "decoder_"):
+            widths = getattr(self, f"{prefix}block_out_channels")
+            layers = getattr(self, f"{prefix}layers_per_block")
+            scaling = getattr(self, f"{prefix}spatio_temporal_scaling")
+            if len(layers) != len(widths) + 1 or len(scaling) != len(widths):
+                raise ValueError(f"{prefix}layers_per_block needs {len(widths) + 1} entries and "
+                                 f"{prefix}spatio_temporal_scaling {len(widths)}, one per block")
+            if self.patch_size * 2 ** sum(scaling) != VAE_SPATIAL or 2 ** sum(scaling) != VAE_TEMPORAL:
+                raise ValueError(f"{prefix}spatio_temporal_scaling must give {VAE_SPATIAL}x{VAE_SPATIAL}x"
+                                 f"{VAE_TEMPORAL} compression with patch_size={self.patch_size}")
+
+
+@dataclass(frozen=True)
 class SamplerConfig:
     """Flow-matching sampler defaults (paper §3.4: 8 steps, Joint CFG with alpha 6)."""
 
@@ -56,9 +87,13 @@ class RESTConfig:
     fps: int = 25
     chunk_latents: int = 3  # latent frames per streaming chunk (3 = 24 video frames = 0.96 s)
     dit: DiTConfig = field(default_factory=DiTConfig)
+    vae: VAEConfig = field(default_factory=VAEConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
 
     def __post_init__(self):
+        if self.vae.latent_channels != self.dit.in_channels:
+            raise ValueError(f"vae.latent_channels={self.vae.latent_channels} must equal "
+                             f"dit.in_channels={self.dit.in_channels}")
         if self.resolution % VAE_SPATIAL:
             raise ValueError(f"resolution={self.resolution} must be a multiple of {VAE_SPATIAL}")
         if self.chunk_latents < 1:
@@ -91,8 +126,9 @@ class RESTConfig:
     def from_dict(cls, d: dict) -> "RESTConfig":
         d = dict(d)
         dit = DiTConfig(**d.pop("dit", {}))
+        vae = VAEConfig(**d.pop("vae", {}))
         sampler = SamplerConfig(**d.pop("sampler", {}))
-        return cls(dit=dit, sampler=sampler, **d)
+        return cls(dit=dit, vae=vae, sampler=sampler, **d)
 
     @classmethod
     def from_json(cls, text: str) -> "RESTConfig":
@@ -111,5 +147,7 @@ PRESETS: dict[str, RESTConfig] = {
         name="rest-demo",
         resolution=256,
         dit=DiTConfig(in_channels=32, hidden=256, depth=6, heads=4, text_dim=None, speech_tokens=4, speech_dim=64),
+        vae=VAEConfig(latent_channels=32, block_out_channels=(32, 64, 128, 128), layers_per_block=(1, 1, 1, 1, 1),
+                      decoder_block_out_channels=(32, 64, 128, 128), decoder_layers_per_block=(1, 1, 1, 1, 1)),
     ),
 }

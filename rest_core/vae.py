@@ -1,0 +1,257 @@
+"""Causal temporal VAE, 32x32x8 pixels per latent token (paper §3.2, LTX-Video 0.9.0 layout).
+
+Module and parameter names follow diffusers' `AutoencoderKLLTXVideo` (0.9.0 family: strided-conv downsamplers,
+pixel-shuffle upsamplers, no timestep conditioning), so such a checkpoint loads with a plain state-dict copy.
+
+Time is causal everywhere: each 3x3x3 conv sees its frame and the two before it, with frame 0 repeated in front of
+the first frame. Frame 0 is therefore encoded alone: 1 + 8k frames <-> 1 + k latent frames. Norms act per voxel,
+so nothing mixes information across time except the convs, and streaming is exact:
+
+    state = vae.decode_start()
+    frames, state = vae.decode_stream(z_ref, state)        # primes every conv with the reference; 1 frame
+    frames, state = vae.decode_stream(z_chunk, state)      # 8 frames per latent frame, as decode() would give
+
+The state holds, per causal conv, the last two frames of its input, and whether the first call (the one whose
+upsamplers drop their first frame) has happened.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+from .checks import expect_finite, expect_shape
+from .config import VAEConfig
+
+
+@dataclass
+class DecodeState:
+    """Carried between `decode_stream` calls; one slot per causal conv of the decoder."""
+
+    frames: list = field(default_factory=list)  # [B, C, k-1, H, W] tails of each conv's input, or None
+    started: bool = False
+
+
+class CausalConv3d(nn.Module):
+    def __init__(self, cin: int, cout: int, kernel: int = 3, stride: int | tuple = 1):
+        super().__init__()
+        self.time_kernel = kernel
+        self.slot = None  # index into DecodeState.frames, assigned by the decoder
+        self.conv = nn.Conv3d(cin, cout, kernel, stride=stride, padding=(0, kernel // 2, kernel // 2))
+
+    def forward(self, x: Tensor, state: DecodeState | None = None) -> Tensor:
+        pad = self.time_kernel - 1
+        if pad == 0:
+            return self.conv(x)
+        past = None if state is None else state.frames[self.slot]
+        if past is None:
+            past = x[:, :, :1].expand(-1, -1, pad, -1, -1)  # frame 0 repeated: nothing came before it
+        x = torch.cat([past, x], dim=2)
+        if state is not None:
+            state.frames[self.slot] = x[:, :, -pad:]
+        return self.conv(x)
+
+
+def channel_norm(x: Tensor, eps: float = 1e-8) -> Tensor:
+    """RMS over channels at each voxel (PixelNorm).  x: [B, C, F, H, W]"""
+    return x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + eps)
+
+
+class ResnetBlock3d(nn.Module):
+    def __init__(self, cin: int, cout: int, eps: float):
+        super().__init__()
+        self.conv1 = CausalConv3d(cin, cout)
+        self.conv2 = CausalConv3d(cout, cout)
+        self.norm3 = self.conv_shortcut = None
+        if cin != cout:
+            self.norm3 = nn.LayerNorm(cin, eps=eps)
+            self.conv_shortcut = CausalConv3d(cin, cout, kernel=1)
+
+    def forward(self, x: Tensor, state: DecodeState | None = None) -> Tensor:
+        h = self.conv1(F.silu(channel_norm(x)), state)
+        h = self.conv2(F.silu(channel_norm(h)), state)
+        if self.conv_shortcut is not None:
+            x = self.conv_shortcut(self.norm3(x.movedim(1, -1)).movedim(-1, 1))
+        return h + x
+
+
+class MidBlock3d(nn.Module):
+    def __init__(self, channels: int, layers: int, eps: float):
+        super().__init__()
+        self.resnets = nn.ModuleList(ResnetBlock3d(channels, channels, eps) for _ in range(layers))
+
+    def forward(self, x: Tensor, state: DecodeState | None = None) -> Tensor:
+        for resnet in self.resnets:
+            x = resnet(x, state)
+        return x
+
+
+class DownBlock3d(nn.Module):
+    """Resnets, then a stride-2 causal conv in t, h and w (1 + 2k frames -> 1 + k), then a widening resnet."""
+
+    def __init__(self, cin: int, cout: int, layers: int, downsample: bool, eps: float):
+        super().__init__()
+        self.resnets = nn.ModuleList(ResnetBlock3d(cin, cin, eps) for _ in range(layers))
+        self.downsamplers = nn.ModuleList([CausalConv3d(cin, cin, stride=2)]) if downsample else None
+        self.conv_out = ResnetBlock3d(cin, cout, eps) if cin != cout else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        for resnet in self.resnets:
+            x = resnet(x)
+        for down in self.downsamplers or ():
+            x = down(x)
+        return x if self.conv_out is None else self.conv_out(x)
+
+
+class Upsampler3d(nn.Module):
+    """Causal conv to 8x the channels, then depth-to-space in t, h and w. The very first output frame is dropped,
+    so 1 + k frames become 1 + 2k: the reference frame stays one frame."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = CausalConv3d(channels, channels * 8)
+
+    def forward(self, x: Tensor, state: DecodeState | None = None) -> Tensor:
+        x = rearrange(self.conv(x, state), "b (c pt ph pw) f h w -> b c (f pt) (h ph) (w pw)", pt=2, ph=2, pw=2)
+        first_call = state is None or not state.started
+        return x[:, :, 1:] if first_call else x
+
+
+class UpBlock3d(nn.Module):
+    def __init__(self, cin: int, cout: int, layers: int, upsample: bool, eps: float):
+        super().__init__()
+        self.conv_in = ResnetBlock3d(cin, cout, eps) if cin != cout else None
+        self.upsamplers = nn.ModuleList([Upsampler3d(cout)]) if upsample else None
+        self.resnets = nn.ModuleList(ResnetBlock3d(cout, cout, eps) for _ in range(layers))
+
+    def forward(self, x: Tensor, state: DecodeState | None = None) -> Tensor:
+        if self.conv_in is not None:
+            x = self.conv_in(x, state)
+        for up in self.upsamplers or ():
+            x = up(x, state)
+        for resnet in self.resnets:
+            x = resnet(x, state)
+        return x
+
+
+class Encoder3d(nn.Module):
+    def __init__(self, cfg: VAEConfig):
+        super().__init__()
+        self.patch = cfg.patch_size
+        widths, layers, eps = cfg.block_out_channels, cfg.layers_per_block, cfg.resnet_norm_eps
+        self.conv_in = CausalConv3d(3 * self.patch**2, widths[0])
+        self.down_blocks = nn.ModuleList(
+            DownBlock3d(widths[i], widths[min(i + 1, len(widths) - 1)], layers[i], cfg.spatio_temporal_scaling[i], eps)
+            for i in range(len(widths))
+        )
+        self.mid_block = MidBlock3d(widths[-1], layers[-1], eps)
+        # one extra channel: a log-variance shared by all latent channels (LTX "uniform" log-var)
+        self.conv_out = CausalConv3d(widths[-1], cfg.latent_channels + 1)
+
+    def forward(self, video: Tensor) -> Tensor:
+        """video: [B, 3, 1+8k, H, W] in [-1, 1] -> posterior mean and log-variance [B, C+1, 1+k, H/32, W/32]"""
+        # channel order (c, w-offset, h-offset), as LTX-Video patchifies
+        x = rearrange(video, "b c f (h q) (w r) -> b (c r q) f h w", q=self.patch, r=self.patch)
+        x = self.conv_in(x)
+        for block in self.down_blocks:
+            x = block(x)
+        x = self.mid_block(x)
+        return self.conv_out(F.silu(channel_norm(x)))
+
+
+class Decoder3d(nn.Module):
+    def __init__(self, cfg: VAEConfig):
+        super().__init__()
+        self.patch = cfg.patch_size
+        widths = tuple(reversed(cfg.decoder_block_out_channels))
+        layers = tuple(reversed(cfg.decoder_layers_per_block))
+        scaling = tuple(reversed(cfg.decoder_spatio_temporal_scaling))
+        eps = cfg.resnet_norm_eps
+        self.conv_in = CausalConv3d(cfg.latent_channels, widths[0])
+        self.mid_block = MidBlock3d(widths[0], layers[0], eps)
+        self.up_blocks = nn.ModuleList(
+            UpBlock3d(widths[max(i - 1, 0)], widths[i], layers[i + 1], scaling[i], eps) for i in range(len(widths))
+        )
+        self.conv_out = CausalConv3d(widths[-1], 3 * self.patch**2)
+        self.convs = [m for m in self.modules() if isinstance(m, CausalConv3d) and m.time_kernel > 1]
+        for slot, conv in enumerate(self.convs):
+            conv.slot = slot
+
+    def forward(self, z: Tensor, state: DecodeState | None = None) -> Tensor:
+        """z: [B, C, F, h, w] (un-normalised latents) -> video [B, 3, frames, 32h, 32w]"""
+        x = self.mid_block(self.conv_in(z, state), state)
+        for block in self.up_blocks:
+            x = block(x, state)
+        x = self.conv_out(F.silu(channel_norm(x)), state)
+        return rearrange(x, "b (c r q) f h w -> b c f (h q) (w r)", q=self.patch, r=self.patch)
+
+
+class CausalVAE(nn.Module):
+    def __init__(self, cfg: VAEConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = Encoder3d(cfg)
+        self.decoder = Decoder3d(cfg)
+        # per-channel latent statistics: the DiT works on (mean - latents_mean) / latents_std
+        self.register_buffer("latents_mean", torch.zeros(cfg.latent_channels))
+        self.register_buffer("latents_std", torch.ones(cfg.latent_channels))
+
+    def _stats(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        shape = (1, -1, 1, 1, 1)
+        return self.latents_mean.view(shape).to(z), self.latents_std.view(shape).to(z)
+
+    def normalize(self, z: Tensor) -> Tensor:
+        mean, std = self._stats(z)
+        return (z - mean) / std
+
+    def denormalize(self, z: Tensor) -> Tensor:
+        mean, std = self._stats(z)
+        return z * std + mean
+
+    def check_video(self, name: str, video: Tensor) -> Tensor:
+        expect_shape(name, video, [("B", None), ("RGB", 3), ("frames", None), ("H", None), ("W", None)])
+        frames, h, w = video.shape[2:]
+        if (frames - 1) % 8:
+            valid = ", ".join(str(1 + 8 * k) for k in range(4))
+            raise ValueError(f"{name}: {frames} frames; the VAE takes 1 + 8k frames ({valid}, ...): trim or pad "
+                             f"the clip to {1 + 8 * ((frames - 1) // 8)} or {1 + 8 * ((frames + 6) // 8)} frames")
+        if h % 32 or w % 32:
+            raise ValueError(f"{name}: {h}x{w} pixels; height and width must be multiples of 32")
+        return expect_finite(name, video)
+
+    def encode_video(self, video: Tensor, sample: bool = False, generator: torch.Generator | None = None) -> Tensor:
+        """video: [B, 3, 1+8k, H, W] in [-1, 1] -> normalised latents [B, C, 1+k, H/32, W/32] (posterior mean, or a
+        sample of the posterior with `sample`)."""
+        self.check_video("video", video)
+        moments = self.encoder(video)
+        mean, log_var = moments[:, :-1], moments[:, -1:]
+        if sample:
+            noise = torch.randn(mean.shape, generator=generator, device="cpu").to(mean)
+            mean = mean + torch.exp(0.5 * log_var) * noise
+        return self.normalize(mean)
+
+    def encode_image(self, image: Tensor) -> Tensor:
+        """image: [B, 3, H, W] in [-1, 1] -> the reference latent z_R [B, C, 1, H/32, W/32]"""
+        expect_shape("image", image, [("B", None), ("RGB", 3), ("H", None), ("W", None)])
+        return self.encode_video(image[:, :, None])
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Normalised latents [B, C, 1+k, h, w] -> video [B, 3, 1+8k, 32h, 32w] in about [-1, 1]."""
+        expect_shape("z", z, [("B", None), ("C", self.cfg.latent_channels), ("frames", None), ("h", None), ("w", None)])
+        return self.decoder(self.denormalize(z))
+
+    def decode_start(self) -> DecodeState:
+        return DecodeState(frames=[None] * len(self.decoder.convs))
+
+    def decode_stream(self, z: Tensor, state: DecodeState) -> tuple[Tensor, DecodeState]:
+        """Decode the next latent frames of a stream. The first call (normally the reference latent alone) gives
+        1 + 8(F-1) frames, every later call exactly 8 per latent frame; together they equal `decode` of the
+        concatenation."""
+        expect_shape("z", z, [("B", None), ("C", self.cfg.latent_channels), ("frames", None), ("h", None), ("w", None)])
+        frames = self.decoder(self.denormalize(z), state)
+        state.started = True
+        return frames, state
