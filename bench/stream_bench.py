@@ -10,9 +10,7 @@ matmul peak in the same dtype.
 
 from __future__ import annotations
 
-import argparse
 import json
-import platform
 import resource
 import statistics
 import sys
@@ -23,17 +21,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common import DTYPES, device_name, parser, sync  # noqa: E402
+
 from rest_core import A2VDiT, RESTConfig, stream_latents  # noqa: E402
 from rest_core.config import VAE_TEMPORAL  # noqa: E402
 from rest_core.flops import chunk_flops  # noqa: E402
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 TEXT_TOKENS = 128  # T5 prompt length used by LTX-Video
 
-
-def sync(device: torch.device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def matmul_peak(device: torch.device, dtype: torch.dtype) -> float:
@@ -62,10 +57,7 @@ def peak_memory_bytes(device: torch.device) -> int:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", default="rest-demo")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
+    p = parser(__doc__)
     p.add_argument("--chunks", type=int, default=8, help="chunks to stream (the first is reported separately)")
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the preset's)")
     p.add_argument("--cfg", type=float, default=None, help="Joint CFG alpha (default: the preset's; 1 = no guidance)")
@@ -109,7 +101,7 @@ def main(argv=None):
     result = {
         "bench": "stream_dit",
         "preset": args.preset,
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "device": device_name(device),
         "threads": torch.get_num_threads(),
         "dtype": args.dtype,
         "steps": steps,

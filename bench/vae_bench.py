@@ -9,9 +9,7 @@ Prints one JSON line. GFLOP are counted by torch's FLOP counter on one chunk (co
 
 from __future__ import annotations
 
-import argparse
 import json
-import platform
 import resource
 import statistics
 import sys
@@ -23,15 +21,12 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common import DTYPES, device_name, parser, sync  # noqa: E402
+
 from rest_core import CausalVAE, RESTConfig  # noqa: E402
 from rest_core.config import VAE_TEMPORAL  # noqa: E402
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
-
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def memory_now(device) -> int:
@@ -42,10 +37,7 @@ def memory_now(device) -> int:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", default="rest-demo")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
+    p = parser(__doc__)
     p.add_argument("--chunks", type=int, default=200, help="chunks in the long streaming decode")
     p.add_argument("--timed", type=int, default=5, help="chunks timed for encode and decode speed")
     args = p.parse_args(argv)
@@ -97,7 +89,7 @@ def main(argv=None):
     result = {
         "bench": "vae",
         "preset": args.preset,
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "device": device_name(device),
         "threads": torch.get_num_threads(),
         "dtype": args.dtype,
         "resolution": config.resolution,

@@ -1,17 +1,5 @@
-import json
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def test_stream_bench_prints_one_json_line_with_the_promised_measurements():
-    out = subprocess.run([sys.executable, str(ROOT / "bench" / "stream_bench.py"), "--preset", "rest-demo",
-                          "--chunks", "2", "--steps", "1"], capture_output=True, text=True, check=True).stdout
-    lines = out.strip().splitlines()
-    assert len(lines) == 1
-    result = json.loads(lines[0])
+def test_stream_bench_prints_one_json_line_with_the_promised_measurements(run_bench):
+    result = run_bench("stream_bench.py", "--preset", "rest-demo", "--chunks", "2", "--steps", "1")
     assert result["chunks"] == 2 and result["frames_per_chunk"] == 24
     for key in ("first_chunk_s", "chunk_latency_s", "steady_fps", "real_time_factor", "peak_memory_mb",
                 "chunk_gflop", "matmul_peak_tflops", "fraction_of_floor"):
