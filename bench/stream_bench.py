@@ -30,7 +30,6 @@ from rest_core.flops import chunk_flops  # noqa: E402
 TEXT_TOKENS = 128  # T5 prompt length used by LTX-Video
 
 
-
 def matmul_peak(device: torch.device, dtype: torch.dtype) -> float:
     """Best measured FLOP/s of a square matmul in this dtype."""
     sizes = (8192, 4096) if device.type == "cuda" else (1024, 2048)

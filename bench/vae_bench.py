@@ -27,8 +27,6 @@ from rest_core import CausalVAE, RESTConfig  # noqa: E402
 from rest_core.config import VAE_TEMPORAL  # noqa: E402
 
 
-
-
 def memory_now(device) -> int:
     if device.type == "cuda":
         return torch.cuda.memory_allocated(device)
@@ -76,7 +74,7 @@ def main(argv=None):
         state = vae.decode_start()
         vae.decode_stream(z_ref, state)
         decode_times, memory = [], []
-        for i in range(args.chunks):
+        for _ in range(args.chunks):
             sync(device)
             start = time.perf_counter()
             vae.decode_stream(z_chunk, state)

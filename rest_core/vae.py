@@ -212,6 +212,10 @@ class CausalVAE(nn.Module):
         mean, std = self._stats(z)
         return z * std + mean
 
+    def check_latents(self, z: Tensor) -> Tensor:
+        return expect_shape("z", z, [("B", None), ("C", self.cfg.latent_channels), ("frames", None), ("h", None),
+                                     ("w", None)])
+
     def check_video(self, name: str, video: Tensor) -> Tensor:
         expect_shape(name, video, [("B", None), ("RGB", 3), ("frames", None), ("H", None), ("W", None)])
         frames, h, w = video.shape[2:]
@@ -241,8 +245,7 @@ class CausalVAE(nn.Module):
 
     def decode(self, z: Tensor) -> Tensor:
         """Normalised latents [B, C, 1+k, h, w] -> video [B, 3, 1+8k, 32h, 32w] in about [-1, 1]."""
-        expect_shape("z", z, [("B", None), ("C", self.cfg.latent_channels), ("frames", None), ("h", None), ("w", None)])
-        return self.decoder(self.denormalize(z))
+        return self.decoder(self.denormalize(self.check_latents(z)))
 
     def decode_start(self) -> DecodeState:
         return DecodeState(frames=[None] * len(self.decoder.convs))
@@ -251,7 +254,6 @@ class CausalVAE(nn.Module):
         """Decode the next latent frames of a stream. The first call (normally the reference latent alone) gives
         1 + 8(F-1) frames, every later call exactly 8 per latent frame; together they equal `decode` of the
         concatenation."""
-        expect_shape("z", z, [("B", None), ("C", self.cfg.latent_channels), ("frames", None), ("h", None), ("w", None)])
-        frames = self.decoder(self.denormalize(z), state)
+        frames = self.decoder(self.denormalize(self.check_latents(z)), state)
         state.started = True
         return frames, state
