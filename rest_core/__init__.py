@@ -1,13 +1,19 @@
 """rest_core: the REST talking-head model as a plain PyTorch library (no ComfyUI imports)."""
 
 from .cache import IDContextCache
-from .config import PRESETS, DiTConfig, RESTConfig, SamplerConfig, VAEConfig
+from .config import PRESETS, DiTConfig, RESTConfig, SamplerConfig, SpeechConfig, VAEConfig
 from .dit import A2VDiT, sequence_timesteps
 from .sampling import ChunkLatents, flow_schedule, joint_cfg, stream_latents
+from .speech import SpeechWindows, latent_frames, prepare_audio, speech_features, video_frames
+from .speech_ae import SpeechAE
 from .vae import CausalVAE, DecodeState
+from .whisper import WhisperEncoder, log_mel_spectrogram
+from .whisper_import import default_whisper_encoder, load_whisper_encoder
 
 __all__ = [
     "A2VDiT", "CausalVAE", "ChunkLatents", "DecodeState", "DiTConfig", "IDContextCache", "PRESETS", "RESTConfig",
-    "SamplerConfig", "VAEConfig",
-    "flow_schedule", "joint_cfg", "sequence_timesteps", "stream_latents",
+    "SamplerConfig", "SpeechAE", "SpeechConfig", "SpeechWindows", "VAEConfig", "WhisperEncoder",
+    "default_whisper_encoder", "flow_schedule", "joint_cfg", "latent_frames", "load_whisper_encoder",
+    "log_mel_spectrogram", "prepare_audio", "sequence_timesteps", "speech_features", "stream_latents",
+    "video_frames",
 ]

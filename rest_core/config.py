@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 VAE_SPATIAL = 32  # pixels per latent token along each image axis
 VAE_TEMPORAL = 8  # video frames per latent frame
+FPS = 25
+FEATURES_PER_LATENT = 16  # Whisper features (50 Hz) per latent frame (0.32 s)
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,33 @@ class VAEConfig:
 
 
 @dataclass(frozen=True)
+class SpeechConfig:
+    """The speech path (paper eq. 5-6): Whisper-tiny features, windowed per latent frame, and SpeechAE.
+
+    A latent frame's window is its 16 Whisper features (0.32 s) plus `context_left` before and `context_right`
+    after (20 ms each): H_w = 16 + left + right. The right context is lookahead a stream waits for. SpeechAE
+    compresses a window to dit.speech_tokens (h_w) tokens of width dit.speech_dim (d_A)."""
+
+    context_left: int = 8
+    context_right: int = 8
+    feature_dim: int = 384  # Whisper-tiny's width
+    hidden: int = 512  # D_A: SpeechAE's transformer width
+    depth: int = 2  # transformer blocks in each of the encoder and the decoder
+    heads: int = 8
+
+    def __post_init__(self):
+        if self.context_left < 0 or self.context_right < 0:
+            raise ValueError(f"context_left={self.context_left} and context_right={self.context_right} must be >= 0")
+        if self.hidden % self.heads:
+            raise ValueError(f"speech hidden={self.hidden} must be divisible by heads={self.heads}")
+
+    @property
+    def window(self) -> int:
+        """H_w: Whisper features per latent frame's window."""
+        return FEATURES_PER_LATENT + self.context_left + self.context_right
+
+
+@dataclass(frozen=True)
 class SamplerConfig:
     """Flow-matching sampler defaults (paper §3.4: 8 steps, Joint CFG with alpha 6)."""
 
@@ -84,10 +113,11 @@ class SamplerConfig:
 class RESTConfig:
     name: str = "custom"
     resolution: int = 512  # square video side in pixels
-    fps: int = 25
+    fps: int = FPS  # fixed: the speech and VAE clocks are built on it
     chunk_latents: int = 3  # latent frames per streaming chunk (3 = 24 video frames = 0.96 s)
     dit: DiTConfig = field(default_factory=DiTConfig)
     vae: VAEConfig = field(default_factory=VAEConfig)
+    speech: SpeechConfig = field(default_factory=SpeechConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
 
     def __post_init__(self):
@@ -96,6 +126,8 @@ class RESTConfig:
                              f"dit.in_channels={self.dit.in_channels}")
         if self.resolution % VAE_SPATIAL:
             raise ValueError(f"resolution={self.resolution} must be a multiple of {VAE_SPATIAL}")
+        if self.fps != FPS:
+            raise ValueError(f"fps={self.fps}: REST runs at {FPS} fps (its audio and latent clocks are built on it)")
         if self.chunk_latents < 1:
             raise ValueError(f"chunk_latents={self.chunk_latents} must be >= 1")
 
@@ -127,8 +159,9 @@ class RESTConfig:
         d = dict(d)
         dit = DiTConfig(**d.pop("dit", {}))
         vae = VAEConfig(**d.pop("vae", {}))
+        speech = SpeechConfig(**d.pop("speech", {}))
         sampler = SamplerConfig(**d.pop("sampler", {}))
-        return cls(dit=dit, vae=vae, sampler=sampler, **d)
+        return cls(dit=dit, vae=vae, speech=speech, sampler=sampler, **d)
 
     @classmethod
     def from_json(cls, text: str) -> "RESTConfig":
@@ -149,5 +182,6 @@ PRESETS: dict[str, RESTConfig] = {
         dit=DiTConfig(in_channels=32, hidden=256, depth=6, heads=4, text_dim=None, speech_tokens=4, speech_dim=64),
         vae=VAEConfig(latent_channels=32, block_out_channels=(32, 64, 128, 128), layers_per_block=(1, 1, 1, 1, 1),
                       decoder_block_out_channels=(32, 64, 128, 128), decoder_layers_per_block=(1, 1, 1, 1, 1)),
+        speech=SpeechConfig(hidden=128, depth=2, heads=4),
     ),
 }

@@ -1,7 +1,11 @@
 import json
+import shutil
 import subprocess
 import sys
+import wave
 from pathlib import Path
+
+import numpy as np
 
 import pytest
 import torch
@@ -32,5 +36,27 @@ def run_bench():
         lines = out.strip().splitlines()
         assert len(lines) == 1, out
         return json.loads(lines[0])
+
+    return run
+
+
+def read_wav(path) -> tuple[torch.Tensor, int]:
+    """A 16-bit PCM wav file -> ([channels, samples] float in [-1, 1), sample rate)."""
+    with wave.open(str(path)) as f:
+        pcm = np.frombuffer(f.readframes(f.getnframes()), dtype=np.int16).reshape(-1, f.getnchannels())
+        return torch.from_numpy(pcm.T.astype(np.float32) / 32768), f.getframerate()
+
+
+@pytest.fixture(scope="session")
+def speak(tmp_path_factory):
+    """Text -> ([channels, samples], sample rate) of espeak-ng speech (22.05 kHz mono)."""
+    if shutil.which("espeak-ng") is None:
+        pytest.fail("espeak-ng is not installed: run `make test`, which installs it, or apt-get install espeak-ng")
+    folder = tmp_path_factory.mktemp("speech")
+
+    def run(text: str, voice: str = "en-us") -> tuple[torch.Tensor, int]:
+        path = folder / f"{abs(hash((text, voice)))}.wav"
+        subprocess.run(["espeak-ng", "-v", voice, "-w", str(path), text], check=True)
+        return read_wav(path)
 
     return run

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from rest_core import A2VDiT, DiTConfig, RESTConfig
+from rest_core import A2VDiT, DiTConfig, RESTConfig, SpeechConfig
 
 
 def test_presets_have_the_design_shapes():
@@ -27,6 +27,7 @@ def test_unknown_preset_names_the_choices():
 @pytest.mark.parametrize("kwargs, word", [
     (dict(resolution=500), "multiple of 32"),
     (dict(chunk_latents=0), "chunk_latents"),
+    (dict(fps=30), "25 fps"),
 ])
 def test_bad_config_values_are_rejected(kwargs, word):
     with pytest.raises(ValueError, match=word):
@@ -43,3 +44,16 @@ def test_rest_2b_on_meta_device_has_about_two_billion_parameters():
         model = A2VDiT(RESTConfig.preset("rest-2b").dit)
     count = sum(p.numel() for p in model.parameters())
     assert 2.0e9 < count < 2.3e9, count
+
+
+def test_speech_window_is_the_latent_frame_plus_its_context():
+    assert SpeechConfig().window == 32
+    assert SpeechConfig(context_left=4, context_right=0).window == 20
+    with pytest.raises(ValueError, match=">= 0"):
+        SpeechConfig(context_right=-1)
+
+
+def test_old_config_json_without_a_speech_section_gets_the_defaults():
+    d = RESTConfig.preset("rest-2b").to_dict()
+    del d["speech"]
+    assert RESTConfig.from_dict(d).speech == SpeechConfig()

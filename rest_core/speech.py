@@ -1,0 +1,201 @@
+"""Speech on the latent clock (paper eq. 5, DESIGN §2): audio in; out, for every latent frame, the Whisper
+features of its 0.32 s plus a fixed left and right context. Offline and streaming are one code path.
+
+Clock. Generated latent frame j covers video frames 8j .. 8j+7, which is audio samples [5120 j, 5120 (j+1)), mel
+frames [32 j, 32 j + 32) and Whisper features [16 j, 16 j + 16). Its window adds `context_left` features before
+and `context_right` after: H_w = 16 + left + right features, computed from 2 H_w mel frames that go through the
+Whisper encoder on their own. A window so depends only on a fixed span of audio, and it is computed from the
+same samples by the same operations (mel in fixed blocks, one window per encoder call) whatever pieces the audio
+came in: streaming output equals offline output bit for bit.
+
+Length. Audio outside [0, N) is silence. A clip of N samples (16 kHz) gives round(N / 640) video frames, at
+least 1, and ceil(frames / 8) latent frames; the last latent frame's window is padded with silence. So a clip
+shorter than one latent frame, or even than one video frame, still gives one latent frame.
+
+Front end. Mel frame m covers samples [160 m - 200, 160 m + 200), as in Whisper away from the clip edges.
+Whisper floors the log-mel at the clip's maximum - 8, which a stream cannot know; here each frame is floored at
+the running maximum so far - 8, the running maximum starting at RUNNING_MAX_START.
+
+Lookahead. Window j can be computed once the audio reaches 5120 (j+1) + 320 R + 40 samples (R = context_right):
+the right context plus half a mel window. With the presets' R = 8 that is 162.5 ms after the latent frame ends.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torchaudio
+from torch import Tensor
+
+from .config import FEATURES_PER_LATENT, FPS, VAE_TEMPORAL
+from .whisper import DYNAMIC_RANGE, HOP, N_FFT, SAMPLE_RATE, WhisperEncoder, log_mel_power
+
+SAMPLES_PER_VIDEO_FRAME = SAMPLE_RATE // FPS  # 640
+SAMPLES_PER_LATENT = SAMPLES_PER_VIDEO_FRAME * VAE_TEMPORAL  # 5120 = 0.32 s
+MEL_PER_LATENT = SAMPLES_PER_LATENT // HOP  # 32 = 2 * FEATURES_PER_LATENT
+# A clip normalised to a moderate level peaks near log10 mel power 0. Starting the running maximum there puts the
+# leading silence of a stream on the floor Whisper would give such a clip, instead of on the -10 of log10(1e-10).
+RUNNING_MAX_START = 0.0
+MAX_CHANNELS = 32
+
+
+def prepare_audio(waveform, sample_rate: int) -> Tensor:
+    """Any clip -> mono float32 samples at 16 kHz. [N]
+
+    waveform: [N], [C, N] or [1, C, N] (a ComfyUI AUDIO batch of one), float or integer PCM, any channel count
+    (channels are averaged) and any sample rate (resampled with torchaudio's windowed sinc).
+    """
+    if not isinstance(waveform, Tensor):
+        try:
+            waveform = torch.as_tensor(waveform)
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise ValueError(f"audio: expected a tensor or array of samples, got {type(waveform).__name__}") from e
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate < 1:
+        raise ValueError(f"sample_rate: expected a positive integer in Hz, got {sample_rate!r}")
+    x = waveform
+    if x.dim() == 3:
+        if x.shape[0] != 1:
+            raise ValueError(f"audio: a batch of {x.shape[0]} clips; give one clip at a time ([1, C, N] or [C, N])")
+        x = x[0]
+    if x.dim() == 1:
+        x = x[None]
+    if x.dim() != 2:
+        raise ValueError(f"audio: expected shape [N], [C, N] or [1, C, N], got {list(waveform.shape)}")
+    if x.shape[0] > MAX_CHANNELS:
+        raise ValueError(f"audio: {x.shape[0]} channels of {x.shape[1]} samples; expected [channels, samples] - "
+                         f"transpose a [samples, channels] array first")
+    if x.shape[1] == 0 or x.shape[0] == 0:
+        raise ValueError("audio is empty: give at least one sample of speech (silence is fine)")
+    if x.dtype == torch.bool or x.is_complex():
+        raise ValueError(f"audio: expected real samples, got dtype {x.dtype}")
+    if not x.is_floating_point():
+        x = x.double() / (torch.iinfo(x.dtype).max + 1)  # integer PCM -> [-1, 1)
+    x = x.float()
+    if not torch.isfinite(x).all():
+        raise ValueError("audio contains NaN or Inf samples; re-export or re-record the clip")
+    mono = x.mean(dim=0)
+    if sample_rate != SAMPLE_RATE:
+        mono = torchaudio.functional.resample(mono, sample_rate, SAMPLE_RATE)
+    return mono.contiguous()
+
+
+def video_frames(num_samples: int) -> int:
+    """Video frames for a clip of `num_samples` 16 kHz samples: the nearest whole frame, at least one."""
+    return max(1, (num_samples + SAMPLES_PER_VIDEO_FRAME // 2) // SAMPLES_PER_VIDEO_FRAME)
+
+
+def latent_frames(num_samples: int) -> int:
+    return -(-video_frames(num_samples) // VAE_TEMPORAL)
+
+
+class SpeechWindows:
+    """Whisper features of every latent frame's window, from 16 kHz mono audio pushed in pieces of any size.
+
+    push(samples) returns the windows the audio so far completes, finish() the rest (silence-padded); each is
+    [F, H_w, width] for F latent frames, in order, exactly one per latent frame of the whole clip.
+    """
+
+    def __init__(self, encoder: WhisperEncoder, context_left: int, context_right: int):
+        for name, value in (("context_left", context_left), ("context_right", context_right)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name}: expected a number of Whisper frames >= 0, got {value!r}")
+        self.encoder = encoder
+        self.left, self.right = context_left, context_right
+        self.window = FEATURES_PER_LATENT + context_left + context_right  # H_w
+        # mel is computed in blocks that tile every window exactly, so no block is computed twice or needs
+        # audio beyond the window
+        self.block = 2 * math.gcd(FEATURES_PER_LATENT, context_left + context_right)
+        self.blocks_per_latent = MEL_PER_LATENT // self.block
+        self.blocks_per_window = 2 * self.window // self.block
+
+        self.audio = torch.zeros(0)  # received samples from absolute index audio_start on
+        self.audio_start = 0
+        self.received = 0
+        self.mel_blocks: list[Tensor] = []  # finished blocks [n_mels, block], from block index first_block on
+        self.first_block = 0
+        self.running_max = RUNNING_MAX_START
+        self.next_latent = 0
+        self.finished = False
+
+    @property
+    def lookahead_samples(self) -> int:
+        """Audio needed after a latent frame's end before its window can be computed."""
+        return self.block_span(self.blocks_per_window - 1)[1] - SAMPLES_PER_LATENT
+
+    def block_span(self, b: int) -> tuple[int, int]:
+        """Samples [start, stop) that mel block b reads; block 0 starts context_left features before sample 0."""
+        first_mel = b * self.block - 2 * self.left
+        return HOP * first_mel - N_FFT // 2, HOP * (first_mel + self.block - 1) + N_FFT // 2
+
+    def push(self, samples: Tensor) -> Tensor:
+        if self.finished:
+            raise ValueError("this speech stream is finished; start a new one for more audio")
+        if not isinstance(samples, Tensor) or samples.dim() != 1 or not samples.is_floating_point():
+            raise ValueError("samples: expected a 1-D float tensor of 16 kHz mono audio (see prepare_audio)")
+        if not torch.isfinite(samples).all():
+            raise ValueError("audio contains NaN or Inf samples; re-export or re-record the clip")
+        self.audio = torch.cat([self.audio, samples.detach().float().cpu()])
+        self.received += samples.shape[0]
+        ready = []
+        while self.block_span(self.next_latent * self.blocks_per_latent + self.blocks_per_window - 1)[1] <= self.received:
+            ready.append(self.next_window())
+        return self.stack(ready)
+
+    def finish(self) -> Tensor:
+        if self.finished:
+            raise ValueError("this speech stream is already finished")
+        if self.received == 0:
+            raise ValueError("audio is empty: give at least one sample of speech (silence is fine)")
+        self.finished = True
+        total = latent_frames(self.received)
+        return self.stack([self.next_window() for _ in range(self.next_latent, total)])
+
+    def stack(self, windows: list[Tensor]) -> Tensor:
+        if windows:
+            return torch.stack(windows)
+        p = next(self.encoder.parameters())
+        return torch.zeros(0, self.window, self.encoder.width, device=p.device, dtype=p.dtype)
+
+    def samples(self, start: int, stop: int) -> Tensor:
+        """Samples [start, stop) of the clip, silence outside what was received."""
+        lo, hi = max(start, self.audio_start), min(stop, self.received)
+        out = torch.zeros(stop - start)
+        if hi > lo:
+            out[lo - start:hi - start] = self.audio[lo - self.audio_start:hi - self.audio_start]
+        return out
+
+    def next_mel_block(self) -> Tensor:
+        b = self.first_block + len(self.mel_blocks)
+        device = next(self.encoder.parameters()).device
+        raw = log_mel_power(self.samples(*self.block_span(b)).to(device))  # [n_mels, block]
+        running = torch.cummax(torch.cat([raw.new_tensor([self.running_max]), raw.amax(dim=0)]), dim=0).values[1:]
+        self.running_max = running[-1].item()
+        return (torch.maximum(raw, running - DYNAMIC_RANGE) + 4.0) / 4.0
+
+    @torch.no_grad()
+    def next_window(self) -> Tensor:
+        """The features of latent frame `next_latent`. [H_w, width]"""
+        first = self.next_latent * self.blocks_per_latent
+        while self.first_block + len(self.mel_blocks) < first + self.blocks_per_window:
+            self.mel_blocks.append(self.next_mel_block())
+        offset = first - self.first_block
+        mel = torch.cat(self.mel_blocks[offset:offset + self.blocks_per_window], dim=1)  # [n_mels, 2 H_w]
+        p = next(self.encoder.parameters())
+        features = self.encoder(mel[None].to(p.dtype))[0]  # [H_w, width]
+
+        self.next_latent += 1
+        keep_from = self.next_latent * self.blocks_per_latent
+        del self.mel_blocks[:keep_from - self.first_block]
+        self.first_block = keep_from
+        keep_audio = min(self.block_span(self.first_block + len(self.mel_blocks))[0], self.received)
+        if keep_audio > self.audio_start:
+            self.audio = self.audio[keep_audio - self.audio_start:]
+            self.audio_start = keep_audio
+        return features
+
+
+def speech_features(encoder: WhisperEncoder, audio: Tensor, context_left: int, context_right: int) -> Tensor:
+    """The windows of a whole clip at once (16 kHz mono, see prepare_audio). [latent_frames(N), H_w, width]"""
+    stream = SpeechWindows(encoder, context_left, context_right)
+    return torch.cat([stream.push(audio), stream.finish()])

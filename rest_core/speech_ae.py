@@ -1,0 +1,96 @@
+"""SpeechAE (paper eq. 6): E = E_A(S), S_hat = D_A(E).
+
+The encoder reads one latent frame's window of Whisper features S ([H_w, 384]: the frame's own 16 features and
+its context) and compresses it to the frame's speech latent e_j, h_w tokens of width d_A. The decoder rebuilds
+the frame's own 16 features from e_j alone. Training minimises the reconstruction error, so e_j must carry what
+was said during the latent frame; the context only helps the encoder read it.
+
+READ, which introduced SpeechAE, publishes no code or layer sizes; this is our design. Both halves are small
+pre-norm transformers that run learned query tokens together with their input and keep the queries' outputs
+(h_w speech tokens in the encoder, 16 feature slots in the decoder): the compression is learned attention, not a
+fixed pooling.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+from .checks import expect_finite, expect_shape
+from .config import FEATURES_PER_LATENT, RESTConfig, SpeechConfig
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: self-attention over all tokens, then a GELU MLP."""
+
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.attn_norm = nn.LayerNorm(width)
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+        self.mlp_norm = nn.LayerNorm(width)
+        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
+
+    def forward(self, x: Tensor) -> Tensor:
+        q, k, v = rearrange(self.qkv(self.attn_norm(x)), "b t (three h d) -> three b h t d", three=3, h=self.heads)
+        x = x + self.proj(rearrange(F.scaled_dot_product_attention(q, k, v), "b h t d -> b t (h d)"))
+        return x + self.mlp(self.mlp_norm(x))
+
+
+class QueryTransformer(nn.Module):
+    """[B, n_in, d_in] -> [B, n_out, d_out]: n_out learned queries read the input tokens through shared blocks."""
+
+    def __init__(self, n_in: int, d_in: int, n_out: int, d_out: int, cfg: SpeechConfig):
+        super().__init__()
+        self.n_out = n_out
+        self.in_proj = nn.Linear(d_in, cfg.hidden)
+        self.pos = nn.Parameter(torch.randn(n_in, cfg.hidden) * 0.02)
+        self.queries = nn.Parameter(torch.randn(n_out, cfg.hidden) * 0.02)
+        self.blocks = nn.ModuleList(Block(cfg.hidden, cfg.heads) for _ in range(cfg.depth))
+        self.out_norm = nn.LayerNorm(cfg.hidden)
+        self.out_proj = nn.Linear(cfg.hidden, d_out)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.in_proj(x) + self.pos  # [B, n_in, D]
+        x = torch.cat([self.queries.expand(x.shape[0], -1, -1), x], dim=1)  # [B, n_out + n_in, D]
+        for block in self.blocks:
+            x = block(x)
+        return self.out_proj(self.out_norm(x[:, :self.n_out]))
+
+
+class SpeechAE(nn.Module):
+    def __init__(self, cfg: SpeechConfig, tokens: int, dim: int):
+        super().__init__()
+        self.cfg, self.tokens, self.dim = cfg, tokens, dim
+        self.encoder = QueryTransformer(cfg.window, cfg.feature_dim, tokens, dim, cfg)
+        self.decoder = QueryTransformer(tokens, dim, FEATURES_PER_LATENT, cfg.feature_dim, cfg)
+
+    @classmethod
+    def from_config(cls, cfg: RESTConfig) -> "SpeechAE":
+        return cls(cfg.speech, cfg.dit.speech_tokens, cfg.dit.speech_dim)
+
+    def check_windows(self, windows: Tensor) -> Tensor:
+        expect_shape("speech windows", windows, [("F", None), ("H_w", self.cfg.window),
+                                                 ("feature_dim", self.cfg.feature_dim)])
+        return expect_finite("speech windows", windows)
+
+    def encode(self, windows: Tensor) -> Tensor:
+        """Whisper feature windows [F, H_w, feature_dim] -> speech latents E [F, h_w, d_A], one group per frame."""
+        return self.encoder(self.check_windows(windows))
+
+    def decode(self, latents: Tensor) -> Tensor:
+        """E [F, h_w, d_A] -> the frames' own Whisper features [F, 16, feature_dim]."""
+        expect_shape("speech latents", latents, [("F", None), ("h_w", self.tokens), ("d_A", self.dim)])
+        return self.decoder(latents)
+
+    def centre(self, windows: Tensor) -> Tensor:
+        """The latent frames' own features inside their windows. [F, 16, feature_dim]"""
+        left = self.cfg.context_left
+        return windows[:, left:left + FEATURES_PER_LATENT]
+
+    def loss(self, windows: Tensor) -> Tensor:
+        """Reconstruction loss: mean squared error of the rebuilt features of each latent frame."""
+        return F.mse_loss(self.decode(self.encode(windows)), self.centre(windows))

@@ -1,0 +1,137 @@
+import pytest
+import torch
+import torchaudio
+
+from rest_core.speech import (SAMPLES_PER_LATENT, SpeechWindows, latent_frames, prepare_audio, speech_features,
+                              video_frames)
+from rest_core.whisper import WhisperEncoder, log_mel_spectrogram
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    torch.manual_seed(0)
+    return WhisperEncoder().eval()
+
+
+@pytest.fixture(scope="module")
+def speech_16k(speak):
+    audio, rate = speak("Streaming speech must give the same features as the whole clip.")
+    return torchaudio.functional.resample(audio[0], rate, 16_000)
+
+
+def push_in_random_pieces(stream: SpeechWindows, audio: torch.Tensor, seed: int, largest: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    out, i = [], 0
+    while i < audio.shape[0]:
+        n = int(torch.randint(1, largest, (1,), generator=g))
+        out.append(stream.push(audio[i:i + n]))
+        i += n
+    out.append(stream.finish())
+    return torch.cat(out)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_streaming_in_random_pieces_equals_offline_exactly(encoder, speech_16k, seed):
+    offline = speech_features(encoder, speech_16k, 8, 8)
+    streamed = push_in_random_pieces(SpeechWindows(encoder, 8, 8), speech_16k, seed, largest=4000)
+    assert streamed.shape == offline.shape == (latent_frames(speech_16k.shape[0]), 32, 384)
+    assert torch.equal(streamed, offline)
+
+
+@pytest.mark.parametrize("left, right", [(0, 0), (3, 1), (16, 0), (5, 2)])
+def test_streaming_equals_offline_for_any_context(encoder, speech_16k, left, right):
+    audio = speech_16k[:40_000]
+    offline = speech_features(encoder, audio, left, right)
+    assert offline.shape[1] == 16 + left + right
+    assert torch.equal(push_in_random_pieces(SpeechWindows(encoder, left, right), audio, 7, largest=900), offline)
+
+
+def test_a_window_is_whispers_encoding_of_its_own_log_mel(encoder, speech_16k):
+    """Away from the clip's edges, with the running max already at the clip's max, window j is Whisper's
+    front end and encoder on mel frames [32 j - 16, 32 j + 48)."""
+    loud = torch.cat([torch.full((800,), 0.9) * torch.sin(torch.arange(800.0)), speech_16k])  # max comes first
+    windows = speech_features(encoder, loud, 8, 8)
+    mel = log_mel_spectrogram(loud)  # [80, T]
+    for j in (2, 5):
+        with torch.no_grad():
+            expected = encoder(mel[None, :, 32 * j - 16:32 * j + 48])[0]
+        torch.testing.assert_close(windows[j], expected, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("num_samples", [1, 300, 641, 5119, 5120, 5121, 16_000 + 13, 3 * SAMPLES_PER_LATENT + 333])
+def test_one_window_per_latent_frame_for_any_length(encoder, num_samples):
+    audio = torch.randn(num_samples) * 0.1
+    frames = video_frames(num_samples)
+    assert frames == max(1, round(num_samples / 640))
+    assert latent_frames(num_samples) == -(-frames // 8)
+    assert speech_features(encoder, audio, 8, 8).shape[0] == latent_frames(num_samples)
+
+
+def test_silence_gives_finite_features_and_lookahead_is_162_5_ms(encoder):
+    windows = speech_features(encoder, torch.zeros(16_000), 8, 8)
+    assert windows.shape[0] == 4 and torch.isfinite(windows).all()
+    assert SpeechWindows(encoder, 8, 8).lookahead_samples == 2600  # 162.5 ms at 16 kHz
+    assert SpeechWindows(encoder, 8, 0).lookahead_samples == 40  # half a mel window past the frame
+
+
+def test_a_window_is_emitted_as_soon_as_its_lookahead_arrives(encoder):
+    stream = SpeechWindows(encoder, 8, 8)
+    needed = SAMPLES_PER_LATENT + stream.lookahead_samples
+    assert stream.push(torch.zeros(needed - 1)).shape[0] == 0
+    assert stream.push(torch.zeros(1)).shape[0] == 1
+
+
+def test_empty_stream_and_bad_pieces_are_rejected(encoder):
+    stream = SpeechWindows(encoder, 8, 8)
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        stream.push(torch.tensor([0.0, float("nan")]))
+    with pytest.raises(ValueError, match="1-D float"):
+        stream.push(torch.zeros(2, 100))
+    with pytest.raises(ValueError, match="empty"):
+        stream.finish()
+    stream = SpeechWindows(encoder, 8, 8)
+    stream.push(torch.zeros(10))
+    stream.finish()
+    with pytest.raises(ValueError, match="finished"):
+        stream.push(torch.zeros(10))
+
+
+@pytest.mark.parametrize("rate", [8_000, 16_000, 22_050, 44_100, 48_000])
+@pytest.mark.parametrize("channels", [1, 2, 6])
+def test_any_rate_and_channel_count_becomes_16k_mono(rate, channels):
+    seconds = 1.3
+    t = torch.arange(int(rate * seconds)) / rate
+    waveform = torch.sin(2 * torch.pi * 440 * t).repeat(channels, 1) * 0.5
+    audio = prepare_audio(waveform[None], rate)  # ComfyUI AUDIO layout [1, C, N]
+    assert audio.dtype == torch.float32 and audio.dim() == 1
+    assert abs(audio.shape[0] - 16_000 * seconds) <= 1
+    spectrum = torch.fft.rfft(audio).abs()
+    assert abs(int(spectrum.argmax()) / seconds - 440) < 2  # the tone survives resampling
+
+
+def test_int16_pcm_is_scaled_and_channels_averaged():
+    pcm = torch.tensor([[16384, -32768], [0, 0]], dtype=torch.int16)
+    torch.testing.assert_close(prepare_audio(pcm, 16_000), torch.tensor([0.25, -0.5]))
+
+
+@pytest.mark.parametrize("waveform, rate, word", [
+    (torch.zeros(0), 16_000, "empty"),
+    (torch.zeros(2, 0), 16_000, "empty"),
+    (torch.tensor([0.0, float("nan")]), 16_000, "NaN or Inf"),
+    (torch.tensor([0.0, float("inf")]), 44_100, "NaN or Inf"),
+    (torch.zeros(2, 1, 100), 16_000, "one clip at a time"),
+    (torch.zeros(48_000, 2), 48_000, "transpose"),
+    (torch.zeros(100), 0, "sample_rate"),
+    (torch.zeros(100), 16_000.0, "sample_rate"),
+    (torch.zeros(1, 1, 1, 100), 16_000, "expected shape"),
+    ("speech.wav", 16_000, "tensor or array"),
+])
+def test_bad_audio_gets_a_clear_error(waveform, rate, word):
+    with pytest.raises(ValueError, match=word):
+        prepare_audio(waveform, rate)
+
+
+def test_audio_shorter_than_a_video_frame_still_gives_one_latent_frame(encoder):
+    audio = prepare_audio(torch.randn(1, 30) * 0.1, 48_000)
+    assert audio.shape[0] == 10
+    assert speech_features(encoder, audio, 8, 8).shape == (1, 32, 384)
