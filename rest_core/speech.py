@@ -8,7 +8,9 @@ Whisper encoder on their own. A window so depends only on a fixed span of audio,
 same samples by the same operations (mel in fixed blocks, one window per encoder call) whatever pieces the audio
 came in: streaming output equals offline output bit for bit.
 
-Length. Audio outside [0, N) is silence. A clip of N samples (16 kHz) gives round(N / 640) video frames, at
+Rates. Audio at any other rate is resampled to 16 kHz as it arrives (resample.py), exactly as a whole clip is.
+
+Length. Audio outside [0, N) is silence. A clip of N samples at 16 kHz gives round(N / 640) video frames, at
 least 1, and ceil(frames / 8) latent frames; the last latent frame's window is padded with silence. So a clip
 shorter than one latent frame, or even than one video frame, still gives one latent frame.
 
@@ -17,7 +19,8 @@ Whisper floors the log-mel at the clip's maximum - 8, which a stream cannot know
 the running maximum so far - 8, the running maximum starting at RUNNING_MAX_START.
 
 Lookahead. Window j can be computed once the audio reaches 5120 (j+1) + 320 R + 40 samples (R = context_right):
-the right context plus half a mel window. With the presets' R = 8 that is 162.5 ms after the latent frame ends.
+the right context plus half a mel window. With the presets' R = 8 that is 162.5 ms after the latent frame ends;
+input at another rate waits up to about 10.5 ms more for the resampler's block.
 """
 
 from __future__ import annotations
@@ -25,10 +28,10 @@ from __future__ import annotations
 import math
 
 import torch
-import torchaudio
 from torch import Tensor
 
 from .config import FEATURES_PER_LATENT, FPS, VAE_TEMPORAL
+from .resample import StreamingResampler
 from .whisper import DYNAMIC_RANGE, HOP, N_FFT, SAMPLE_RATE, WhisperEncoder, log_mel_power
 
 SAMPLES_PER_VIDEO_FRAME = SAMPLE_RATE // FPS  # 640
@@ -40,19 +43,17 @@ RUNNING_MAX_START = 0.0
 MAX_CHANNELS = 32
 
 
-def prepare_audio(waveform, sample_rate: int) -> Tensor:
-    """Any clip -> mono float32 samples at 16 kHz. [N]
+def as_mono(waveform) -> Tensor:
+    """A clip or a piece of one -> mono float32 samples at its own rate. [N]
 
     waveform: [N], [C, N] or [1, C, N] (a ComfyUI AUDIO batch of one), float or integer PCM, any channel count
-    (channels are averaged) and any sample rate (resampled with torchaudio's windowed sinc).
+    (channels are averaged).
     """
     if not isinstance(waveform, Tensor):
         try:
             waveform = torch.as_tensor(waveform)
         except (TypeError, ValueError, RuntimeError) as e:
             raise ValueError(f"audio: expected a tensor or array of samples, got {type(waveform).__name__}") from e
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate < 1:
-        raise ValueError(f"sample_rate: expected a positive integer in Hz, got {sample_rate!r}")
     x = waveform
     if x.dim() == 3:
         if x.shape[0] != 1:
@@ -65,19 +66,36 @@ def prepare_audio(waveform, sample_rate: int) -> Tensor:
     if x.shape[0] > MAX_CHANNELS:
         raise ValueError(f"audio: {x.shape[0]} channels of {x.shape[1]} samples; expected [channels, samples] - "
                          f"transpose a [samples, channels] array first")
-    if x.shape[1] == 0 or x.shape[0] == 0:
-        raise ValueError("audio is empty: give at least one sample of speech (silence is fine)")
+    if x.shape[0] == 0:
+        raise ValueError("audio has no channels")
     if x.dtype == torch.bool or x.is_complex():
         raise ValueError(f"audio: expected real samples, got dtype {x.dtype}")
     if not x.is_floating_point():
         x = x.double() / (torch.iinfo(x.dtype).max + 1)  # integer PCM -> [-1, 1)
-    x = x.float()
+    x = x.detach().float().cpu()
     if not torch.isfinite(x).all():
         raise ValueError("audio contains NaN or Inf samples; re-export or re-record the clip")
-    mono = x.mean(dim=0)
-    if sample_rate != SAMPLE_RATE:
-        mono = torchaudio.functional.resample(mono, sample_rate, SAMPLE_RATE)
-    return mono.contiguous()
+    # channel by channel: torch's own reduction orders the sum by the tensor's length, so a piece would not
+    # average exactly as the same samples inside the whole clip do
+    mono = x[0].clone()
+    for channel in x[1:]:
+        mono += channel
+    return mono / x.shape[0]
+
+
+def check_sample_rate(sample_rate) -> int:
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate < 1:
+        raise ValueError(f"sample_rate: expected a positive integer in Hz, got {sample_rate!r}")
+    return sample_rate
+
+
+def prepare_audio(waveform, sample_rate: int) -> Tensor:
+    """A whole clip at any rate and channel count -> mono float32 at 16 kHz. [ceil(N 16000 / sample_rate)]"""
+    resampler = StreamingResampler(check_sample_rate(sample_rate), SAMPLE_RATE)
+    mono = as_mono(waveform)
+    if mono.shape[0] == 0:
+        raise ValueError("audio is empty: give at least one sample of speech (silence is fine)")
+    return torch.cat([resampler.push(mono), resampler.finish()])
 
 
 def video_frames(num_samples: int) -> int:
@@ -90,17 +108,19 @@ def latent_frames(num_samples: int) -> int:
 
 
 class SpeechWindows:
-    """Whisper features of every latent frame's window, from 16 kHz mono audio pushed in pieces of any size.
+    """Whisper features of every latent frame's window, from audio pushed in pieces of any size.
 
-    push(samples) returns the windows the audio so far completes, finish() the rest (silence-padded); each is
-    [F, H_w, width] for F latent frames, in order, exactly one per latent frame of the whole clip.
+    push(piece) takes audio at `sample_rate` in any layout `as_mono` reads and returns the windows the audio so
+    far completes; finish() returns the rest (silence-padded). Each is [F, H_w, width] for F latent frames, in
+    order, exactly one per latent frame of the whole clip.
     """
 
-    def __init__(self, encoder: WhisperEncoder, context_left: int, context_right: int):
+    def __init__(self, encoder: WhisperEncoder, context_left: int, context_right: int, sample_rate: int = SAMPLE_RATE):
         for name, value in (("context_left", context_left), ("context_right", context_right)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name}: expected a number of Whisper frames >= 0, got {value!r}")
         self.encoder = encoder
+        self.resampler = StreamingResampler(check_sample_rate(sample_rate), SAMPLE_RATE)
         self.left, self.right = context_left, context_right
         self.window = FEATURES_PER_LATENT + context_left + context_right  # H_w
         # mel is computed in blocks that tile every window exactly, so no block is computed twice or needs
@@ -128,15 +148,10 @@ class SpeechWindows:
         first_mel = b * self.block - 2 * self.left
         return HOP * first_mel - N_FFT // 2, HOP * (first_mel + self.block - 1) + N_FFT // 2
 
-    def push(self, samples: Tensor) -> Tensor:
+    def push(self, piece) -> Tensor:
         if self.finished:
             raise ValueError("this speech stream is finished; start a new one for more audio")
-        if not isinstance(samples, Tensor) or samples.dim() != 1 or not samples.is_floating_point():
-            raise ValueError("samples: expected a 1-D float tensor of 16 kHz mono audio (see prepare_audio)")
-        if not torch.isfinite(samples).all():
-            raise ValueError("audio contains NaN or Inf samples; re-export or re-record the clip")
-        self.audio = torch.cat([self.audio, samples.detach().float().cpu()])
-        self.received += samples.shape[0]
+        self.add(self.resampler.push(as_mono(piece)))
         ready = []
         while self.block_span(self.next_latent * self.blocks_per_latent + self.blocks_per_window - 1)[1] <= self.received:
             ready.append(self.next_window())
@@ -145,11 +160,17 @@ class SpeechWindows:
     def finish(self) -> Tensor:
         if self.finished:
             raise ValueError("this speech stream is already finished")
+        self.finished = True
+        self.add(self.resampler.finish())
         if self.received == 0:
             raise ValueError("audio is empty: give at least one sample of speech (silence is fine)")
-        self.finished = True
         total = latent_frames(self.received)
         return self.stack([self.next_window() for _ in range(self.next_latent, total)])
+
+    def add(self, samples: Tensor):
+        """Append 16 kHz mono samples."""
+        self.audio = torch.cat([self.audio, samples])
+        self.received += samples.shape[0]
 
     def stack(self, windows: list[Tensor]) -> Tensor:
         if windows:
@@ -195,7 +216,8 @@ class SpeechWindows:
         return features
 
 
-def speech_features(encoder: WhisperEncoder, audio: Tensor, context_left: int, context_right: int) -> Tensor:
-    """The windows of a whole clip at once (16 kHz mono, see prepare_audio). [latent_frames(N), H_w, width]"""
-    stream = SpeechWindows(encoder, context_left, context_right)
-    return torch.cat([stream.push(audio), stream.finish()])
+def speech_features(encoder: WhisperEncoder, waveform, sample_rate: int, context_left: int,
+                    context_right: int) -> Tensor:
+    """The windows of a whole clip at once: the same as streaming it. [latent_frames(16 kHz length), H_w, width]"""
+    stream = SpeechWindows(encoder, context_left, context_right, sample_rate)
+    return torch.cat([stream.push(waveform), stream.finish()])

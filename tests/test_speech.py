@@ -22,9 +22,9 @@ def speech_16k(speak):
 def push_in_random_pieces(stream: SpeechWindows, audio: torch.Tensor, seed: int, largest: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     out, i = [], 0
-    while i < audio.shape[0]:
+    while i < audio.shape[-1]:
         n = int(torch.randint(1, largest, (1,), generator=g))
-        out.append(stream.push(audio[i:i + n]))
+        out.append(stream.push(audio[..., i:i + n]))
         i += n
     out.append(stream.finish())
     return torch.cat(out)
@@ -32,16 +32,27 @@ def push_in_random_pieces(stream: SpeechWindows, audio: torch.Tensor, seed: int,
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_streaming_in_random_pieces_equals_offline_exactly(encoder, speech_16k, seed):
-    offline = speech_features(encoder, speech_16k, 8, 8)
+    offline = speech_features(encoder, speech_16k, 16_000, 8, 8)
     streamed = push_in_random_pieces(SpeechWindows(encoder, 8, 8), speech_16k, seed, largest=4000)
     assert streamed.shape == offline.shape == (latent_frames(speech_16k.shape[0]), 32, 384)
+    assert torch.equal(streamed, offline)
+
+
+@pytest.mark.parametrize("rate, channels", [(48_000, 2), (44_100, 6), (8_000, 1)])
+def test_streaming_equals_offline_at_any_rate_and_channel_count(encoder, speech_16k, rate, channels):
+    audio = prepare_audio(speech_16k[:30_000], 16_000)
+    waveform = torch.stack([audio * (0.5 + c / channels) for c in range(channels)])  # [C, N] at 16 kHz
+    waveform = torchaudio.functional.resample(waveform, 16_000, rate)
+    offline = speech_features(encoder, waveform, rate, 8, 8)
+    streamed = push_in_random_pieces(SpeechWindows(encoder, 8, 8, sample_rate=rate), waveform, 3, largest=5000)
+    assert streamed.shape[0] == latent_frames(-(-waveform.shape[1] * 16_000 // rate))
     assert torch.equal(streamed, offline)
 
 
 @pytest.mark.parametrize("left, right", [(0, 0), (3, 1), (16, 0), (5, 2)])
 def test_streaming_equals_offline_for_any_context(encoder, speech_16k, left, right):
     audio = speech_16k[:40_000]
-    offline = speech_features(encoder, audio, left, right)
+    offline = speech_features(encoder, audio, 16_000, left, right)
     assert offline.shape[1] == 16 + left + right
     assert torch.equal(push_in_random_pieces(SpeechWindows(encoder, left, right), audio, 7, largest=900), offline)
 
@@ -50,7 +61,7 @@ def test_a_window_is_whispers_encoding_of_its_own_log_mel(encoder, speech_16k):
     """Away from the clip's edges, with the running max already at the clip's max, window j is Whisper's
     front end and encoder on mel frames [32 j - 16, 32 j + 48)."""
     loud = torch.cat([torch.full((800,), 0.9) * torch.sin(torch.arange(800.0)), speech_16k])  # max comes first
-    windows = speech_features(encoder, loud, 8, 8)
+    windows = speech_features(encoder, loud, 16_000, 8, 8)
     mel = log_mel_spectrogram(loud)  # [80, T]
     for j in (2, 5):
         with torch.no_grad():
@@ -64,11 +75,11 @@ def test_one_window_per_latent_frame_for_any_length(encoder, num_samples):
     frames = video_frames(num_samples)
     assert frames == max(1, round(num_samples / 640))
     assert latent_frames(num_samples) == -(-frames // 8)
-    assert speech_features(encoder, audio, 8, 8).shape[0] == latent_frames(num_samples)
+    assert speech_features(encoder, audio, 16_000, 8, 8).shape[0] == latent_frames(num_samples)
 
 
 def test_silence_gives_finite_features_and_lookahead_is_162_5_ms(encoder):
-    windows = speech_features(encoder, torch.zeros(16_000), 8, 8)
+    windows = speech_features(encoder, torch.zeros(16_000), 16_000, 8, 8)
     assert windows.shape[0] == 4 and torch.isfinite(windows).all()
     assert SpeechWindows(encoder, 8, 8).lookahead_samples == 2600  # 162.5 ms at 16 kHz
     assert SpeechWindows(encoder, 8, 0).lookahead_samples == 40  # half a mel window past the frame
@@ -85,8 +96,8 @@ def test_empty_stream_and_bad_pieces_are_rejected(encoder):
     stream = SpeechWindows(encoder, 8, 8)
     with pytest.raises(ValueError, match="NaN or Inf"):
         stream.push(torch.tensor([0.0, float("nan")]))
-    with pytest.raises(ValueError, match="1-D float"):
-        stream.push(torch.zeros(2, 100))
+    with pytest.raises(ValueError, match="one clip at a time"):
+        stream.push(torch.zeros(2, 2, 100))
     with pytest.raises(ValueError, match="empty"):
         stream.finish()
     stream = SpeechWindows(encoder, 8, 8)
@@ -134,4 +145,4 @@ def test_bad_audio_gets_a_clear_error(waveform, rate, word):
 def test_audio_shorter_than_a_video_frame_still_gives_one_latent_frame(encoder):
     audio = prepare_audio(torch.randn(1, 30) * 0.1, 48_000)
     assert audio.shape[0] == 10
-    assert speech_features(encoder, audio, 8, 8).shape == (1, 32, 384)
+    assert speech_features(encoder, audio, 16_000, 8, 8).shape == (1, 32, 384)

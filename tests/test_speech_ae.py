@@ -3,7 +3,7 @@ import torch
 
 from rest_core import RESTConfig
 from rest_core.config import SpeechConfig
-from rest_core.speech import prepare_audio, speech_features
+from rest_core.speech import speech_features
 from rest_core.speech_ae import SpeechAE
 from rest_core.whisper import WhisperEncoder
 from rest_core.whisper_import import default_whisper_encoder
@@ -23,7 +23,7 @@ def test_presets_match_the_dit_speech_shapes():
 
 def test_one_speech_latent_group_per_latent_frame_of_real_windows():
     torch.manual_seed(0)
-    windows = speech_features(WhisperEncoder().eval(), torch.randn(16_000 + 99) * 0.1, 8, 8)
+    windows = speech_features(WhisperEncoder().eval(), torch.randn(16_000 + 99) * 0.1, 16_000, 8, 8)
     e = SpeechAE(SMALL, tokens=3, dim=24).encode(windows)
     assert e.shape == (4, 3, 24)  # 1.006 s -> 25 video frames -> 4 latent frames
 
@@ -39,8 +39,7 @@ def test_each_latent_frame_is_encoded_on_its_own():
 @pytest.fixture(scope="module")
 def real_windows(speak):
     audio, rate = speak("Speech autoencoders compress what was said into a few tokens per latent frame.")
-    audio = prepare_audio(audio, rate)
-    return speech_features(default_whisper_encoder(), audio, SMALL.context_left, SMALL.context_right)
+    return speech_features(default_whisper_encoder(), audio, rate, SMALL.context_left, SMALL.context_right)
 
 
 def test_speech_ae_learns_to_reconstruct_a_small_batch_of_real_speech(real_windows):
