@@ -26,6 +26,7 @@ input at another rate waits up to about 10.5 ms more for the resampler's block.
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 from torch import Tensor
@@ -70,7 +71,9 @@ def as_mono(waveform) -> Tensor:
         raise ValueError("audio has no channels")
     if x.dtype == torch.bool or x.is_complex():
         raise ValueError(f"audio: expected real samples, got dtype {x.dtype}")
-    if not x.is_floating_point():
+    if x.dtype == torch.uint8:
+        x = (x.double() - 128) / 128  # 8-bit PCM is unsigned, centred on 128
+    elif not x.is_floating_point():
         x = x.double() / (torch.iinfo(x.dtype).max + 1)  # integer PCM -> [-1, 1)
     x = x.detach().float().cpu()
     if not torch.isfinite(x).all():
@@ -84,9 +87,9 @@ def as_mono(waveform) -> Tensor:
 
 
 def check_sample_rate(sample_rate) -> int:
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate < 1:
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Integral) or sample_rate < 1:
         raise ValueError(f"sample_rate: expected a positive integer in Hz, got {sample_rate!r}")
-    return sample_rate
+    return int(sample_rate)
 
 
 def prepare_audio(waveform, sample_rate: int) -> Tensor:

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 import torchaudio
@@ -120,9 +121,16 @@ def test_any_rate_and_channel_count_becomes_16k_mono(rate, channels):
     assert abs(int(spectrum.argmax()) / seconds - 440) < 2  # the tone survives resampling
 
 
-def test_int16_pcm_is_scaled_and_channels_averaged():
+def test_integer_pcm_is_scaled_and_channels_averaged():
     pcm = torch.tensor([[16384, -32768], [0, 0]], dtype=torch.int16)
     torch.testing.assert_close(prepare_audio(pcm, 16_000), torch.tensor([0.25, -0.5]))
+    torch.testing.assert_close(prepare_audio(torch.tensor([192, 0], dtype=torch.uint8), 16_000),
+                               torch.tensor([0.5, -1.0]))
+
+
+def test_numpy_samples_and_sample_rates_are_accepted():
+    audio = prepare_audio(np.zeros((2, 4410), dtype=np.float32), np.int64(44_100))
+    assert audio.shape == (1600,) and audio.dtype == torch.float32
 
 
 @pytest.mark.parametrize("waveform, rate, word", [
