@@ -14,7 +14,7 @@ run lazily when the next chunk's speech arrives, so a finished chunk is never he
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import torch
 from torch import Tensor
@@ -79,6 +79,7 @@ def stream_latents(
     id_sink: bool = True,
     context_cache: bool = True,
     context_refresh: str = "clean",
+    on_step: Callable[[int, int], None] | None = None,
 ) -> Iterator[ChunkLatents]:
     """Generate latent chunks one after another. Arguments are checked here, at the call; the work starts on
     the first `next()`.
@@ -88,6 +89,8 @@ def stream_latents(
     stream ends when the iterable does); text: optional [B, Lt, text_dim] (None: no text, as in the null branch).
     `context_refresh`: "clean" commits the finished chunk by a pass at t = 0 (one extra forward per chunk);
     "last_step" commits the keys/values of the last denoising step instead (cheaper, slightly noisier context).
+    `on_step(chunk_index, step)` is called after every denoising step (progress bars; raising in it stops the
+    stream between two steps).
     """
     cfg_dit = model.cfg
     chunk_latents = expect_positive_int("chunk_latents", chunk_latents)
@@ -108,11 +111,11 @@ def stream_latents(
     chunks = _speech_chunks(speech, batch, chunk_latents, cfg_dit.speech_tokens, cfg_dit.speech_dim)
     return _reverse_process(model, ref_latent, chunks, text, chunk_latents=chunk_latents, steps=steps, cfg=cfg,
                             shift=shift, seed=seed, id_sink=id_sink, context_cache=context_cache,
-                            context_refresh=context_refresh)
+                            context_refresh=context_refresh, on_step=on_step)
 
 
 def _reverse_process(model, ref_latent, chunks, text, *, chunk_latents, steps, cfg, shift, seed, id_sink,
-                     context_cache, context_refresh) -> Iterator[ChunkLatents]:
+                     context_cache, context_refresh, on_step) -> Iterator[ChunkLatents]:
     """Algorithm 1: outer loop over chunks, inner loop over flow-matching steps."""
     cfg_dit = model.cfg
     batch, _, _, h, w = ref_latent.shape
@@ -146,5 +149,7 @@ def _reverse_process(model, ref_latent, chunks, text, *, chunk_latents, steps, c
                 commit = context_cache and context_refresh == "last_step" and i == steps - 1
                 t, t_next = times[i].item(), times[i + 1].item()
                 z = z + (t_next - t) * velocity(z, t, e, index, commit)
+                if on_step is not None:
+                    on_step(index, i)
         pending = (z, e, index)
         yield ChunkLatents(index, z)

@@ -160,14 +160,16 @@ class SpeechWindows:
             ready.append(self.next_window())
         return self.stack(ready)
 
-    def finish(self) -> Tensor:
+    def finish(self, multiple: int = 1) -> Tensor:
+        """The remaining windows. `multiple` rounds the clip's latent frames up to a multiple of it (whole chunks),
+        the extra frames seeing silence."""
         if self.finished:
             raise ValueError("this speech stream is already finished")
         self.finished = True
         self.add(self.resampler.finish())
         if self.received == 0:
             raise ValueError("audio is empty: give at least one sample of speech (silence is fine)")
-        total = latent_frames(self.received)
+        total = -(-latent_frames(self.received) // multiple) * multiple
         return self.stack([self.next_window() for _ in range(self.next_latent, total)])
 
     def add(self, samples: Tensor):

@@ -199,3 +199,18 @@ def test_text_for_a_model_without_text_attention_is_rejected(tiny_config):
 
 def test_unknown_context_refresh_mode_is_rejected(tiny_model):
     expect_error(tiny_model, "context_refresh", context_refresh="sometimes")
+
+
+def test_on_step_is_called_after_every_step_and_can_stop_the_stream(tiny_model):
+    ref = torch.randn(1, 8, 1, 2, 2)
+    speech = torch.randn(1, 6, 2, 12)
+    calls = []
+    list(stream_latents(tiny_model, ref, speech, chunk_latents=3, steps=4, on_step=lambda k, i: calls.append((k, i))))
+    assert calls == [(k, i) for k in range(2) for i in range(4)]
+
+    def stop(k, i):
+        if (k, i) == (0, 1):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        list(stream_latents(tiny_model, ref, speech, chunk_latents=3, steps=4, on_step=stop))

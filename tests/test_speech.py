@@ -154,3 +154,13 @@ def test_audio_shorter_than_a_video_frame_still_gives_one_latent_frame(encoder):
     audio = prepare_audio(torch.randn(1, 30) * 0.1, 48_000)
     assert audio.shape[0] == 10
     assert speech_features(encoder, audio, 16_000, 8, 8).shape == (1, 32, 384)
+
+
+def test_finish_can_pad_to_whole_chunks_with_silence(encoder):
+    audio = torch.randn(16_000) * 0.1  # 25 video frames -> 4 latent frames
+    stream = SpeechWindows(encoder, 8, 8)
+    windows = torch.cat([stream.push(audio), stream.finish(multiple=3)])
+    assert windows.shape[0] == 6
+    assert torch.equal(windows[:4], speech_features(encoder, audio, 16_000, 8, 8))
+    silence = speech_features(encoder, torch.zeros(16_000 * 3), 16_000, 8, 8)
+    assert torch.equal(windows[5], silence[5])  # far enough past the end to see nothing but silence

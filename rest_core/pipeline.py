@@ -1,0 +1,271 @@
+"""RESTPipeline: a portrait and speech in, talking-head frames out, chunk by chunk (paper Algorithm 1 end to end).
+
+    portrait -> crop/resize -> VAE encoder -> z_R ------------------------------\
+    audio pieces -> SpeechWindows (Whisper) -> SpeechAE -> E, one chunk at a time -> stream_latents -> VAE
+                                                                                    decode_stream -> frames
+
+Speech is turned into latents lazily, one chunk ahead of the DiT, so the first chunk of video needs only the
+first chunk of audio (plus the speech lookahead) whether the clip is whole or arrives live. A stream of K chunks
+yields 24 K frames, minus the trim of the last chunk: the video has exactly `video_frames` of the 16 kHz audio,
+round(seconds * 25), at least one. The last chunk's missing speech is silence.
+
+Checkpoints are one `.safetensors` file: the parts' tensors under `dit.`, `vae.`, `speech_ae.` (and `whisper.` when
+the speech encoder is bundled), the config as JSON in the metadata.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import torch
+import torch.nn.functional as F
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import Tensor, nn
+
+from .config import RESTConfig
+from .dit import A2VDiT
+from .sampling import stream_latents
+from .speech import SAMPLES_PER_LATENT, SpeechWindows, as_mono, check_sample_rate, video_frames
+from .speech_ae import SpeechAE
+from .vae import CausalVAE
+from .whisper import SAMPLE_RATE, WhisperEncoder
+from .whisper_import import default_whisper_encoder, encoder_from_state_dict, load_whisper_encoder
+
+CHECKPOINT_FORMAT = "rest"
+CHECKPOINT_VERSION = "1"
+MIN_IMAGE_SIDE = 32
+
+
+@dataclass(frozen=True)
+class CropBox:
+    """The square of the source image the reference was taken from, in source pixels (for paste-back)."""
+
+    top: int
+    left: int
+    size: int
+
+
+@dataclass
+class VideoChunk:
+    index: int
+    frames: Tensor  # [n, H, W, 3] float in [0, 1] on the CPU; n = 24 except for a trimmed last chunk
+    latents: Tensor  # [1, C, chunk_latents, h, w]
+    first_frame: int  # position of frames[0] in the whole video
+
+
+def prepare_reference(image, resolution: int) -> tuple[Tensor, CropBox]:
+    """A portrait -> [1, 3, resolution, resolution] in [-1, 1] and its crop box.
+
+    image: [H, W, C] or [1, H, W, C] (ComfyUI IMAGE), float in [0, 1] or uint8; C = 1 (grey), 3, or 4 (alpha is
+    dropped). The largest centred square is cropped and resized (antialiased) to the model's resolution.
+    """
+    if not isinstance(image, Tensor):
+        try:
+            image = torch.as_tensor(image)
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise ValueError(f"image: expected a tensor or array [H, W, C], got {type(image).__name__}") from e
+    x = image
+    if x.dim() == 4:
+        if x.shape[0] != 1:
+            raise ValueError(f"image: a batch of {x.shape[0]} images; give one portrait (pick one with "
+                             f"ImageFromBatch)")
+        x = x[0]
+    if x.dim() == 2:
+        x = x[..., None]
+    if x.dim() != 3 or x.shape[-1] not in (1, 3, 4):
+        raise ValueError(f"image: expected [H, W, C] with C = 1, 3 or 4 channels, got {list(image.shape)}")
+    height, width = x.shape[:2]
+    if min(height, width) < MIN_IMAGE_SIDE:
+        raise ValueError(f"image: {height}x{width} pixels is too small; give a portrait of at least "
+                         f"{MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE}")
+    x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
+    if not torch.isfinite(x).all():
+        raise ValueError("image contains NaN or Inf values")
+    x = x[..., :3] if x.shape[-1] >= 3 else x.expand(-1, -1, 3)
+    size = min(height, width)
+    box = CropBox(top=(height - size) // 2, left=(width - size) // 2, size=size)
+    x = x[box.top:box.top + size, box.left:box.left + size].permute(2, 0, 1)[None]  # [1, 3, S, S]
+    if size != resolution:
+        x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False)
+    return x.clamp(0, 1) * 2 - 1, box
+
+
+def to_images(video: Tensor) -> Tensor:
+    """VAE output [1, 3, T, H, W] in about [-1, 1] -> [T, H, W, 3] float in [0, 1] on the CPU."""
+    return ((video[0].float().clamp(-1, 1) + 1) / 2).permute(1, 2, 3, 0).cpu()
+
+
+class SpeechLatentStream:
+    """Audio pieces -> speech latents E for one chunk of latent frames at a time, the last chunk silence-padded.
+
+    `video_frames` is None until the audio has ended, then the clip's frame count."""
+
+    def __init__(self, whisper: WhisperEncoder, speech_ae: SpeechAE, config: RESTConfig, sample_rate: int):
+        self.windows = SpeechWindows(whisper, config.speech.context_left, config.speech.context_right, sample_rate)
+        self.speech_ae, self.chunk = speech_ae, config.chunk_latents
+        self.video_frames: int | None = None
+
+    def chunks(self, pieces: Iterable) -> Iterator[Tensor]:
+        """Yields [1, chunk_latents, h_w, d_A] as soon as the audio for a chunk (and its lookahead) is in."""
+        ready = []
+        for piece in pieces:
+            ready.extend(self.windows.push(piece))
+            while len(ready) >= self.chunk:
+                yield self.encode(ready[:self.chunk])
+                ready = ready[self.chunk:]
+        ready.extend(self.windows.finish(multiple=self.chunk))
+        self.video_frames = video_frames(self.windows.received)
+        for i in range(0, len(ready), self.chunk):
+            yield self.encode(ready[i:i + self.chunk])
+
+    @torch.no_grad()
+    def encode(self, windows: list[Tensor]) -> Tensor:
+        p = next(self.speech_ae.parameters())
+        return self.speech_ae.encode(torch.stack(windows).to(p.device, p.dtype))[None]
+
+
+class RESTPipeline:
+    def __init__(self, config: RESTConfig, dit: A2VDiT, vae: CausalVAE, speech_ae: SpeechAE,
+                 whisper: WhisperEncoder):
+        if whisper.width != config.speech.feature_dim:
+            raise ValueError(f"the Whisper encoder gives {whisper.width}-wide features; this model's SpeechAE reads "
+                             f"{config.speech.feature_dim} (Whisper tiny)")
+        self.config, self.dit, self.vae, self.speech_ae, self.whisper = config, dit, vae, speech_ae, whisper
+
+    # --- construction and checkpoints ------------------------------------------------------------------------
+
+    @classmethod
+    def from_config(cls, config: RESTConfig, whisper: WhisperEncoder | str | Path | None = None,
+                    device="cpu", dtype: torch.dtype = torch.float32) -> "RESTPipeline":
+        """A pipeline with random weights (benchmarks, training starts). `whisper`: an encoder, a weights file, or
+        None for the pinned default."""
+        if not isinstance(whisper, WhisperEncoder):
+            whisper = default_whisper_encoder() if whisper is None else load_whisper_encoder(whisper)
+        pipe = cls(config, A2VDiT(config.dit), CausalVAE(config.vae), SpeechAE.from_config(config), whisper)
+        return pipe.to(device, dtype)
+
+    def to(self, device="cpu", dtype: torch.dtype = torch.float32) -> "RESTPipeline":
+        for module in (self.dit, self.vae, self.speech_ae):
+            module.to(device=device, dtype=dtype).eval()
+        self.whisper.to(device=device, dtype=torch.float32).eval()  # small; float32 keeps its features exact
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.dit.parameters()).device
+
+    def parts(self, include_whisper: bool) -> dict[str, nn.Module]:
+        parts = {"dit": self.dit, "vae": self.vae, "speech_ae": self.speech_ae}
+        return parts | {"whisper": self.whisper} if include_whisper else parts
+
+    def save_pretrained(self, path: str | Path, include_whisper: bool = False, dtype: torch.dtype | None = None):
+        """One .safetensors file; `include_whisper` bundles the speech encoder, `dtype` casts floating tensors."""
+        tensors = {}
+        for name, module in self.parts(include_whisper).items():
+            for key, value in module.state_dict().items():
+                value = value.detach().cpu()
+                tensors[f"{name}.{key}"] = (value.to(dtype) if dtype and value.is_floating_point() else value).contiguous()
+        metadata = {"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION, "config": self.config.to_json()}
+        save_file(tensors, str(path), metadata=metadata)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, whisper: WhisperEncoder | str | Path | None = None, device="cpu",
+                        dtype: torch.dtype = torch.float32) -> "RESTPipeline":
+        """Load a checkpoint written by save_pretrained. A bundled speech encoder is used unless `whisper` is given."""
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"{path} not found: give a REST checkpoint (.safetensors)")
+        if path.suffix != ".safetensors":
+            raise ValueError(f"{path}: REST checkpoints are .safetensors files; other formats are never loaded")
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                metadata = f.metadata() or {}
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+        except (SafetensorError, OSError) as e:
+            raise ValueError(f"{path} is not a readable safetensors file ({e}); download or export it again") from e
+        if metadata.get("format") != CHECKPOINT_FORMAT or "config" not in metadata:
+            raise ValueError(f"{path} is a safetensors file but not a REST checkpoint (no REST config in its metadata)")
+        if metadata.get("format_version") != CHECKPOINT_VERSION:
+            raise ValueError(f"{path}: checkpoint format version {metadata.get('format_version')}; this version of "
+                             f"rest_core reads version {CHECKPOINT_VERSION}")
+        try:
+            config = RESTConfig.from_dict(json.loads(metadata["config"]))
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{path}: its config is not valid ({e})") from e
+
+        bundled = {k[len("whisper."):]: v for k, v in tensors.items() if k.startswith("whisper.")}
+        if whisper is None and bundled:
+            whisper = encoder_from_state_dict(bundled)
+        pipe = cls.from_config(config, whisper)
+        for name, module in pipe.parts(include_whisper=False).items():
+            load_part(module, name, {k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + ".")},
+                      path)
+        return pipe.to(device, dtype)
+
+    # --- generation ------------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def encode_reference(self, image) -> tuple[Tensor, CropBox]:
+        """A portrait -> (z_R [1, C, 1, h, w], its crop box)."""
+        pixels, box = prepare_reference(image, self.config.resolution)
+        p = next(self.vae.parameters())
+        return self.vae.encode_image(pixels.to(p.device, p.dtype)), box
+
+    def stream(self, image, waveform, sample_rate: int, **options) -> Iterator[VideoChunk]:
+        """A whole clip, streamed: chunks come out as they are made. Options as for `stream_live`."""
+        mono = as_mono(waveform)  # checked here, before any work starts
+        if mono.shape[0] == 0:
+            raise ValueError("audio is empty: give at least one sample of speech (silence is fine)")
+        step = SAMPLES_PER_LATENT * self.config.chunk_latents * check_sample_rate(sample_rate) // SAMPLE_RATE
+        pieces = (mono[i:i + step] for i in range(0, mono.shape[0], step))
+        return self.stream_live(image, pieces, sample_rate, **options)
+
+    def stream_live(self, image, pieces: Iterable, sample_rate: int, *, steps: int | None = None,
+                    cfg: float | None = None, seed: int = 0, id_sink: bool = True, context_cache: bool = True,
+                    context_refresh: str = "clean", text: Tensor | None = None,
+                    on_step: Callable[[int, int], None] | None = None) -> Iterator[VideoChunk]:
+        """Audio arriving in pieces (any layout `as_mono` reads, at `sample_rate`); the video ends with the audio."""
+        sampler = self.config.sampler
+        ref, _ = self.encode_reference(image)
+        speech = SpeechLatentStream(self.whisper, self.speech_ae, self.config, sample_rate)
+        latents = stream_latents(self.dit, ref, speech.chunks(pieces), text, chunk_latents=self.config.chunk_latents,
+                                 steps=sampler.steps if steps is None else steps,
+                                 cfg=sampler.cfg if cfg is None else cfg, shift=sampler.shift, seed=seed,
+                                 id_sink=id_sink, context_cache=context_cache, context_refresh=context_refresh,
+                                 on_step=on_step)
+        return self._decode(ref, latents, speech)
+
+    @torch.no_grad()
+    def _decode(self, ref: Tensor, latents, speech: SpeechLatentStream) -> Iterator[VideoChunk]:
+        state = self.vae.decode_start()
+        self.vae.decode_stream(ref, state)  # primes the causal decoder; the reference frame is not in the video
+        made = 0
+        for chunk in latents:
+            frames, state = self.vae.decode_stream(chunk.latents.to(next(self.vae.parameters()).dtype), state)
+            frames = to_images(frames)
+            if speech.video_frames is not None:
+                frames = frames[:max(0, speech.video_frames - made)]
+            yield VideoChunk(chunk.index, frames, chunk.latents, made)
+            made += frames.shape[0]
+
+    def generate(self, image, waveform, sample_rate: int, **options) -> Tensor:
+        """All frames at once: [round(seconds * 25), H, W, 3] float in [0, 1]."""
+        return torch.cat([chunk.frames for chunk in self.stream(image, waveform, sample_rate, **options)])
+
+
+def load_part(module: nn.Module, name: str, state: dict[str, Tensor], path: Path):
+    expected = module.state_dict()
+    for key, value in expected.items():
+        if key not in state:
+            raise ValueError(f"{path}: tensor {name}.{key} is missing; the checkpoint does not match its config")
+        if state[key].shape != value.shape:
+            raise ValueError(f"{path}: tensor {name}.{key} has shape {list(state[key].shape)}, its config needs "
+                             f"{list(value.shape)}")
+    extra = sorted(set(state) - set(expected))
+    if extra:
+        raise ValueError(f"{path}: unexpected tensor {name}.{extra[0]}; the checkpoint does not match its config")
+    module.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})

@@ -1,0 +1,161 @@
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from rest_core.config import DiTConfig, RESTConfig, SamplerConfig, SpeechConfig, VAEConfig
+from rest_core.pipeline import RESTPipeline, prepare_reference
+from rest_core.speech import video_frames
+from rest_core.whisper import WhisperEncoder
+
+TINY = RESTConfig(
+    name="tiny", resolution=64,
+    dit=DiTConfig(in_channels=8, hidden=64, depth=2, heads=4, text_dim=None, speech_tokens=2, speech_dim=16),
+    vae=VAEConfig(latent_channels=8, block_out_channels=(8, 16, 16, 16), layers_per_block=(1, 1, 1, 1, 1),
+                  decoder_block_out_channels=(8, 16, 16, 16), decoder_layers_per_block=(1, 1, 1, 1, 1)),
+    speech=SpeechConfig(hidden=32, depth=1, heads=4),
+    sampler=SamplerConfig(steps=2),
+)
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    torch.manual_seed(0)
+    return RESTPipeline.from_config(TINY, whisper=WhisperEncoder(layers=1))
+
+
+@pytest.fixture(scope="module")
+def portrait():
+    torch.manual_seed(1)
+    return torch.rand(1, 90, 70, 3)
+
+
+@pytest.mark.parametrize("seconds, rate", [(0.01, 16_000), (0.53, 48_000), (0.96, 16_000), (2.23, 44_100)])
+def test_the_video_has_exactly_the_audios_frame_count(pipe, portrait, seconds, rate):
+    audio = torch.randn(2, int(seconds * rate)) * 0.1
+    chunks = list(pipe.stream(portrait, audio, rate))
+    expected = video_frames(-(-audio.shape[1] * 16_000 // rate))
+    assert expected == max(1, round(seconds * 25))
+    assert sum(c.frames.shape[0] for c in chunks) == expected
+    assert all(c.frames.shape[1:] == (64, 64, 3) for c in chunks)
+    assert all(c.frames.shape[0] == 24 for c in chunks[:-1])
+    assert [c.first_frame for c in chunks] == [24 * k for k in range(len(chunks))]
+    assert all(0 <= c.frames.min() and c.frames.max() <= 1 for c in chunks)
+
+
+def test_live_pieces_give_the_same_video_as_the_whole_clip(pipe, portrait):
+    audio = torch.randn(1, 40_000) * 0.1
+    whole = pipe.generate(portrait, audio, 16_000, seed=3)
+    g = torch.Generator().manual_seed(0)
+    cuts = sorted(torch.randint(0, 40_000, (12,), generator=g).tolist())
+    pieces = [audio[:, a:b] for a, b in zip([0] + cuts, cuts + [40_000])]
+    live = torch.cat([c.frames for c in pipe.stream_live(portrait, iter(pieces), 16_000, seed=3)])
+    assert torch.equal(live, whole)
+
+
+def test_the_first_chunk_comes_before_the_audio_has_ended(pipe, portrait):
+    consumed = []
+
+    def pieces():
+        for i in range(10):  # 10 x 0.5 s
+            consumed.append(i)
+            yield torch.randn(8_000) * 0.1
+
+    first = next(pipe.stream_live(portrait, pieces(), 16_000))
+    assert first.index == 0 and len(consumed) < 10
+
+
+def test_same_seed_same_video_other_seed_other_video(pipe, portrait):
+    audio = torch.randn(20_000) * 0.1
+    a, b = pipe.generate(portrait, audio, 16_000, seed=5), pipe.generate(portrait, audio, 16_000, seed=5)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, pipe.generate(portrait, audio, 16_000, seed=6))
+
+
+def test_progress_is_reported_for_every_chunk_and_step(pipe, portrait):
+    steps = []
+    chunks = list(pipe.stream(portrait, torch.randn(36_000) * 0.1, 16_000, steps=3, on_step=lambda k, i: steps.append((k, i))))
+    assert steps == [(k, i) for k in range(len(chunks)) for i in range(3)]
+
+
+@pytest.mark.parametrize("audio, word", [(torch.zeros(0), "empty"), (torch.tensor([0.0, float("nan")]), "NaN")])
+def test_bad_audio_is_rejected_at_the_call(pipe, portrait, audio, word):
+    with pytest.raises(ValueError, match=word):
+        pipe.stream(portrait, audio, 16_000)
+
+
+def test_checkpoint_round_trip_gives_the_same_video(pipe, portrait, tmp_path):
+    path = tmp_path / "tiny.safetensors"
+    pipe.save_pretrained(path)
+    loaded = RESTPipeline.from_pretrained(path, whisper=pipe.whisper)
+    assert loaded.config == TINY
+    audio = torch.randn(20_000) * 0.1
+    assert torch.equal(loaded.generate(portrait, audio, 16_000, seed=1), pipe.generate(portrait, audio, 16_000, seed=1))
+
+
+def test_a_bundled_speech_encoder_is_loaded_from_the_checkpoint(pipe, tmp_path):
+    path = tmp_path / "bundled.safetensors"
+    pipe.save_pretrained(path, include_whisper=True)
+    loaded = RESTPipeline.from_pretrained(path)
+    assert len(loaded.whisper.blocks) == 1
+    assert torch.equal(loaded.whisper.conv1.weight, pipe.whisper.conv1.weight)
+
+
+def test_bad_checkpoints_get_clear_errors(pipe, tmp_path):
+    with pytest.raises(ValueError, match="not found"):
+        RESTPipeline.from_pretrained(tmp_path / "missing.safetensors")
+    pickle = tmp_path / "model.ckpt"
+    pickle.write_bytes(b"\x80\x04")
+    with pytest.raises(ValueError, match="never loaded"):
+        RESTPipeline.from_pretrained(pickle)
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(b"\x00" * 64)
+    with pytest.raises(ValueError, match="not a readable safetensors"):
+        RESTPipeline.from_pretrained(corrupt)
+    other = tmp_path / "other.safetensors"
+    save_file({"x": torch.zeros(1)}, str(other))
+    with pytest.raises(ValueError, match="not a REST checkpoint"):
+        RESTPipeline.from_pretrained(other)
+
+
+def test_a_checkpoint_that_does_not_match_its_config_names_the_tensor(pipe, tmp_path):
+    path = tmp_path / "tiny.safetensors"
+    pipe.save_pretrained(path)
+    from safetensors import safe_open
+    with safe_open(str(path), "pt") as f:
+        metadata, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    tensors["dit.proj_out.weight"] = torch.zeros(3, 3)
+    save_file(tensors, str(path), metadata=metadata)
+    with pytest.raises(ValueError, match=r"dit\.proj_out\.weight has shape \[3, 3\]"):
+        RESTPipeline.from_pretrained(path, whisper=pipe.whisper)
+
+
+def test_reference_is_centre_cropped_and_resized_with_its_crop_box():
+    image = torch.zeros(1, 100, 160, 3)
+    image[:, :, 30:130] = 1.0  # the centred 100x100 square is white
+    pixels, box = prepare_reference(image, 64)
+    assert (box.top, box.left, box.size) == (0, 30, 100)
+    assert pixels.shape == (1, 3, 64, 64) and torch.allclose(pixels, torch.ones_like(pixels))
+
+
+@pytest.mark.parametrize("image", [torch.rand(80, 80), torch.rand(80, 80, 1), torch.rand(1, 80, 80, 4),
+                                   (torch.rand(80, 80, 3) * 255).to(torch.uint8)])
+def test_grey_rgba_and_uint8_portraits_are_accepted(image):
+    pixels, _ = prepare_reference(image, 64)
+    assert pixels.shape == (1, 3, 64, 64) and pixels.min() >= -1 and pixels.max() <= 1
+
+
+@pytest.mark.parametrize("image, word", [
+    (torch.rand(2, 80, 80, 3), "one portrait"),
+    (torch.rand(20, 80, 3), "too small"),
+    (torch.rand(80, 80, 2), "C = 1, 3 or 4"),
+    (torch.full((80, 80, 3), float("nan")), "NaN"),
+    ("face.png", "tensor or array"),
+])
+def test_bad_portraits_get_clear_errors(image, word):
+    with pytest.raises(ValueError, match=word):
+        prepare_reference(image, 64)
+
+
+def test_a_whisper_of_the_wrong_width_is_rejected():
+    with pytest.raises(ValueError, match="384"):
+        RESTPipeline.from_config(TINY, whisper=WhisperEncoder(width=512, heads=8, layers=1))
