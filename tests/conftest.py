@@ -47,6 +47,16 @@ def read_wav(path) -> tuple[torch.Tensor, int]:
         return torch.from_numpy(pcm.T.astype(np.float32) / 32768), f.getframerate()
 
 
+def write_wav(path, audio: torch.Tensor, rate: int):
+    """[channels, samples] float in [-1, 1] -> a 16-bit PCM wav file."""
+    pcm = (audio.clamp(-1, 1) * 32767).round().to(torch.int16).T.contiguous().numpy()
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(audio.shape[0])
+        f.setsampwidth(2)
+        f.setframerate(rate)
+        f.writeframes(pcm.tobytes())
+
+
 @pytest.fixture(scope="session")
 def speak(tmp_path_factory):
     """Text -> ([channels, samples], sample rate) of espeak-ng speech (22.05 kHz mono)."""

@@ -1,0 +1,105 @@
+"""Files in and out: portraits (Pillow), audio (PyAV: any container and codec ffmpeg reads), and mp4 output with
+the audio muxed (H.264 + AAC), written chunk by chunk as the frames are made.
+
+The muxed audio is cut or silence-padded to the video's exact duration (frames / fps), so the two tracks end
+together.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+def read_image(path: str | Path) -> Tensor:
+    """An image file -> [H, W, 3] float in [0, 1] (EXIF orientation applied, alpha and palettes flattened)."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path} not found: give a portrait image (png, jpg, webp, ...)")
+    try:
+        with Image.open(path) as im:
+            im = ImageOps.exif_transpose(im).convert("RGB")
+            return torch.from_numpy(np.asarray(im, dtype=np.float32) / 255)
+    except (UnidentifiedImageError, OSError) as e:
+        raise ValueError(f"{path} is not an image Pillow can read ({e})") from e
+
+
+def read_audio(path: str | Path) -> tuple[Tensor, int]:
+    """An audio (or video) file's first audio stream -> ([channels, samples] float32, sample rate)."""
+    import av
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path} not found: give a speech recording (wav, mp3, m4a, flac, ...)")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise ValueError(f"{path} has no audio stream")
+            stream = container.streams.audio[0]
+            to_float = av.AudioResampler(format="fltp")  # planar float32, same layout and rate
+            pieces = [frame.to_ndarray() for decoded in container.decode(stream)
+                      for frame in to_float.resample(decoded)]
+            rate = stream.codec_context.sample_rate
+    except av.FFmpegError as e:
+        raise ValueError(f"{path} could not be decoded as audio ({e})") from e
+    if not pieces:
+        raise ValueError(f"{path}: the audio stream is empty")
+    return torch.from_numpy(np.concatenate(pieces, axis=1)), rate
+
+
+class VideoWriter:
+    """An mp4 written as frames arrive: `write([n, H, W, 3] float in [0, 1])` per chunk, then `close(audio)`.
+
+    The audio track's rate and channel count (mono or stereo) are fixed up front, as the container header needs
+    them before the first frame; its samples come at the end, fitted to the video's duration."""
+
+    def __init__(self, path: str | Path, fps: int, audio_rate: int | None = None, audio_channels: int = 1,
+                 crf: int = 18):
+        import av
+
+        self.path, self.fps, self.frames = Path(path), fps, 0
+        self.container = av.open(str(self.path), "w")
+        self.video = self.container.add_stream("libx264", rate=fps, options={"crf": str(crf)})
+        self.video.pix_fmt = "yuv420p"
+        self.audio = None
+        if audio_rate is not None:
+            self.audio = self.container.add_stream("aac", rate=audio_rate)
+            self.audio.layout = "stereo" if audio_channels >= 2 else "mono"
+        self.started = False
+
+    def write(self, frames: Tensor):
+        import av
+
+        if not self.started:
+            self.video.height, self.video.width = frames.shape[1:3]
+            self.started = True
+        pixels = (frames.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+        for image in pixels:
+            self.container.mux(self.video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        self.frames += pixels.shape[0]
+
+    def close(self, audio: Tensor | None = None):
+        """Finish the file, muxing `audio` ([channels, samples] at audio_rate) cut or padded to the video."""
+        import av
+
+        try:
+            self.container.mux(self.video.encode(None))
+            if self.audio is not None and audio is not None:
+                rate = self.audio.codec_context.sample_rate
+                tracks = audio[:2] if self.audio.layout.name == "stereo" else audio.mean(dim=0, keepdim=True)
+                tracks = tracks.expand(2, -1) if self.audio.layout.name == "stereo" and tracks.shape[0] == 1 else tracks
+                wanted = round(self.frames * rate / self.fps)
+                fitted = torch.zeros(tracks.shape[0], wanted)
+                fitted[:, :min(wanted, tracks.shape[1])] = tracks[:, :wanted]
+                frame = av.AudioFrame.from_ndarray(fitted.numpy().astype(np.float32), format="fltp",
+                                                   layout=self.audio.layout.name)
+                frame.sample_rate, frame.pts = rate, 0
+                self.container.mux(self.audio.encode(frame))
+                self.container.mux(self.audio.encode(None))
+        finally:
+            self.container.close()

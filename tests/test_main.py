@@ -1,0 +1,59 @@
+import subprocess
+import sys
+
+import av
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from rest_core.pipeline import RESTPipeline
+from rest_core.speech import video_frames
+from rest_core.whisper import WhisperEncoder
+
+from conftest import write_wav
+from test_pipeline import TINY
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, speak):
+    folder = tmp_path_factory.mktemp("cli")
+    torch.manual_seed(0)
+    RESTPipeline.from_config(TINY, whisper=WhisperEncoder(layers=1)).save_pretrained(
+        folder / "tiny.safetensors", include_whisper=True)
+    Image.fromarray((np.random.default_rng(0).random((96, 80, 3)) * 255).astype(np.uint8)).save(folder / "face.png")
+    audio, rate = speak("Hello from the command line.")
+    wav = folder / "speech.wav"
+    write_wav(wav, audio, rate)
+    return folder, audio, rate
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "rest_core", *args], capture_output=True, text=True)
+
+
+def test_generate_writes_an_mp4_with_the_right_frames_fps_and_audio(files):
+    folder, audio, rate = files
+    out = folder / "talk.mp4"
+    result = run_cli("generate", "--checkpoint", str(folder / "tiny.safetensors"), "--image", str(folder / "face.png"),
+                     "--audio", str(folder / "speech.wav"), "--out", str(out), "--steps", "2")
+    assert result.returncode == 0, result.stderr
+    assert "steps" in result.stderr and "wrote" in result.stderr  # the progress bar and the summary
+    expected_frames = video_frames(-(-audio.shape[1] * 16_000 // rate))
+    with av.open(str(out)) as container:
+        video, sound = container.streams.video[0], container.streams.audio[0]
+        assert video.average_rate == 25 and (video.width, video.height) == (64, 64)
+        frames = sum(1 for _ in container.decode(video=0))
+        assert sound.rate == rate
+    assert frames == expected_frames
+    with av.open(str(out)) as container:
+        decoded = sum(f.samples for f in container.decode(audio=0))
+    assert abs(decoded / rate - frames / 25) < 0.05  # the audio track ends with the video (AAC frame padding)
+
+
+def test_generate_reports_bad_input_without_a_traceback(files):
+    folder, _, _ = files
+    result = run_cli("generate", "--checkpoint", str(folder / "tiny.safetensors"), "--image", str(folder / "nope.png"),
+                     "--audio", str(folder / "speech.wav"), "--out", str(folder / "x.mp4"))
+    assert result.returncode == 2
+    assert "nope.png not found" in result.stderr and "Traceback" not in result.stderr
