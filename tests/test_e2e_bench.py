@@ -1,0 +1,5 @@
+def test_e2e_bench_prints_one_json_line_with_latency_fps_and_memory(run_bench):
+    result = run_bench("e2e_bench.py", "--preset", "rest-demo", "--seconds", "2", "--steps", "1", "--cfg", "1")
+    assert result["frames"] == 50 and result["chunks"] == 3
+    for key in ("first_frame_s", "chunk_s", "fps", "real_time_factor", "peak_memory_mb"):
+        assert result[key] > 0, key
