@@ -32,3 +32,22 @@ def expect_positive_int(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name}: expected a positive integer, got {value!r}")
     return value
+
+
+def as_tensor(name: str, x, layout: str) -> Tensor:
+    """Tensors pass through; arrays and nested lists become tensors; anything else is a ValueError."""
+    if isinstance(x, Tensor):
+        return x
+    try:
+        return torch.as_tensor(x)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ValueError(f"{name}: expected a tensor or array {layout}, got {type(x).__name__}") from e
+
+
+def unbatch(name: str, x: Tensor, batch_dims: int, hint: str) -> Tensor:
+    """Drop a leading batch of one from an x of `batch_dims` dims; a larger batch is a ValueError with `hint`."""
+    if x.dim() != batch_dims:
+        return x
+    if x.shape[0] != 1:
+        raise ValueError(f"{name}: a batch of {x.shape[0]}; {hint}")
+    return x[0]

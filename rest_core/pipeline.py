@@ -26,6 +26,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
+from .checks import as_tensor, unbatch
 from .config import RESTConfig
 from .dit import A2VDiT
 from .sampling import stream_latents
@@ -63,17 +64,8 @@ def prepare_reference(image, resolution: int) -> tuple[Tensor, CropBox]:
     image: [H, W, C] or [1, H, W, C] (ComfyUI IMAGE), float in [0, 1] or uint8; C = 1 (grey), 3, or 4 (alpha is
     dropped). The largest centred square is cropped and resized (antialiased) to the model's resolution.
     """
-    if not isinstance(image, Tensor):
-        try:
-            image = torch.as_tensor(image)
-        except (TypeError, ValueError, RuntimeError) as e:
-            raise ValueError(f"image: expected a tensor or array [H, W, C], got {type(image).__name__}") from e
-    x = image
-    if x.dim() == 4:
-        if x.shape[0] != 1:
-            raise ValueError(f"image: a batch of {x.shape[0]} images; give one portrait (pick one with "
-                             f"ImageFromBatch)")
-        x = x[0]
+    image = as_tensor("image", image, "[H, W, C]")
+    x = unbatch("image", image, 4, "give one portrait (pick one with ImageFromBatch)")
     if x.dim() == 2:
         x = x[..., None]
     if x.dim() != 3 or x.shape[-1] not in (1, 3, 4):

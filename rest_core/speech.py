@@ -31,6 +31,7 @@ import numbers
 import torch
 from torch import Tensor
 
+from .checks import as_tensor, unbatch
 from .config import FEATURES_PER_LATENT, FPS, VAE_TEMPORAL
 from .resample import StreamingResampler
 from .whisper import DYNAMIC_RANGE, HOP, N_FFT, SAMPLE_RATE, WhisperEncoder, log_mel_power
@@ -50,16 +51,8 @@ def as_mono(waveform) -> Tensor:
     waveform: [N], [C, N] or [1, C, N] (a ComfyUI AUDIO batch of one), float or integer PCM, any channel count
     (channels are averaged).
     """
-    if not isinstance(waveform, Tensor):
-        try:
-            waveform = torch.as_tensor(waveform)
-        except (TypeError, ValueError, RuntimeError) as e:
-            raise ValueError(f"audio: expected a tensor or array of samples, got {type(waveform).__name__}") from e
-    x = waveform
-    if x.dim() == 3:
-        if x.shape[0] != 1:
-            raise ValueError(f"audio: a batch of {x.shape[0]} clips; give one clip at a time ([1, C, N] or [C, N])")
-        x = x[0]
+    waveform = as_tensor("audio", waveform, "of samples [C, N]")
+    x = unbatch("audio", waveform, 3, "give one clip at a time ([1, C, N] or [C, N])")
     if x.dim() == 1:
         x = x[None]
     if x.dim() != 2:
