@@ -25,3 +25,9 @@ def sync(device: torch.device):
 
 def device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+
+
+def header(bench: str, args, device: torch.device) -> dict:
+    """The fields every benchmark's JSON line starts with: what ran, where, in which dtype."""
+    return {"bench": bench, "preset": args.preset, "device": device_name(device), "threads": torch.get_num_threads(),
+            "dtype": args.dtype}

@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import DTYPES, device_name, parser, sync  # noqa: E402
+from common import DTYPES, header, parser, sync  # noqa: E402
 
 from rest_core import RESTConfig, RESTPipeline  # noqa: E402
 
@@ -55,11 +55,7 @@ def main(argv=None):
     peak = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     result = {
-        "bench": "e2e",
-        "preset": args.preset,
-        "device": device_name(device),
-        "threads": torch.get_num_threads(),
-        "dtype": args.dtype,
+        **header("e2e", args, device),
         "steps": args.steps or config.sampler.steps,
         "cfg": config.sampler.cfg if args.cfg is None else args.cfg,
         "audio_s": args.seconds,

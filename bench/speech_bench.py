@@ -22,7 +22,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import DTYPES, device_name, parser, sync  # noqa: E402
+from common import DTYPES, header, parser, sync  # noqa: E402
 
 from rest_core import RESTConfig, SpeechAE, SpeechWindows, default_whisper_encoder  # noqa: E402
 from rest_core.speech import SAMPLES_PER_LATENT  # noqa: E402
@@ -59,11 +59,7 @@ def main(argv=None):
 
     chunk_s = statistics.median(times)
     result = {
-        "bench": "speech",
-        "preset": args.preset,
-        "device": device_name(device),
-        "threads": torch.get_num_threads(),
-        "dtype": args.dtype,
+        **header("speech", args, device),
         "chunk_latents": config.chunk_latents,
         "window_features": config.speech.window,
         "lookahead_ms": stream.lookahead_samples * 1000 / SAMPLE_RATE,

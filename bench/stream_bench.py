@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import DTYPES, device_name, parser, sync  # noqa: E402
+from common import DTYPES, header, parser, sync  # noqa: E402
 
 from rest_core import A2VDiT, RESTConfig, stream_latents  # noqa: E402
 from rest_core.config import VAE_TEMPORAL  # noqa: E402
@@ -98,11 +98,7 @@ def main(argv=None):
     steady = statistics.median(latencies[1:]) if len(latencies) > 1 else latencies[0]
     chunk_seconds = c * VAE_TEMPORAL / config.fps
     result = {
-        "bench": "stream_dit",
-        "preset": args.preset,
-        "device": device_name(device),
-        "threads": torch.get_num_threads(),
-        "dtype": args.dtype,
+        **header("stream_dit", args, device),
         "steps": steps,
         "cfg": cfg,
         "context_refresh": args.context_refresh,

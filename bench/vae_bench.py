@@ -21,7 +21,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import DTYPES, device_name, parser, sync  # noqa: E402
+from common import DTYPES, header, parser, sync  # noqa: E402
 
 from rest_core import CausalVAE, RESTConfig  # noqa: E402
 from rest_core.config import VAE_TEMPORAL  # noqa: E402
@@ -85,11 +85,7 @@ def main(argv=None):
     tenth = max(1, args.chunks // 10)
     decode = statistics.median(decode_times)
     result = {
-        "bench": "vae",
-        "preset": args.preset,
-        "device": device_name(device),
-        "threads": torch.get_num_threads(),
-        "dtype": args.dtype,
+        **header("vae", args, device),
         "resolution": config.resolution,
         "frames_per_chunk": frames,
         "encode_chunk_s": round(statistics.median(encode_times), 4),  # a 1 + 24 frame clip
