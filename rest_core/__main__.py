@@ -23,13 +23,15 @@ def progress(done: int, total: int, started: float, note: str = ""):
 def generate(args) -> int:
     from .media import VideoWriter, read_audio, read_image
     from .pipeline import RESTPipeline
-    from .speech import as_mono, check_sample_rate, latent_frames
+    from .resample import resampled_length
+    from .speech import check_sample_rate, latent_frames, mono_clip
+    from .whisper import SAMPLE_RATE
 
     pipe = RESTPipeline.from_pretrained(args.checkpoint, whisper=args.whisper, device=args.device,
                                         dtype=DTYPES[args.dtype])
     image = read_image(args.image)
     waveform, rate = read_audio(args.audio)
-    samples_16k = -(-as_mono(waveform).shape[0] * 16_000 // check_sample_rate(rate))
+    samples_16k = resampled_length(mono_clip(waveform).shape[0], check_sample_rate(rate), SAMPLE_RATE)
     steps = args.steps or pipe.config.sampler.steps
     chunks = -(-latent_frames(samples_16k) // pipe.config.chunk_latents)
     started = time.perf_counter()

@@ -30,7 +30,7 @@ from .checks import as_tensor, unbatch
 from .config import RESTConfig
 from .dit import A2VDiT
 from .sampling import stream_latents
-from .speech import SAMPLES_PER_LATENT, SpeechWindows, as_mono, check_sample_rate, video_frames
+from .speech import SAMPLES_PER_LATENT, SpeechWindows, check_sample_rate, mono_clip, video_frames
 from .speech_ae import SpeechAE
 from .vae import CausalVAE
 from .whisper import SAMPLE_RATE, WhisperEncoder
@@ -146,10 +146,6 @@ class RESTPipeline:
         self.whisper.to(device=device, dtype=torch.float32).eval()  # small; float32 keeps its features exact
         return self
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.dit.parameters()).device
-
     def parts(self, include_whisper: bool) -> dict[str, nn.Module]:
         parts = {"dit": self.dit, "vae": self.vae, "speech_ae": self.speech_ae}
         return parts | {"whisper": self.whisper} if include_whisper else parts
@@ -209,9 +205,7 @@ class RESTPipeline:
 
     def stream(self, image, waveform, sample_rate: int, **options) -> Iterator[VideoChunk]:
         """A whole clip, streamed: chunks come out as they are made. Options as for `stream_live`."""
-        mono = as_mono(waveform)  # checked here, before any work starts
-        if mono.shape[0] == 0:
-            raise ValueError("audio is empty: give at least one sample of speech (silence is fine)")
+        mono = mono_clip(waveform)  # checked here, before any work starts
         step = SAMPLES_PER_LATENT * self.config.chunk_latents * check_sample_rate(sample_rate) // SAMPLE_RATE
         pieces = (mono[i:i + step] for i in range(0, mono.shape[0], step))
         return self.stream_live(image, pieces, sample_rate, **options)

@@ -22,6 +22,39 @@ from torch import Tensor
 BLOCK_OUTPUT = 160  # output samples per block, at least: 10 ms at 16 kHz
 
 
+def resampled_length(num_samples: int, orig_freq: int, new_freq: int) -> int:
+    """Samples a clip of `num_samples` has after resampling: ceil(N new / orig), as torchaudio gives."""
+    return -(-num_samples * new_freq // orig_freq)
+
+
+class SampleBuffer:
+    """The received part of a mono stream that is still needed, addressed by absolute sample index."""
+
+    def __init__(self):
+        self.audio = torch.zeros(0)  # samples from absolute index `start` on
+        self.start = 0
+        self.received = 0
+
+    def append(self, samples: Tensor):
+        self.audio = torch.cat([self.audio, samples])
+        self.received += samples.shape[0]
+
+    def read(self, start: int, stop: int) -> Tensor:
+        """Samples [start, stop), silence outside what was received (before 0, after the end)."""
+        out = torch.zeros(stop - start)
+        lo, hi = max(start, self.start), min(stop, self.received)
+        if hi > lo:
+            out[lo - start:hi - start] = self.audio[lo - self.start:hi - self.start]
+        return out
+
+    def drop_before(self, index: int):
+        """Forget samples before `index` (never beyond what was received)."""
+        keep = min(index, self.received)
+        if keep > self.start:
+            self.audio = self.audio[keep - self.start:]
+            self.start = keep
+
+
 class StreamingResampler:
     """Mono float32 audio at `orig_freq` pushed in pieces -> the same audio at `new_freq`, in order."""
 
@@ -33,9 +66,7 @@ class StreamingResampler:
             resample = torchaudio.transforms.Resample(orig_freq, new_freq, dtype=torch.float32)  # as the functional form
             self.kernel, self.width = resample.kernel, resample.width  # [n, 1, 2 w + o]
         self.periods = -(-BLOCK_OUTPUT // self.n)  # per block
-        self.audio = torch.zeros(0)  # received input from absolute index audio_start on
-        self.audio_start = 0
-        self.received = 0
+        self.buffer = SampleBuffer()
         self.next_block = 0
         self.emitted = 0  # output samples returned so far
         self.finished = False
@@ -49,12 +80,11 @@ class StreamingResampler:
         if self.finished:
             raise ValueError("this resampler is finished; start a new one for more audio")
         if self.identity:
-            self.received += samples.shape[0]
+            self.buffer.received += samples.shape[0]  # counted only: nothing to keep
             return samples
-        self.audio = torch.cat([self.audio, samples])
-        self.received += samples.shape[0]
+        self.buffer.append(samples)
         blocks = []
-        while self.block_input(self.next_block)[1] <= self.received:
+        while self.block_input(self.next_block)[1] <= self.buffer.received:
             blocks.append(self.run_block())
         return self.emit(blocks, limit=None)
 
@@ -63,7 +93,7 @@ class StreamingResampler:
         if self.finished:
             raise ValueError("this resampler is already finished")
         self.finished = True
-        total = -(-self.n * self.received // self.o)
+        total = resampled_length(self.buffer.received, self.o, self.n)
         if self.identity:
             return torch.zeros(0)
         blocks = []
@@ -79,14 +109,8 @@ class StreamingResampler:
         return out
 
     def run_block(self) -> Tensor:
-        start, stop = self.block_input(self.next_block)
-        piece = torch.zeros(stop - start)
-        lo, hi = max(start, self.audio_start), min(stop, self.received)
-        if hi > lo:
-            piece[lo - start:hi - start] = self.audio[lo - self.audio_start:hi - self.audio_start]
+        piece = self.buffer.read(*self.block_input(self.next_block))
         out = F.conv1d(piece[None, None], self.kernel, stride=self.o)  # [1, n, periods]
         self.next_block += 1
-        keep = min(max(self.block_input(self.next_block)[0], self.audio_start), self.received)
-        self.audio = self.audio[keep - self.audio_start:]
-        self.audio_start = keep
+        self.buffer.drop_before(self.block_input(self.next_block)[0])
         return out[0].T.reshape(-1)  # periods in order, n outputs each

@@ -33,7 +33,7 @@ from torch import Tensor
 
 from .checks import as_tensor, unbatch
 from .config import FEATURES_PER_LATENT, FPS, VAE_TEMPORAL
-from .resample import StreamingResampler
+from .resample import SampleBuffer, StreamingResampler
 from .whisper import DYNAMIC_RANGE, HOP, N_FFT, SAMPLE_RATE, WhisperEncoder, log_mel_power
 
 SAMPLES_PER_VIDEO_FRAME = SAMPLE_RATE // FPS  # 640
@@ -43,6 +43,7 @@ MEL_PER_LATENT = SAMPLES_PER_LATENT // HOP  # 32 = 2 * FEATURES_PER_LATENT
 # leading silence of a stream on the floor Whisper would give such a clip, instead of on the -10 of log10(1e-10).
 RUNNING_MAX_START = 0.0
 MAX_CHANNELS = 32
+EMPTY_AUDIO = "audio is empty: give at least one sample of speech (silence is fine)"
 
 
 def as_mono(waveform) -> Tensor:
@@ -85,12 +86,18 @@ def check_sample_rate(sample_rate) -> int:
     return int(sample_rate)
 
 
+def mono_clip(waveform) -> Tensor:
+    """`as_mono` of a whole clip, which must have at least one sample. [N]"""
+    mono = as_mono(waveform)
+    if mono.shape[0] == 0:
+        raise ValueError(EMPTY_AUDIO)
+    return mono
+
+
 def prepare_audio(waveform, sample_rate: int) -> Tensor:
     """A whole clip at any rate and channel count -> mono float32 at 16 kHz. [ceil(N 16000 / sample_rate)]"""
     resampler = StreamingResampler(check_sample_rate(sample_rate), SAMPLE_RATE)
-    mono = as_mono(waveform)
-    if mono.shape[0] == 0:
-        raise ValueError("audio is empty: give at least one sample of speech (silence is fine)")
+    mono = mono_clip(waveform)
     return torch.cat([resampler.push(mono), resampler.finish()])
 
 
@@ -125,9 +132,7 @@ class SpeechWindows:
         self.blocks_per_latent = MEL_PER_LATENT // self.block
         self.blocks_per_window = 2 * self.window // self.block
 
-        self.audio = torch.zeros(0)  # received samples from absolute index audio_start on
-        self.audio_start = 0
-        self.received = 0
+        self.buffer = SampleBuffer()  # 16 kHz mono
         self.mel_blocks: list[Tensor] = []  # finished blocks [n_mels, block], from block index first_block on
         self.first_block = 0
         self.running_max = RUNNING_MAX_START
@@ -147,7 +152,7 @@ class SpeechWindows:
     def push(self, piece) -> Tensor:
         if self.finished:
             raise ValueError("this speech stream is finished; start a new one for more audio")
-        self.add(self.resampler.push(as_mono(piece)))
+        self.buffer.append(self.resampler.push(as_mono(piece)))
         ready = []
         while self.block_span(self.next_latent * self.blocks_per_latent + self.blocks_per_window - 1)[1] <= self.received:
             ready.append(self.next_window())
@@ -159,16 +164,16 @@ class SpeechWindows:
         if self.finished:
             raise ValueError("this speech stream is already finished")
         self.finished = True
-        self.add(self.resampler.finish())
+        self.buffer.append(self.resampler.finish())
         if self.received == 0:
-            raise ValueError("audio is empty: give at least one sample of speech (silence is fine)")
+            raise ValueError(EMPTY_AUDIO)
         total = -(-latent_frames(self.received) // multiple) * multiple
         return self.stack([self.next_window() for _ in range(self.next_latent, total)])
 
-    def add(self, samples: Tensor):
-        """Append 16 kHz mono samples."""
-        self.audio = torch.cat([self.audio, samples])
-        self.received += samples.shape[0]
+    @property
+    def received(self) -> int:
+        """16 kHz samples received so far."""
+        return self.buffer.received
 
     def stack(self, windows: list[Tensor]) -> Tensor:
         if windows:
@@ -176,18 +181,10 @@ class SpeechWindows:
         p = next(self.encoder.parameters())
         return torch.zeros(0, self.window, self.encoder.width, device=p.device, dtype=p.dtype)
 
-    def samples(self, start: int, stop: int) -> Tensor:
-        """Samples [start, stop) of the clip, silence outside what was received."""
-        lo, hi = max(start, self.audio_start), min(stop, self.received)
-        out = torch.zeros(stop - start)
-        if hi > lo:
-            out[lo - start:hi - start] = self.audio[lo - self.audio_start:hi - self.audio_start]
-        return out
-
     def next_mel_block(self) -> Tensor:
         b = self.first_block + len(self.mel_blocks)
         device = next(self.encoder.parameters()).device
-        raw = log_mel_power(self.samples(*self.block_span(b)).to(device))  # [n_mels, block]
+        raw = log_mel_power(self.buffer.read(*self.block_span(b)).to(device))  # [n_mels, block]
         running = torch.cummax(torch.cat([raw.new_tensor([self.running_max]), raw.amax(dim=0)]), dim=0).values[1:]
         self.running_max = running[-1].item()
         return (torch.maximum(raw, running - DYNAMIC_RANGE) + 4.0) / 4.0
@@ -207,10 +204,7 @@ class SpeechWindows:
         keep_from = self.next_latent * self.blocks_per_latent
         del self.mel_blocks[:keep_from - self.first_block]
         self.first_block = keep_from
-        keep_audio = min(self.block_span(self.first_block + len(self.mel_blocks))[0], self.received)
-        if keep_audio > self.audio_start:
-            self.audio = self.audio[keep_audio - self.audio_start:]
-            self.audio_start = keep_audio
+        self.buffer.drop_before(self.block_span(self.first_block + len(self.mel_blocks))[0])
         return features
 
 
