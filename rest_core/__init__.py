@@ -3,7 +3,7 @@
 from .cache import IDContextCache
 from .config import PRESETS, DiTConfig, RESTConfig, SamplerConfig, SpeechConfig, VAEConfig
 from .dit import A2VDiT, sequence_timesteps
-from .pipeline import CropBox, RESTPipeline, VideoChunk, prepare_reference
+from .pipeline import CropBox, RESTPipeline, SpeechLatents, SpeechLatentStream, VideoChunk, VideoStream, prepare_reference
 from .sampling import ChunkLatents, flow_schedule, joint_cfg, stream_latents
 from .speech import SpeechWindows, latent_frames, prepare_audio, speech_features, video_frames
 from .speech_ae import SpeechAE
@@ -12,7 +12,8 @@ from .whisper import WhisperEncoder, log_mel_spectrogram
 from .whisper_import import default_whisper_encoder, load_whisper_encoder
 
 __all__ = [
-    "A2VDiT", "CausalVAE", "ChunkLatents", "CropBox", "RESTPipeline", "VideoChunk", "prepare_reference", "DecodeState", "DiTConfig", "IDContextCache", "PRESETS", "RESTConfig",
+    "A2VDiT", "CausalVAE", "ChunkLatents", "CropBox", "RESTPipeline", "SpeechLatents", "SpeechLatentStream",
+    "VideoChunk", "VideoStream", "prepare_reference", "DecodeState", "DiTConfig", "IDContextCache", "PRESETS", "RESTConfig",
     "SamplerConfig", "SpeechAE", "SpeechConfig", "SpeechWindows", "VAEConfig", "WhisperEncoder",
     "default_whisper_encoder", "flow_schedule", "joint_cfg", "latent_frames", "load_whisper_encoder",
     "log_mel_spectrogram", "prepare_audio", "sequence_timesteps", "speech_features", "stream_latents",

@@ -1,11 +1,12 @@
 """RESTPipeline: a portrait and speech in, talking-head frames out, chunk by chunk (paper Algorithm 1 end to end).
 
-    portrait -> crop/resize -> VAE encoder -> z_R ------------------------------\
-    audio pieces -> SpeechWindows (Whisper) -> SpeechAE -> E, one chunk at a time -> stream_latents -> VAE
-                                                                                    decode_stream -> frames
+    portrait -> crop/resize -> VAE encoder -> z_R ------------------------------------\
+    audio pieces -> SpeechLatentStream (Whisper -> SpeechAE) -> E, one chunk at a time -> VideoStream
+                                                              (stream_latents -> VAE decode_stream) -> frames
 
-Speech is turned into latents lazily, one chunk ahead of the DiT, so the first chunk of video needs only the
-first chunk of audio (plus the speech lookahead) whether the clip is whole or arrives live. A stream of K chunks
+Both streams are push-driven: audio goes in as it arrives and each chunk of video is made as soon as its speech is
+in, so the first chunk needs only the first chunk of audio (plus the speech lookahead), and a live stream can wait
+for more audio between calls. A stream of K chunks
 yields 24 K frames, minus the trim of the last chunk: the video has exactly `video_frames` of the 16 kHz audio,
 round(seconds * 25), at least one. The last chunk's missing speech is silence.
 
@@ -16,6 +17,7 @@ the speech encoder is bundled), the config as JSON in the metadata.
 from __future__ import annotations
 
 import json
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -91,33 +93,88 @@ def to_images(video: Tensor) -> Tensor:
     return ((video[0].float().clamp(-1, 1) + 1) / 2).permute(1, 2, 3, 0).cpu()
 
 
-class SpeechLatentStream:
-    """Audio pieces -> speech latents E for one chunk of latent frames at a time, the last chunk silence-padded.
+@dataclass
+class SpeechLatents:
+    """A whole clip's speech latents and the length of the video they make."""
 
-    `video_frames` is None until the audio has ended, then the clip's frame count."""
+    latents: Tensor  # [1, K * chunk_latents, h_w, d_A]: whole chunks, the last one silence-padded
+    video_frames: int  # round(seconds * 25), at least 1
+
+
+class SpeechLatentStream:
+    """Audio pieces pushed in -> speech latents E, one chunk of latent frames at a time.
+
+    `push` returns the chunks its piece completed (each needs the speech lookahead past its end); `finish` pads the
+    last chunk with silence and sets `video_frames`, the clip's frame count (None until then)."""
 
     def __init__(self, whisper: WhisperEncoder, speech_ae: SpeechAE, config: RESTConfig, sample_rate: int):
         self.windows = SpeechWindows(whisper, config.speech.context_left, config.speech.context_right, sample_rate)
         self.speech_ae, self.chunk = speech_ae, config.chunk_latents
+        self.ready: list[Tensor] = []  # windows not yet grouped into a chunk
         self.video_frames: int | None = None
 
-    def chunks(self, pieces: Iterable) -> Iterator[Tensor]:
-        """Yields [1, chunk_latents, h_w, d_A] as soon as the audio for a chunk (and its lookahead) is in."""
-        ready = []
-        for piece in pieces:
-            ready.extend(self.windows.push(piece))
-            while len(ready) >= self.chunk:
-                yield self.encode(ready[:self.chunk])
-                ready = ready[self.chunk:]
-        ready.extend(self.windows.finish(multiple=self.chunk))
+    def push(self, piece) -> list[Tensor]:
+        """piece: any layout `as_mono` reads -> [[1, chunk_latents, h_w, d_A], ...]"""
+        self.ready.extend(self.windows.push(piece))
+        return self._whole_chunks()
+
+    def finish(self) -> list[Tensor]:
+        self.ready.extend(self.windows.finish(multiple=self.chunk))
         self.video_frames = video_frames(self.windows.received)
-        for i in range(0, len(ready), self.chunk):
-            yield self.encode(ready[i:i + self.chunk])
+        return self._whole_chunks()
+
+    def _whole_chunks(self) -> list[Tensor]:
+        done = [self.encode(self.ready[i:i + self.chunk])
+                for i in range(0, len(self.ready) - self.chunk + 1, self.chunk)]
+        self.ready = self.ready[len(done) * self.chunk:]
+        return done
 
     @torch.no_grad()
     def encode(self, windows: list[Tensor]) -> Tensor:
         p = next(self.speech_ae.parameters())
         return self.speech_ae.encode(torch.stack(windows).to(p.device, p.dtype))[None]
+
+
+class VideoStream:
+    """Algorithm 1 driven from outside: add one chunk of speech latents at a time, pull the video chunks they make.
+
+    The ID-Context Cache (inside the sampler's generator) and the causal VAE decoder's state live here between
+    pulls, so a live stream can wait for its audio across calls, or across queued ComfyUI prompts. `end` gives the
+    clip's frame count; chunks pulled after it are trimmed to it.
+    """
+
+    def __init__(self, pipe: "RESTPipeline", ref: Tensor, text: Tensor | None = None, **sampling):
+        self.waiting: deque[Tensor] = deque()  # speech latents added, not yet denoised
+        self.latents = stream_latents(pipe.dit, ref, self._speech(), text, chunk_latents=pipe.config.chunk_latents,
+                                      **sampling)
+        self.vae, self.video_frames, self.made = pipe.vae, None, 0
+        with torch.no_grad():
+            self.vae_state = self.vae.decode_start()
+            self.vae.decode_stream(ref, self.vae_state)  # primes the causal decoder; the reference is not shown
+
+    def _speech(self) -> Iterator[Tensor]:
+        while True:
+            yield self.waiting.popleft()  # `pull` advances the sampler only while an entry waits
+
+    def add(self, speech: Tensor):
+        """speech: [1, chunk_latents, h_w, d_A] (checked when the sampler reaches it)"""
+        self.waiting.append(speech)
+
+    def end(self, video_frames: int):
+        self.video_frames = video_frames
+
+    @torch.no_grad()
+    def pull(self) -> Iterator[VideoChunk]:
+        """Yields one chunk per speech chunk added so far, each as soon as it is denoised and decoded."""
+        while self.waiting:
+            chunk = next(self.latents)
+            frames, self.vae_state = self.vae.decode_stream(chunk.latents.to(next(self.vae.parameters()).dtype),
+                                                            self.vae_state)
+            frames = to_images(frames)
+            if self.video_frames is not None:
+                frames = frames[:max(0, self.video_frames - self.made)]
+            yield VideoChunk(chunk.index, frames, chunk.latents, self.made)
+            self.made += frames.shape[0]
 
 
 class RESTPipeline:
@@ -203,40 +260,49 @@ class RESTPipeline:
         p = next(self.vae.parameters())
         return self.vae.encode_image(pixels.to(p.device, p.dtype)), box
 
+    def speech_stream(self, sample_rate: int) -> SpeechLatentStream:
+        return SpeechLatentStream(self.whisper, self.speech_ae, self.config, sample_rate)
+
+    def encode_speech(self, waveform, sample_rate: int) -> SpeechLatents:
+        """A whole clip (any layout `as_mono` reads) -> its speech latents, computed as a live stream would."""
+        speech = self.speech_stream(sample_rate)
+        chunks = speech.push(mono_clip(waveform)) + speech.finish()
+        return SpeechLatents(torch.cat(chunks, dim=1), speech.video_frames)
+
+    def video_stream(self, ref: Tensor, *, steps: int | None = None, cfg: float | None = None, seed: int = 0,
+                     id_sink: bool = True, context_cache: bool = True, context_refresh: str = "clean",
+                     text: Tensor | None = None, on_step: Callable[[int, int], None] | None = None) -> VideoStream:
+        """The sampling options of `stream_latents`; steps and cfg default to the model's."""
+        sampler = self.config.sampler
+        return VideoStream(self, ref, text, steps=sampler.steps if steps is None else steps,
+                           cfg=sampler.cfg if cfg is None else cfg, shift=sampler.shift, seed=seed, id_sink=id_sink,
+                           context_cache=context_cache, context_refresh=context_refresh, on_step=on_step)
+
     def stream(self, image, waveform, sample_rate: int, **options) -> Iterator[VideoChunk]:
-        """A whole clip, streamed: chunks come out as they are made. Options as for `stream_live`."""
+        """A whole clip, streamed: chunks come out as they are made. Options as for `video_stream`."""
         mono = mono_clip(waveform)  # checked here, before any work starts
         step = SAMPLES_PER_LATENT * self.config.chunk_latents * check_sample_rate(sample_rate) // SAMPLE_RATE
         pieces = (mono[i:i + step] for i in range(0, mono.shape[0], step))
         return self.stream_live(image, pieces, sample_rate, **options)
 
-    def stream_live(self, image, pieces: Iterable, sample_rate: int, *, steps: int | None = None,
-                    cfg: float | None = None, seed: int = 0, id_sink: bool = True, context_cache: bool = True,
-                    context_refresh: str = "clean", text: Tensor | None = None,
-                    on_step: Callable[[int, int], None] | None = None) -> Iterator[VideoChunk]:
-        """Audio arriving in pieces (any layout `as_mono` reads, at `sample_rate`); the video ends with the audio."""
-        sampler = self.config.sampler
+    def stream_live(self, image, pieces: Iterable, sample_rate: int, **options) -> Iterator[VideoChunk]:
+        """Audio arriving in pieces (any layout `as_mono` reads, at `sample_rate`); the video ends with the audio.
+        Each chunk is made as soon as its audio (and the speech lookahead) is in."""
         ref, _ = self.encode_reference(image)
-        speech = SpeechLatentStream(self.whisper, self.speech_ae, self.config, sample_rate)
-        latents = stream_latents(self.dit, ref, speech.chunks(pieces), text, chunk_latents=self.config.chunk_latents,
-                                 steps=sampler.steps if steps is None else steps,
-                                 cfg=sampler.cfg if cfg is None else cfg, shift=sampler.shift, seed=seed,
-                                 id_sink=id_sink, context_cache=context_cache, context_refresh=context_refresh,
-                                 on_step=on_step)
-        return self._decode(ref, latents, speech)
+        speech = self.speech_stream(sample_rate)
+        video = self.video_stream(ref, **options)
+        return self._stream_live(pieces, speech, video)
 
-    @torch.no_grad()
-    def _decode(self, ref: Tensor, latents, speech: SpeechLatentStream) -> Iterator[VideoChunk]:
-        state = self.vae.decode_start()
-        self.vae.decode_stream(ref, state)  # primes the causal decoder; the reference frame is not in the video
-        made = 0
-        for chunk in latents:
-            frames, state = self.vae.decode_stream(chunk.latents.to(next(self.vae.parameters()).dtype), state)
-            frames = to_images(frames)
-            if speech.video_frames is not None:
-                frames = frames[:max(0, speech.video_frames - made)]
-            yield VideoChunk(chunk.index, frames, chunk.latents, made)
-            made += frames.shape[0]
+    @staticmethod
+    def _stream_live(pieces: Iterable, speech: SpeechLatentStream, video: VideoStream) -> Iterator[VideoChunk]:
+        for piece in pieces:
+            for e in speech.push(piece):
+                video.add(e)
+            yield from video.pull()
+        for e in speech.finish():
+            video.add(e)
+        video.end(speech.video_frames)
+        yield from video.pull()
 
     def generate(self, image, waveform, sample_rate: int, **options) -> Tensor:
         """All frames at once: [round(seconds * 25), H, W, 3] float in [0, 1]."""

@@ -64,6 +64,33 @@ def test_the_first_chunk_comes_before_the_audio_has_ended(pipe, portrait):
     assert first.index == 0 and len(consumed) < 10
 
 
+def test_precomputed_speech_latents_give_the_same_video_as_the_stream(pipe, portrait):
+    audio = torch.randn(2, 45_000) * 0.1  # 44.1 kHz stereo, 1.02 s
+    speech = pipe.encode_speech(audio, 44_100)
+    assert speech.video_frames == round(45_000 / 44_100 * 25)
+    assert speech.latents.shape[1] % TINY.chunk_latents == 0
+    ref, _ = pipe.encode_reference(portrait)
+    video = pipe.video_stream(ref, seed=4)
+    for e in speech.latents.split(TINY.chunk_latents, dim=1):
+        video.add(e)
+    video.end(speech.video_frames)
+    frames = torch.cat([c.frames for c in video.pull()])
+    assert torch.equal(frames, pipe.generate(portrait, audio, 44_100, seed=4))
+
+
+def test_a_video_stream_waits_for_its_speech_between_pulls(pipe, portrait):
+    speech = pipe.encode_speech(torch.randn(60_000) * 0.1, 16_000)
+    ref, _ = pipe.encode_reference(portrait)
+    video = pipe.video_stream(ref, seed=2)
+    assert list(video.pull()) == []  # nothing added: nothing made, and the stream stays usable
+    parts = speech.latents.split(TINY.chunk_latents, dim=1)
+    got = []
+    for e in parts:
+        video.add(e)
+        got.append([c.index for c in video.pull()])
+    assert got == [[k] for k in range(len(parts))]
+
+
 def test_same_seed_same_video_other_seed_other_video(pipe, portrait):
     audio = torch.randn(20_000) * 0.1
     a, b = pipe.generate(portrait, audio, 16_000, seed=5), pipe.generate(portrait, audio, 16_000, seed=5)
