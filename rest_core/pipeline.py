@@ -6,9 +6,8 @@
 
 Both streams are push-driven: audio goes in as it arrives and each chunk of video is made as soon as its speech is
 in, so the first chunk needs only the first chunk of audio (plus the speech lookahead), and a live stream can wait
-for more audio between calls. A stream of K chunks
-yields 24 K frames, minus the trim of the last chunk: the video has exactly `video_frames` of the 16 kHz audio,
-round(seconds * 25), at least one. The last chunk's missing speech is silence.
+for more audio between calls. A stream of K chunks yields 24 K frames, minus the trim of the last chunk: the video
+has exactly `video_frames` of the 16 kHz audio, round(seconds * 25), at least one. The last chunk's missing speech is silence.
 
 Checkpoints are one `.safetensors` file: the parts' tensors under `dit.`, `vae.`, `speech_ae.` (and `whisper.` when
 the speech encoder is bundled), the config as JSON in the metadata.
