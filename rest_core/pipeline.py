@@ -167,13 +167,17 @@ class VideoStream:
         """Yields one chunk per speech chunk added so far, each as soon as it is denoised and decoded."""
         while self.waiting:
             chunk = next(self.latents)
-            frames, self.vae_state = self.vae.decode_stream(chunk.latents.to(next(self.vae.parameters()).dtype),
-                                                            self.vae_state)
-            frames = to_images(frames)
+            frames, self.vae_state = decode_chunk(self.vae, chunk.latents, self.vae_state)
             if self.video_frames is not None:
                 frames = frames[:max(0, self.video_frames - self.made)]
             yield VideoChunk(chunk.index, frames, chunk.latents, self.made)
             self.made += frames.shape[0]
+
+
+def decode_chunk(vae: CausalVAE, latents: Tensor, state) -> tuple[Tensor, object]:
+    """One chunk [1, C, c, h, w] through the causal decoder -> ([8 c, H, W, 3] in [0, 1] on the CPU, new state)"""
+    frames, state = vae.decode_stream(latents.to(next(vae.parameters()).dtype), state)
+    return to_images(frames), state
 
 
 class RESTPipeline:
@@ -302,6 +306,18 @@ class RESTPipeline:
             video.add(e)
         video.end(speech.video_frames)
         yield from video.pull()
+
+    @torch.no_grad()
+    def decode_latents(self, ref: Tensor, latents: Tensor, video_frames: int | None = None) -> Tensor:
+        """Latents of a stream [1, C, K * chunk_latents, h, w] -> its frames [n, H, W, 3] in [0, 1], decoded chunk
+        by chunk as the stream was (the causal decoder primed on z_R), cut to `video_frames` when given."""
+        state = self.vae.decode_start()
+        self.vae.decode_stream(ref.to(next(self.vae.parameters()).dtype), state)
+        frames = []
+        for chunk in latents.split(self.config.chunk_latents, dim=2):
+            decoded, state = decode_chunk(self.vae, chunk, state)
+            frames.append(decoded)
+        return torch.cat(frames)[:video_frames]
 
     def generate(self, image, waveform, sample_rate: int, **options) -> Tensor:
         """All frames at once: [round(seconds * 25), H, W, 3] float in [0, 1]."""

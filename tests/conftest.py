@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from rest_core import A2VDiT, DiTConfig
+import comfy_stubs
+from rest_core import A2VDiT, DiTConfig, RESTConfig, RESTPipeline, SamplerConfig, SpeechConfig, VAEConfig
+from rest_core.whisper import WhisperEncoder
+
+# Before any test imports the plugin's nodes: they import ComfyUI's modules at the top, as nodes do.
+COMFY = comfy_stubs.install()
 
 TINY = DiTConfig(in_channels=8, hidden=64, depth=2, heads=4, text_dim=16, speech_tokens=2, speech_dim=12)
 
@@ -70,3 +75,62 @@ def speak(tmp_path_factory):
         return read_wav(path)
 
     return run
+
+
+# A whole REST model small enough for node and server tests: 64 px, 2 DiT blocks, a one-layer Whisper.
+TINY_REST = RESTConfig(
+    name="tiny", resolution=64,
+    dit=DiTConfig(in_channels=8, hidden=64, depth=2, heads=4, text_dim=None, speech_tokens=2, speech_dim=16),
+    vae=VAEConfig(latent_channels=8, block_out_channels=(8, 16, 16, 16), layers_per_block=(1, 1, 1, 1, 1),
+                  decoder_block_out_channels=(8, 16, 16, 16), decoder_layers_per_block=(1, 1, 1, 1, 1)),
+    speech=SpeechConfig(hidden=32, depth=1, heads=4),
+    sampler=SamplerConfig(steps=2, cfg=2.0),
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint() -> Path:
+    """A random-weight REST checkpoint with its speech encoder bundled, in the stub ComfyUI's models/rest/."""
+    path = Path(COMFY.models_dir) / "rest" / "tiny.safetensors"
+    if not path.exists():
+        torch.manual_seed(0)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        RESTPipeline.from_config(TINY_REST, whisper=WhisperEncoder(layers=1)).save_pretrained(path, include_whisper=True)
+    return path
+
+
+@pytest.fixture
+def comfy(tiny_checkpoint):
+    """The stub ComfyUI's record of progress, websocket events and memory calls, cleared for each test."""
+    COMFY.reset()
+    return COMFY
+
+
+SAMPLING = {"steps": 2, "cfg": 2.0, "seed": 0, "id_sink": True, "context_cache": True, "context_refresh": "clean"}
+
+
+@pytest.fixture(scope="session")
+def rest_model(tiny_checkpoint):
+    """The tiny checkpoint through REST Model Loader (a REST_MODEL)."""
+    from nodes.model import DEFAULT_WHISPER, RESTModelLoader
+
+    return RESTModelLoader().load("tiny.safetensors", DEFAULT_WHISPER, "auto", "auto")[0]
+
+
+@pytest.fixture(scope="session")
+def portrait_image() -> torch.Tensor:
+    """A ComfyUI IMAGE: one 90x70 portrait. [1, H, W, 3]"""
+    g = torch.Generator().manual_seed(1)
+    return torch.rand(1, 90, 70, 3, generator=g)
+
+
+@pytest.fixture(scope="session")
+def rest_reference(rest_model, portrait_image):
+    from nodes.encode import RESTReferenceEncoder
+
+    return RESTReferenceEncoder().encode(rest_model, portrait_image)[0]
+
+
+def audio_dict(waveform: torch.Tensor, rate: int) -> dict:
+    """[C, N] -> a ComfyUI AUDIO"""
+    return {"waveform": waveform[None], "sample_rate": rate}

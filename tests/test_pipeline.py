@@ -76,6 +76,8 @@ def test_precomputed_speech_latents_give_the_same_video_as_the_stream(pipe, port
     video.end(speech.video_frames)
     frames = torch.cat([c.frames for c in video.pull()])
     assert torch.equal(frames, pipe.generate(portrait, audio, 44_100, seed=4))
+    latents = torch.cat([c.latents for c in pipe.stream(portrait, audio, 44_100, seed=4)], dim=2)
+    assert torch.equal(pipe.decode_latents(ref, latents, speech.video_frames), frames)
 
 
 def test_a_video_stream_waits_for_its_speech_between_pulls(pipe, portrait):

@@ -1,20 +1,41 @@
+"""The folder as ComfyUI loads it: a package whose __init__ exposes the node mappings and the web directory."""
+
 import importlib.util
+import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_comfyui_can_import_the_package_entry_point():
-    spec = importlib.util.spec_from_file_location("comfyui_rest", ROOT / "__init__.py",
+@pytest.fixture(scope="module")
+def plugin(tiny_checkpoint):
+    spec = importlib.util.spec_from_file_location("comfyui_rest_plugin", ROOT / "__init__.py",
                                                   submodule_search_locations=[str(ROOT)])
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
-    assert isinstance(module.NODE_CLASS_MAPPINGS, dict)
-    assert isinstance(module.NODE_DISPLAY_NAME_MAPPINGS, dict)
+    yield module
+    del sys.modules[spec.name]
 
 
-def test_rest_core_never_imports_comfyui():
-    for path in (ROOT / "rest_core").rglob("*.py"):
-        text = path.read_text()
-        for name in ("import comfy", "from comfy", "folder_paths", "import server", "from server"):
-            assert name not in text, f"{path.name} mentions {name}"
+def test_the_plugin_exposes_every_node_with_a_display_name(plugin):
+    names = set(plugin.NODE_CLASS_MAPPINGS)
+    assert names == {"RESTModelLoader", "RESTReferenceEncoder", "RESTSpeechEncoder", "RESTStreamingSampler",
+                     "RESTLiveSampler", "RESTDecode", "RESTPasteBack"}
+    assert set(plugin.NODE_DISPLAY_NAME_MAPPINGS) == names
+
+
+def test_every_node_declares_a_complete_classic_interface(plugin):
+    for name, node in plugin.NODE_CLASS_MAPPINGS.items():
+        inputs = node.INPUT_TYPES()
+        assert set(inputs) <= {"required", "optional", "hidden"} and inputs["required"], name
+        assert callable(getattr(node, node.FUNCTION)), name
+        assert node.CATEGORY == "REST" and node.DESCRIPTION, name
+        assert len(getattr(node, "RETURN_NAMES", node.RETURN_TYPES)) == len(node.RETURN_TYPES), name
+
+
+def test_the_web_directory_holds_the_player(plugin):
+    web = ROOT / plugin.WEB_DIRECTORY
+    assert (web / "rest_player.js").is_file()

@@ -1,0 +1,135 @@
+// The live chunk player on REST Streaming Sampler and REST Live Sampler: each `rest.chunk` event from the server
+// carries one decoded chunk (JPEG frames + its 16 kHz audio); the player shows the video as it grows, with the
+// sound in sync. When generation runs behind real time the player holds the last frame and the sound waits, then
+// both go on together when the next chunk arrives.
+import { app } from "../../scripts/app.js";
+import { api } from "../../scripts/api.js";
+
+const PLAYER_NODES = ["RESTStreamingSampler", "RESTLiveSampler"];
+const LEAD_SECONDS = 0.15; // scheduling margin for a chunk that arrives when its time has already come
+
+function decodePcm16(base64) {
+  const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+  const pcm = new Int16Array(bytes.buffer);
+  const out = new Float32Array(pcm.length);
+  for (let i = 0; i < pcm.length; i++) out[i] = pcm[i] / 32768;
+  return out;
+}
+
+class ChunkPlayer {
+  constructor() {
+    this.element = document.createElement("div");
+    this.element.className = "rest-player";
+    this.element.style.cssText = "display:flex;flex-direction:column;gap:4px;width:100%;height:100%;";
+    this.canvas = document.createElement("canvas");
+    this.canvas.style.cssText = "width:100%;flex:1;min-height:0;object-fit:contain;background:#111;";
+    this.status = document.createElement("div");
+    this.status.style.cssText = "font:12px sans-serif;color:#aaa;display:flex;gap:8px;align-items:center;";
+    this.label = document.createElement("span");
+    this.replayButton = document.createElement("button");
+    this.replayButton.textContent = "replay";
+    this.replayButton.onclick = () => this.replay();
+    this.status.append(this.label, this.replayButton);
+    this.element.append(this.canvas, this.status);
+    this.canvas.onclick = () => this.audioContext()?.resume();
+    this.stream = null;
+    this.chunks = []; // every chunk received for the current stream, in order
+    this.frames = []; // ImageBitmap per frame index, filled as chunks decode
+    this.label.textContent = "waiting for the first chunk";
+    requestAnimationFrame(() => this.draw());
+  }
+
+  audioContext() {
+    if (!this.ctx && window.AudioContext) this.ctx = new AudioContext();
+    return this.ctx;
+  }
+
+  // The playback clock: the audio clock when sound can play, the page clock otherwise.
+  now() {
+    return this.withSound ? this.ctx.currentTime : performance.now() / 1000;
+  }
+
+  reset(stream) {
+    this.stream = stream;
+    this.chunks = [];
+    this.frames = [];
+    this.start = null; // clock time of frame 0
+    this.sources?.forEach((s) => s.stop());
+    this.sources = [];
+    const ctx = this.audioContext();
+    this.withSound = !!ctx && ctx.state === "running";
+  }
+
+  async add(chunk) {
+    if (chunk.stream !== this.stream) this.reset(chunk.stream);
+    this.chunks.push(chunk);
+    this.fps = chunk.fps;
+    this.total = chunk.total_frames;
+    const bitmaps = await Promise.all(chunk.frames.map((b64) =>
+      fetch(`data:image/jpeg;base64,${b64}`).then((r) => r.blob()).then((blob) => createImageBitmap(blob))));
+    if (chunk.stream !== this.stream) return;
+    bitmaps.forEach((bitmap, i) => { this.frames[chunk.first_frame + i] = bitmap; });
+    this.canvas.width = chunk.width;
+    this.canvas.height = chunk.height;
+    this.schedule(chunk);
+  }
+
+  // Starts the chunk's sound at its frame time, moving the whole timeline later if the chunk came late.
+  schedule(chunk) {
+    const due = chunk.first_frame / this.fps;
+    if (this.start === null || this.start + due < this.now() + LEAD_SECONDS) {
+      this.start = this.now() + LEAD_SECONDS - due;
+    }
+    if (!this.withSound) return;
+    const samples = decodePcm16(chunk.audio);
+    const buffer = this.ctx.createBuffer(1, samples.length, chunk.audio_rate);
+    buffer.copyToChannel(samples, 0);
+    const source = this.ctx.createBufferSource();
+    source.buffer = buffer;
+    source.connect(this.ctx.destination);
+    source.start(this.start + due);
+    this.sources.push(source);
+  }
+
+  replay() {
+    const chunks = this.chunks;
+    const stream = this.stream;
+    this.reset(stream);
+    this.chunks = chunks;
+    chunks.forEach((chunk) => this.schedule(chunk));
+  }
+
+  draw() {
+    requestAnimationFrame(() => this.draw());
+    if (this.start === null || this.start === undefined) return;
+    const made = this.chunks.reduce((n, c) => n + c.frames.length, 0);
+    let index = Math.floor((this.now() - this.start) * this.fps);
+    index = Math.max(0, Math.min(index, made - 1));
+    const frame = this.frames[index];
+    if (frame) this.canvas.getContext("2d").drawImage(frame, 0, 0, this.canvas.width, this.canvas.height);
+    const of = this.total ? ` of ${this.total}` : "";
+    const sound = this.withSound ? "" : " (no sound: click the video to allow it)";
+    this.label.textContent = `chunk ${this.chunks.length} - ${made}${of} frames - frame ${index + 1}${sound}`;
+  }
+}
+
+app.registerExtension({
+  name: "comfyui-rest.player",
+  async beforeRegisterNodeDef(nodeType, nodeData) {
+    if (!PLAYER_NODES.includes(nodeData.name)) return;
+    const created = nodeType.prototype.onNodeCreated;
+    nodeType.prototype.onNodeCreated = function () {
+      const result = created?.apply(this, arguments);
+      this.restPlayer = new ChunkPlayer();
+      this.addDOMWidget("rest_player", "rest_player", this.restPlayer.element, { serialize: false });
+      this.setSize([Math.max(this.size[0], 320), this.size[1] + 300]);
+      return result;
+    };
+  },
+  setup() {
+    api.addEventListener("rest.chunk", ({ detail }) => {
+      const node = app.graph?.getNodeById(detail.node) ?? app.graph?.getNodeById(Number(detail.node));
+      node?.restPlayer?.add(detail);
+    });
+  },
+});

@@ -1,0 +1,96 @@
+"""REST Model Loader: a REST checkpoint from `models/rest/` and a Whisper speech encoder, as one REST_MODEL.
+
+The parts sit behind one ComfyUI ModelPatcher, so ComfyUI moves them to the GPU before a run and may offload them
+to make room for other models, like any core model.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import comfy.model_management
+import comfy.model_patcher
+import folder_paths
+import torch
+from torch import nn
+
+from rest_core import RESTPipeline
+
+folder_paths.add_model_folder_path("rest", os.path.join(folder_paths.models_dir, "rest"), is_default=True)
+
+DEFAULT_WHISPER = "bundled in the checkpoint, else Whisper tiny.en (package)"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class RESTModel:
+    """What flows along a REST_MODEL link."""
+
+    pipe: RESTPipeline
+    patcher: comfy.model_patcher.ModelPatcher
+    name: str
+
+    def load(self):
+        """Bring every part onto the load device (whole: the parts have no per-layer weight casting)."""
+        comfy.model_management.load_models_gpu([self.patcher], force_full_load=True)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.pipe.dit.parameters()).device
+
+
+def checkpoint_names() -> list[str]:
+    return [name for name in folder_paths.get_filename_list("rest") if name.endswith(".safetensors")]
+
+
+def pick_dtype(choice: str, device: torch.device) -> torch.dtype:
+    if choice != "auto":
+        return DTYPES[choice]
+    if device.type == "cpu":
+        return torch.float32
+    if comfy.model_management.should_use_bf16(device):
+        return torch.bfloat16
+    return torch.float16 if comfy.model_management.should_use_fp16(device) else torch.float32
+
+
+class RESTModelLoader:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "checkpoint": (checkpoint_names(), {"tooltip": "A REST .safetensors checkpoint in models/rest/."}),
+            "speech_encoder": ([DEFAULT_WHISPER] + folder_paths.get_filename_list("audio_encoders"), {
+                "tooltip": "Whisper tiny weights for the speech path: openai or Hugging Face .safetensors, or a "
+                           "CTranslate2 model.bin, from models/audio_encoders/."}),
+            "device": (["auto", "cpu"], {"tooltip": "auto: ComfyUI's device (the GPU when there is one)."}),
+            "dtype": (["auto", *DTYPES], {"tooltip": "auto: bfloat16 or float16 where the GPU supports it, float32 "
+                                                     "on the CPU. The speech encoder always runs in float32."}),
+        }}
+
+    RETURN_TYPES = ("REST_MODEL",)
+    RETURN_NAMES = ("model",)
+    FUNCTION = "load"
+    CATEGORY = "REST"
+    DESCRIPTION = "Loads a REST talking-head model (DiT, causal VAE, SpeechAE) and its Whisper speech encoder."
+
+    def load(self, checkpoint: str, speech_encoder: str, device: str, dtype: str):
+        path = folder_paths.get_full_path("rest", checkpoint)
+        if path is None:
+            raise ValueError(f"checkpoint {checkpoint!r} is not in models/rest/; put the .safetensors file there "
+                             f"and refresh")
+        whisper = None
+        if speech_encoder != DEFAULT_WHISPER:
+            whisper = folder_paths.get_full_path("audio_encoders", speech_encoder)
+            if whisper is None:
+                raise ValueError(f"speech encoder {speech_encoder!r} is not in models/audio_encoders/")
+        if device == "cpu":
+            load_device = offload_device = torch.device("cpu")
+        else:
+            load_device = comfy.model_management.get_torch_device()
+            offload_device = comfy.model_management.unet_offload_device()
+        pipe = RESTPipeline.from_pretrained(path, whisper=whisper, device=offload_device,
+                                            dtype=pick_dtype(dtype, load_device))
+        parts = nn.ModuleDict(pipe.parts(include_whisper=True))
+        patcher = comfy.model_patcher.ModelPatcher(parts, load_device=load_device, offload_device=offload_device)
+        return (RESTModel(pipe, patcher, checkpoint),)
+

@@ -1,0 +1,104 @@
+import pytest
+import torch
+
+import comfy_stubs
+from conftest import SAMPLING, audio_dict
+from nodes.encode import RESTSpeechEncoder
+from nodes.live import LIVE, RESTLiveSampler
+from nodes.sampler import RESTStreamingSampler
+
+
+@pytest.fixture(autouse=True)
+def no_open_sessions():
+    yield
+    for key in list(LIVE.sessions):
+        LIVE.close(key)
+
+
+def push(model, reference, piece, rate, session="s", end=False, **options):
+    return RESTLiveSampler().push(model, reference, audio_dict(piece, rate), session, end, **(SAMPLING | options),
+                                  unique_id="9")
+
+
+def whole_clip_frames(model, reference, audio, rate, **options):
+    speech, _ = RESTSpeechEncoder().encode(model, audio_dict(audio, rate))
+    latent, = RESTStreamingSampler().sample(model, reference, speech, **(SAMPLING | options), live_player=False)
+    return latent["rest_frames"]
+
+
+def pieces_of(audio, cuts):
+    bounds = [0, *cuts, audio.shape[1]]
+    return [audio[:, a:b] for a, b in zip(bounds, bounds[1:])]
+
+
+def test_pieces_across_prompts_make_the_whole_clips_video(comfy, rest_model, rest_reference):
+    torch.manual_seed(5)
+    audio = torch.randn(2, 60_000) * 0.1  # 48 kHz stereo, 1.25 s
+    pieces = pieces_of(audio, [7_000, 56_000, 57_000])
+    got, reports = [], []
+    for i, piece in enumerate(pieces):
+        out = push(rest_model, rest_reference, piece, 48_000, end=i == len(pieces) - 1)
+        got.append(out["result"][0])
+        reports.append(out["ui"]["rest_live"][0])
+    assert torch.equal(torch.cat(got), whole_clip_frames(rest_model, rest_reference, audio, 48_000))
+    assert [r["frames"] for r in reports] == [0, 24, 0, 7]  # a chunk waits for its 0.96 s + 0.16 s lookahead
+    assert reports[-1]["finished"] and reports[-1]["frames_so_far"] == 31
+    assert "s" not in LIVE  # end_of_stream closed it
+
+
+def test_every_new_chunk_reaches_the_player_of_the_live_node(comfy, rest_model, rest_reference):
+    push(rest_model, rest_reference, torch.randn(1, 20_000) * 0.1, 16_000)
+    push(rest_model, rest_reference, torch.randn(1, 20_000) * 0.1, 16_000, end=True)
+    events = [data for name, data, _ in comfy.events if name == "rest.chunk"]
+    assert [e["index"] for e in events] == [0, 1, 2] and {e["node"] for e in events} == {"9"}
+    assert len({e["stream"] for e in events}) == 1 and [e["final"] for e in events] == [False, False, True]
+    assert [len(e["frames"]) for e in events] == [24, 24, 15]  # 2.5 s: 63 frames
+    assert [e["total_frames"] for e in events] == [None, 63, 63]  # known once the audio has ended
+
+
+def test_sessions_are_isolated_from_each_other(comfy, rest_model, rest_reference):
+    torch.manual_seed(6)
+    a, b = torch.randn(1, 40_000) * 0.1, torch.randn(1, 40_000) * 0.1
+    got = {"a": [], "b": []}
+    for i, (pa, pb) in enumerate(zip(pieces_of(a, [25_000]), pieces_of(b, [25_000]))):
+        got["a"].append(push(rest_model, rest_reference, pa, 16_000, session="a", end=i == 1)["result"][0])
+        got["b"].append(push(rest_model, rest_reference, pb, 16_000, session="b", end=i == 1)["result"][0])
+    assert torch.equal(torch.cat(got["a"]), whole_clip_frames(rest_model, rest_reference, a, 16_000))
+    assert torch.equal(torch.cat(got["b"]), whole_clip_frames(rest_model, rest_reference, b, 16_000))
+
+
+def test_changing_a_setting_mid_session_is_refused_and_the_stream_survives(comfy, rest_model, rest_reference):
+    torch.manual_seed(7)
+    audio = torch.randn(1, 40_000) * 0.1
+    first = push(rest_model, rest_reference, audio[:, :20_000], 16_000)["result"][0]
+    with pytest.raises(ValueError, match="started with another seed"):
+        push(rest_model, rest_reference, audio[:, 20_000:], 16_000, seed=1, end=True)
+    with pytest.raises(ValueError, match="another sample_rate"):
+        push(rest_model, rest_reference, audio[:, 20_000:], 48_000, end=True)
+    rest = push(rest_model, rest_reference, audio[:, 20_000:], 16_000, end=True)["result"][0]
+    assert torch.equal(torch.cat([first, rest]), whole_clip_frames(rest_model, rest_reference, audio, 16_000))
+
+
+def test_a_cancelled_live_prompt_closes_its_session(comfy, rest_model, rest_reference):
+    push(rest_model, rest_reference, torch.randn(1, 10_000) * 0.1, 16_000)
+    comfy.interrupt_after = 1
+    with pytest.raises(comfy_stubs.InterruptProcessingException):
+        push(rest_model, rest_reference, torch.randn(1, 30_000) * 0.1, 16_000)
+    assert "s" not in LIVE
+    assert comfy.empty_cache_calls == 2
+    out = push(rest_model, rest_reference, torch.randn(1, 30_000) * 0.1, 16_000)  # starts afresh
+    assert out["ui"]["rest_live"][0]["chunks"] == [0]
+
+
+def test_bad_pieces_are_refused_before_they_touch_the_stream(comfy, rest_model, rest_reference):
+    push(rest_model, rest_reference, torch.randn(1, 10_000) * 0.1, 16_000)
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        push(rest_model, rest_reference, torch.full((1, 100), float("nan")), 16_000)
+    with pytest.raises(ValueError, match="session_id is empty"):
+        push(rest_model, rest_reference, torch.randn(1, 100), 16_000, session="  ")
+    assert "s" in LIVE
+
+
+def test_the_live_node_always_runs(comfy):
+    value = RESTLiveSampler.IS_CHANGED()
+    assert value != value  # NaN: ComfyUI never serves a cached result for a piece

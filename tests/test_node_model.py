@@ -1,0 +1,50 @@
+import os
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from rest_core.whisper import WhisperEncoder
+from nodes.model import DEFAULT_WHISPER, RESTModelLoader
+
+
+def test_the_loader_lists_safetensors_checkpoints_of_models_rest_only(comfy, tiny_checkpoint):
+    (tiny_checkpoint.parent / "notes.txt").write_text("not a model")
+    (tiny_checkpoint.parent / "old.ckpt").write_bytes(b"pickle")
+    names = RESTModelLoader.INPUT_TYPES()["required"]["checkpoint"][0]
+    assert names == ["tiny.safetensors"]
+
+
+def test_loading_gives_a_model_under_comfys_memory_management(comfy, rest_model):
+    assert rest_model.name == "tiny.safetensors" and rest_model.pipe.config.resolution == 64
+    assert set(rest_model.patcher.model) == {"dit", "vae", "speech_ae", "whisper"}
+    assert rest_model.patcher.model["dit"] is rest_model.pipe.dit
+    rest_model.load()
+    (models, options), = comfy.loaded
+    assert models == [rest_model.patcher] and options == {"force_full_load": True}
+
+
+def test_dtype_option_casts_the_model_but_not_the_speech_encoder(comfy):
+    model, = RESTModelLoader().load("tiny.safetensors", DEFAULT_WHISPER, "cpu", "bfloat16")
+    assert next(model.pipe.dit.parameters()).dtype == torch.bfloat16
+    assert next(model.pipe.whisper.parameters()).dtype == torch.float32
+
+
+def test_a_speech_encoder_from_models_audio_encoders_replaces_the_bundled_one(comfy):
+    torch.manual_seed(9)
+    whisper = WhisperEncoder(layers=1)
+    folder = comfy.models_dir + "/audio_encoders"
+    os.makedirs(folder, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in whisper.state_dict().items()}, folder + "/tiny-test.safetensors")
+    assert "tiny-test.safetensors" in RESTModelLoader.INPUT_TYPES()["required"]["speech_encoder"][0]
+    model, = RESTModelLoader().load("tiny.safetensors", "tiny-test.safetensors", "auto", "auto")
+    assert torch.equal(model.pipe.whisper.conv1.weight, whisper.conv1.weight)
+
+
+@pytest.mark.parametrize("checkpoint, encoder, message", [
+    ("missing.safetensors", DEFAULT_WHISPER, "not in models/rest"),
+    ("tiny.safetensors", "gone.safetensors", "not in models/audio_encoders"),
+])
+def test_missing_files_are_named_in_the_error(comfy, checkpoint, encoder, message):
+    with pytest.raises(ValueError, match=message):
+        RESTModelLoader().load(checkpoint, encoder, "auto", "auto")
