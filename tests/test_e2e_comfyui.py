@@ -1,0 +1,143 @@
+"""End to end on a real ComfyUI 0.3.75 with this plugin installed: the shipped API workflows run through
+POST /prompt into mp4 files checked with PyAV; cancel, bad input and the live session are exercised as an API
+client would. The checkpoint is the tiny random-weight model of the node tests, saved as rest-demo.safetensors."""
+
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+
+import av
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from comfyui_server import ComfyServer
+from conftest import write_wav
+
+WORKFLOWS = Path(__file__).resolve().parents[1] / "workflows" / "api"
+NODES = {"RESTModelLoader", "RESTReferenceEncoder", "RESTSpeechEncoder", "RESTStreamingSampler", "RESTLiveSampler",
+         "RESTDecode", "RESTPasteBack"}
+
+
+def portrait(path: Path, width: int = 80, height: int = 96):
+    """A drawn face, taller than wide so the reference encoder has to crop it."""
+    im = Image.new("RGB", (width, height), (70, 90, 120))
+    d = ImageDraw.Draw(im)
+    d.ellipse((12, 14, 68, 84), fill=(220, 180, 150))
+    d.ellipse((26, 36, 34, 44), fill=(40, 30, 30))
+    d.ellipse((46, 36, 54, 44), fill=(40, 30, 30))
+    d.rectangle((30, 62, 50, 68), fill=(150, 50, 60))
+    im.save(path)
+
+
+def workflow(name: str) -> dict:
+    return json.loads((WORKFLOWS / f"{name}.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, tiny_checkpoint, speak):
+    server = ComfyServer(tmp_path_factory.mktemp("comfyui"))
+    server.install()
+    shutil.copy(tiny_checkpoint, server.base / "models" / "rest" / "rest-demo.safetensors")
+    inputs = server.base / "input"
+    portrait(inputs / "rest_portrait.png")
+    for name, text in [("rest_speech.wav", "Hello there. This is a talking head."),
+                       ("rest_speech_long.wav", "A longer piece of speech, so that the stream runs for several "
+                                                "chunks and can be stopped while it is still being made.")]:
+        write_wav(inputs / name, *speak(text))
+    server.start()
+    yield server
+    server.stop()
+
+
+def video_facts(path: Path) -> dict:
+    with av.open(str(path)) as container:
+        video = container.streams.video[0]
+        facts = {"fps": float(video.average_rate), "width": video.width, "height": video.height,
+                 "frames": sum(1 for _ in container.decode(video))}
+    with av.open(str(path)) as container:
+        audio = container.streams.audio[0]
+        facts["audio_seconds"] = sum(f.samples for f in container.decode(audio)) / audio.rate
+    return facts
+
+
+def expected_frames(wav: Path) -> int:
+    with av.open(str(wav)) as container:
+        stream = container.streams.audio[0]
+        samples = sum(f.samples for f in container.decode(stream))
+        rate = stream.rate
+    return max(1, (math.ceil(samples * 16_000 / rate) + 320) // 640)
+
+
+def test_the_server_lists_the_plugins_nodes_and_the_checkpoint(server):
+    info = server.get("/object_info")
+    assert NODES <= set(info)
+    assert all(info[n]["category"] == "REST" for n in NODES)
+    assert info["RESTModelLoader"]["input"]["required"]["checkpoint"][0] == ["rest-demo.safetensors"]
+
+
+@pytest.mark.parametrize("name, wav, width, height", [
+    ("talking_head", "rest_speech.wav", 64, 64),
+    ("long_audio", "rest_speech_long.wav", 80, 96),  # pasted back into the 80x96 portrait
+    ("ablation", "rest_speech.wav", 3 * 64 + 2 * 4, 64),  # three streams side by side
+])
+def test_an_api_workflow_makes_an_mp4_with_the_audios_frame_count(server, name, wav, width, height):
+    entry = server.run(workflow(name))
+    facts = video_facts(server.output_file(entry, "9"))
+    frames = expected_frames(server.base / "input" / wav)
+    assert facts["frames"] == frames and facts["fps"] == 25.0
+    assert (facts["width"], facts["height"]) == (width, height)
+    assert abs(facts["audio_seconds"] - frames / 25) < 0.05  # AAC frames round the track up by < 1024 samples
+
+
+def test_a_cancelled_job_returns_control_and_the_next_job_succeeds(server):
+    seen = len(server.messages)
+    prompt = workflow("long_audio")
+    prompt["6"]["inputs"]["seed"] = 1  # not a cached result
+    prompt_id = server.queue(prompt)
+    deadline = time.monotonic() + 120
+    while not any(m.get("type") == "progress" and m["data"]["node"] == "6" and m["data"]["prompt_id"] == prompt_id
+                  for m in server.messages[seen:]):
+        assert time.monotonic() < deadline, server.log_text()
+        time.sleep(0.02)
+    server.post("/interrupt")
+    entry = server.wait(prompt_id)
+    assert entry["status"]["status_str"] == "error"
+    assert any(kind == "execution_interrupted" for kind, _ in entry["status"]["messages"])
+    again = workflow("talking_head")
+    again["6"]["inputs"]["seed"] = 2
+    server.run(again)
+
+
+def test_empty_audio_is_a_node_error_in_history_and_the_server_keeps_serving(server):
+    prompt = workflow("talking_head")
+    prompt["2"] = {"class_type": "EmptyAudio", "inputs": {"duration": 0.0, "sample_rate": 16_000, "channels": 1}}
+    entry = server.wait(server.queue(prompt))
+    assert entry["status"]["status_str"] == "error"
+    (kind, error), = [m for m in entry["status"]["messages"] if m[0] == "execution_error"]
+    assert error["node_type"] == "RESTSpeechEncoder"
+    assert "audio is empty: give at least one sample of speech" in error["exception_message"]
+    assert server.get("/system_stats")["system"]
+    server.run(workflow("talking_head"))
+
+
+def test_a_live_session_streams_chunks_as_its_audio_arrives(server, speak):
+    audio, rate = speak("Live from the microphone, a piece at a time.")
+    pieces = torch.tensor_split(audio, 4, dim=1)
+    prompt_ids, seen = [], len(server.messages)
+    for i, piece in enumerate(pieces):
+        write_wav(server.base / "input" / f"rest_live_{i}.wav", piece, rate)
+        prompt = workflow("live_session")
+        prompt["2"]["inputs"]["audio"] = f"rest_live_{i}.wav"
+        prompt["5"]["inputs"]["session_id"] = "e2e-live"
+        prompt["5"]["inputs"]["end_of_stream"] = i == len(pieces) - 1
+        prompt_ids.append(server.queue(prompt))
+    reports = [server.wait(p)["outputs"]["5"]["rest_live"][0] for p in prompt_ids]
+    frames = max(1, (math.ceil(audio.shape[1] * 16_000 / rate) + 320) // 640)
+    assert sum(r["frames"] for r in reports) == frames and reports[-1]["finished"]
+    assert reports[0]["frames"] == 0 < reports[1]["frames"]  # the first quarter is shorter than a chunk's audio
+    chunks = [m["data"] for m in server.messages[seen:] if m.get("type") == "rest.chunk"]
+    assert [c["index"] for c in chunks] == list(range(len(chunks))) and chunks[-1]["final"]
+    assert sum(len(c["frames"]) for c in chunks) == frames
