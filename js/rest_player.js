@@ -7,6 +7,7 @@ import { api } from "../../scripts/api.js";
 
 const PLAYER_NODES = ["RESTStreamingSampler", "RESTLiveSampler"];
 const LEAD_SECONDS = 0.15; // scheduling margin for a chunk that arrives when its time has already come
+const VIDEO_HEIGHT = 256; // pixels on the node, whatever the model's resolution
 
 function decodePcm16(base64) {
   const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
@@ -22,7 +23,8 @@ class ChunkPlayer {
     this.element.className = "rest-player";
     this.element.style.cssText = "display:flex;flex-direction:column;gap:4px;width:100%;height:100%;";
     this.canvas = document.createElement("canvas");
-    this.canvas.style.cssText = "width:100%;flex:1;min-height:0;object-fit:contain;background:#111;";
+    this.canvas.style.cssText = `height:${VIDEO_HEIGHT}px;max-width:100%;object-fit:contain;background:#111;` +
+      "align-self:center;";
     this.status = document.createElement("div");
     this.status.style.cssText = "font:12px sans-serif;color:#aaa;display:flex;gap:8px;align-items:center;";
     this.label = document.createElement("span");
@@ -121,8 +123,11 @@ app.registerExtension({
     nodeType.prototype.onNodeCreated = function () {
       const result = created?.apply(this, arguments);
       this.restPlayer = new ChunkPlayer();
-      this.addDOMWidget("rest_player", "rest_player", this.restPlayer.element, { serialize: false });
-      this.setSize([Math.max(this.size[0], 320), this.size[1] + 300]);
+      this.addDOMWidget("rest_player", "rest_player", this.restPlayer.element, {
+        serialize: false,
+        getMinHeight: () => VIDEO_HEIGHT + 30,
+      });
+      this.setSize([Math.max(this.size[0], 320), this.size[1] + VIDEO_HEIGHT + 30]);
       return result;
     };
   },

@@ -6,6 +6,7 @@ import wave
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageDraw
 
 import pytest
 import torch
@@ -134,3 +135,35 @@ def rest_reference(rest_model, portrait_image):
 def audio_dict(waveform: torch.Tensor, rate: int) -> dict:
     """[C, N] -> a ComfyUI AUDIO"""
     return {"waveform": waveform[None], "sample_rate": rate}
+
+
+def portrait(path: Path, width: int = 80, height: int = 96):
+    """A drawn face, taller than wide so the reference encoder has to crop it."""
+    im = Image.new("RGB", (width, height), (70, 90, 120))
+    d = ImageDraw.Draw(im)
+    d.ellipse((12, 14, 68, 84), fill=(220, 180, 150))
+    d.ellipse((26, 36, 34, 44), fill=(40, 30, 30))
+    d.ellipse((46, 36, 54, 44), fill=(40, 30, 30))
+    d.rectangle((30, 62, 50, 68), fill=(150, 50, 60))
+    im.save(path)
+
+
+@pytest.fixture(scope="session")
+def comfyui(tmp_path_factory, tiny_checkpoint, speak):
+    """A real ComfyUI 0.3.75 server with this plugin, the tiny model as models/rest/rest-demo.safetensors, and the
+    example workflows' input files (a drawn portrait, espeak-ng speech)."""
+    from comfyui_server import ComfyServer
+
+    server = ComfyServer(tmp_path_factory.mktemp("comfyui"))
+    server.install()
+    shutil.copy(tiny_checkpoint, server.base / "models" / "rest" / "rest-demo.safetensors")
+    inputs = server.base / "input"
+    portrait(inputs / "rest_portrait.png")
+    for name, text in [("rest_speech.wav", "Hello there. This is a talking head."),
+                       ("rest_speech_long.wav", "A longer piece of speech, so that the stream runs for several "
+                                                "chunks and can be stopped while it is still being made."),
+                       ("rest_live_piece.wav", "Live.")]:
+        write_wav(inputs / name, *speak(text))
+    server.start()
+    yield server
+    server.stop()

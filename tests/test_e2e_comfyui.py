@@ -4,16 +4,13 @@ client would. The checkpoint is the tiny random-weight model of the node tests, 
 
 import json
 import math
-import shutil
 import time
 from pathlib import Path
 
 import av
 import pytest
 import torch
-from PIL import Image, ImageDraw
 
-from comfyui_server import ComfyServer
 from conftest import write_wav
 
 WORKFLOWS = Path(__file__).resolve().parents[1] / "workflows" / "api"
@@ -21,35 +18,8 @@ NODES = {"RESTModelLoader", "RESTReferenceEncoder", "RESTSpeechEncoder", "RESTSt
          "RESTDecode", "RESTPasteBack"}
 
 
-def portrait(path: Path, width: int = 80, height: int = 96):
-    """A drawn face, taller than wide so the reference encoder has to crop it."""
-    im = Image.new("RGB", (width, height), (70, 90, 120))
-    d = ImageDraw.Draw(im)
-    d.ellipse((12, 14, 68, 84), fill=(220, 180, 150))
-    d.ellipse((26, 36, 34, 44), fill=(40, 30, 30))
-    d.ellipse((46, 36, 54, 44), fill=(40, 30, 30))
-    d.rectangle((30, 62, 50, 68), fill=(150, 50, 60))
-    im.save(path)
-
-
 def workflow(name: str) -> dict:
     return json.loads((WORKFLOWS / f"{name}.json").read_text())
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, tiny_checkpoint, speak):
-    server = ComfyServer(tmp_path_factory.mktemp("comfyui"))
-    server.install()
-    shutil.copy(tiny_checkpoint, server.base / "models" / "rest" / "rest-demo.safetensors")
-    inputs = server.base / "input"
-    portrait(inputs / "rest_portrait.png")
-    for name, text in [("rest_speech.wav", "Hello there. This is a talking head."),
-                       ("rest_speech_long.wav", "A longer piece of speech, so that the stream runs for several "
-                                                "chunks and can be stopped while it is still being made.")]:
-        write_wav(inputs / name, *speak(text))
-    server.start()
-    yield server
-    server.stop()
 
 
 def video_facts(path: Path) -> dict:
@@ -69,6 +39,11 @@ def expected_frames(wav: Path) -> int:
         samples = sum(f.samples for f in container.decode(stream))
         rate = stream.rate
     return max(1, (math.ceil(samples * 16_000 / rate) + 320) // 640)
+
+
+@pytest.fixture(scope="module")
+def server(comfyui):
+    return comfyui
 
 
 def test_the_server_lists_the_plugins_nodes_and_the_checkpoint(server):

@@ -1,0 +1,88 @@
+"""The real ComfyUI frontend (comfyui-frontend-package 1.32.9) in headless Chromium: every UI workflow loads with
+all its node types known and no console errors, and queues as exactly its API twin; the live player on the
+sampler receives and shows chunks while the job is still running. Screenshots go to artifacts/browser/."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from browser import ARTIFACTS, alerts, chromium, console_errors, fit_view, open_frontend, wait_for
+
+WORKFLOWS = Path(__file__).resolve().parents[1] / "workflows"
+UI_WORKFLOWS = sorted(p.stem for p in WORKFLOWS.glob("*.json"))
+OFFLINE = "api.comfy.org"  # the frontend asks the registry for news and node metadata; these machines are offline
+
+
+@pytest.fixture(scope="module")
+def browser(comfyui, tmp_path_factory):
+    driver = chromium(tmp_path_factory.mktemp("chromium-profile"))
+    open_frontend(driver, comfyui)
+    console_errors(driver)  # start-up messages of the frontend itself are not ours
+    yield driver
+    driver.quit()
+
+
+def screenshot(browser, name: str) -> Path:
+    path = ARTIFACTS / "browser" / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fit_view(browser)
+    browser.save_screenshot(str(path))
+    return path
+
+
+def test_every_api_workflow_has_a_ui_twin():
+    assert UI_WORKFLOWS == sorted(p.stem for p in (WORKFLOWS / "api").glob("*.json"))
+    assert {"talking_head", "long_audio", "ablation", "live_session"} <= set(UI_WORKFLOWS)
+
+
+@pytest.mark.parametrize("name", UI_WORKFLOWS)
+def test_a_ui_workflow_loads_and_queues_as_its_api_twin(comfyui, browser, name):
+    graph = json.loads((WORKFLOWS / f"{name}.json").read_text())
+    browser.execute_script("return app.loadGraphData(arguments[0], true, true, arguments[1])", graph, name)
+    missing = browser.execute_script(
+        "return app.graph.nodes.filter(n => !LiteGraph.registered_node_types[n.type]).map(n => n.type)")
+    assert missing == []
+    assert alerts(browser) == []  # e.g. "Invalid workflow against zod schema"
+    prompt = browser.execute_async_script("const done = arguments[0]; app.graphToPrompt().then(p => done(p.output))")
+    api = json.loads((WORKFLOWS / "api" / f"{name}.json").read_text())
+    info = comfyui.get("/object_info")
+
+    def declared(node: dict) -> dict:  # the frontend also sends its own display widgets (LoadAudio's audioUI)
+        spec = info[node["class_type"]]["input"]
+        names = {*spec.get("required", {}), *spec.get("optional", {})}
+        return {k: v for k, v in node["inputs"].items() if k in names}
+
+    assert {k: (v["class_type"], declared(v)) for k, v in prompt.items()} == \
+           {k: (v["class_type"], v["inputs"]) for k, v in api.items()}
+    assert [e for e in console_errors(browser) if OFFLINE not in e] == []
+    assert screenshot(browser, name).stat().st_size > 10_000
+
+
+def test_the_live_player_shows_chunks_before_the_job_ends(browser):
+    graph = json.loads((WORKFLOWS / "talking_head.json").read_text())
+    browser.execute_script("""
+        const [graph] = arguments;
+        window.restSeen = {chunks: [], end: null};
+        const api = window.comfyAPI.api.api;
+        api.addEventListener("rest.chunk", () => restSeen.chunks.push(performance.now()));
+        api.addEventListener("execution_success", () => { restSeen.end = performance.now(); });
+        return app.loadGraphData(graph, true, true, "talking_head");
+    """, graph)
+    browser.execute_script("app.graph.getNodeById(2).widgets[0].value = 'rest_speech_long.wav';"
+                           "app.graph.getNodeById(6).widgets[2].value = 7; return app.queuePrompt(0, 1)")
+    wait_for(browser, "return restSeen.end !== null", timeout=240)
+    seen = browser.execute_script("return restSeen")
+    assert len(seen["chunks"]) >= 3 and seen["chunks"][0] < seen["end"]
+    player = browser.execute_script("""
+        const p = app.graph.getNodeById(6).restPlayer;
+        const pixels = p.canvas.getContext("2d").getImageData(0, 0, p.canvas.width, p.canvas.height).data;
+        return {chunks: p.chunks.length, frames: p.frames.filter(Boolean).length, width: p.canvas.width,
+                lit: pixels.some((v, i) => i % 4 !== 3 && v > 0)};
+    """)
+    assert player["chunks"] == len(seen["chunks"]) and player["width"] == 64
+    assert player["frames"] > 24
+    assert player["lit"]  # a frame was drawn
+    assert alerts(browser) == []
+    assert [e for e in console_errors(browser) if OFFLINE not in e] == []
+    screenshot(browser, "live_player")
