@@ -20,7 +20,6 @@ class RESTReference:
     latent: Tensor  # [1, C, 1, h, w] on the model's device
     crop: CropBox
     source: Tensor  # [H, W, 3] float in [0, 1], the image before the crop (for paste-back)
-    model_name: str
 
 
 @dataclass
@@ -28,11 +27,11 @@ class RESTSpeech:
     """What flows along a REST_SPEECH link."""
 
     speech: SpeechLatents
-    audio_16k: Tensor  # [N] mono, what the model heard (the live player plays it with the frames)
+    audio_16k: Tensor  # [N] mono, what the model heard (the player plays it with the frames)
 
 
 def audio_input(audio: dict) -> tuple[Tensor, int]:
-    """A ComfyUI AUDIO dict -> (waveform [C, N] of its first clip, sample rate), with clear errors."""
+    """A ComfyUI AUDIO dict -> (its waveform [1, C, N], its sample rate), with clear errors."""
     if not isinstance(audio, dict) or "waveform" not in audio or "sample_rate" not in audio:
         raise ValueError("audio: expected a ComfyUI AUDIO (a dict with 'waveform' and 'sample_rate'); connect "
                          "LoadAudio or another audio node")
@@ -66,7 +65,7 @@ class RESTReferenceEncoder:
         model.load()
         latent, crop = model.pipe.encode_reference(image)
         source = image[0] if image.dim() == 4 else image
-        return (RESTReference(latent, crop, source[..., :3].float().cpu(), model.name),)
+        return (RESTReference(latent, crop, source[..., :3].float().cpu()),)
 
 
 class RESTSpeechEncoder:
