@@ -53,6 +53,13 @@ def test_the_server_lists_the_plugins_nodes_and_the_checkpoint(server):
     assert info["RESTModelLoader"]["input"]["required"]["checkpoint"][0] == ["rest-demo.safetensors"]
 
 
+def test_the_ui_workflows_are_in_the_template_browser(server):
+    templates = server.get("/workflow_templates")
+    assert sorted(templates["comfyui-rest"]) == ["ablation", "live_session", "long_audio", "talking_head"]
+    served = server.get("/api/workflow_templates/comfyui-rest/talking_head.json")
+    assert served == json.loads((WORKFLOWS.parent / "talking_head.json").read_text())
+
+
 @pytest.mark.parametrize("name, wav, width, height", [
     ("talking_head", "rest_speech.wav", 64, 64),
     ("long_audio", "rest_speech_long.wav", 80, 96),  # pasted back into the 80x96 portrait
