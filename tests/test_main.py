@@ -12,7 +12,7 @@ from rest_core.speech import video_frames
 from rest_core.whisper import WhisperEncoder
 
 from conftest import write_wav
-from test_pipeline import TINY
+from conftest import TINY_REST as TINY
 
 
 @pytest.fixture(scope="module")

@@ -2,20 +2,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from rest_core.config import DiTConfig, RESTConfig, SamplerConfig, SpeechConfig, VAEConfig
+from conftest import TINY_REST as TINY
 from rest_core.pipeline import RESTPipeline, prepare_reference
 from rest_core.speech import video_frames
 from rest_core.whisper import WhisperEncoder
-
-TINY = RESTConfig(
-    name="tiny", resolution=64,
-    dit=DiTConfig(in_channels=8, hidden=64, depth=2, heads=4, text_dim=None, speech_tokens=2, speech_dim=16),
-    vae=VAEConfig(latent_channels=8, block_out_channels=(8, 16, 16, 16), layers_per_block=(1, 1, 1, 1, 1),
-                  decoder_block_out_channels=(8, 16, 16, 16), decoder_layers_per_block=(1, 1, 1, 1, 1)),
-    speech=SpeechConfig(hidden=32, depth=1, heads=4),
-    sampler=SamplerConfig(steps=2),
-)
-
 
 @pytest.fixture(scope="module")
 def pipe():
