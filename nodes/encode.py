@@ -88,10 +88,10 @@ class RESTSpeechEncoder:
 
     def encode(self, model: RESTModel, audio: dict):
         waveform, rate = audio_input(audio)
-        mono_clip(waveform)  # empty / NaN / wrong layout: a clear error before any work
+        mono = mono_clip(waveform)  # empty / NaN / wrong layout: a clear error before any work
         model.load()
-        speech = model.pipe.encode_speech(waveform, rate)
+        speech = model.pipe.encode_speech(mono, rate)
         fitted = fit_audio(waveform if waveform.dim() == 3 else waveform[None], rate, speech.video_frames,
                            model.pipe.config.fps)
-        return (RESTSpeech(speech, prepare_audio(waveform, rate)), {"waveform": fitted, "sample_rate": rate})
+        return (RESTSpeech(speech, prepare_audio(mono, rate)), {"waveform": fitted, "sample_rate": rate})
 

@@ -16,11 +16,12 @@ from torch import Tensor
 
 from rest_core import SpeechLatentStream, VideoChunk, VideoStream
 from rest_core.resample import SampleBuffer, StreamingResampler
-from rest_core.speech import SAMPLES_PER_VIDEO_FRAME, as_mono
+from rest_core.speech import as_mono
 from rest_core.whisper import SAMPLE_RATE
 
 from .encode import RESTReference, audio_input
 from .model import RESTModel
+from .player import sample_span
 from .sampler import ChunkProgress, sampling_inputs, send_chunk, text_condition
 from .sessions import SessionRegistry
 
@@ -112,7 +113,7 @@ class RESTLiveSampler:
         if not key:
             raise ValueError("session_id is empty: name the live stream (the same name on every piece)")
         waveform, rate = audio_input(audio)
-        as_mono(waveform)  # a malformed piece is refused before it touches the stream
+        mono = as_mono(waveform)  # a malformed piece is refused before it touches the stream
         text = text_condition(conditioning, model)
         settings = {"steps": steps, "cfg": cfg, "seed": seed, "id_sink": id_sink, "context_cache": context_cache,
                     "context_refresh": context_refresh, "sample_rate": rate}
@@ -126,8 +127,8 @@ class RESTLiveSampler:
         model.load()
         made: list[VideoChunk] = []
         try:
-            ready = session.speech.push(waveform)
-            session.heard_16k.append(session.heard.push(as_mono(waveform)))
+            ready = session.speech.push(mono)
+            session.heard_16k.append(session.heard.push(mono))
             if end_of_stream:
                 ready += session.speech.finish()
                 session.heard_16k.append(session.heard.finish())
@@ -138,8 +139,7 @@ class RESTLiveSampler:
             for chunk in session.video.pull():
                 made.append(chunk)
                 session.progress.chunk_done(chunk)
-                start = chunk.first_frame * SAMPLES_PER_VIDEO_FRAME
-                stop = start + chunk.frames.shape[0] * SAMPLES_PER_VIDEO_FRAME
+                start, stop = sample_span(chunk.first_frame, chunk.frames.shape[0])
                 send_chunk(unique_id, session.stream, chunk, session.heard_16k.read(start, stop),
                            model.pipe.config.fps, session.speech.video_frames,
                            final=end_of_stream and len(made) == len(ready))
@@ -159,7 +159,7 @@ class RESTLiveSampler:
     def outputs(session: LiveSession, made: list[VideoChunk], model: RESTModel, key: str, finished: bool) -> dict:
         size = model.pipe.config.resolution
         frames = torch.cat([c.frames for c in made]) if made else torch.zeros(0, size, size, 3)
-        so_far = made[-1].first_frame + made[-1].frames.shape[0] if made else session.video.made
+        so_far = session.video.made
         report = {"session": key, "stream": session.stream, "chunks": [c.index for c in made],
                   "first_frame": made[0].first_frame if made else so_far, "frames": frames.shape[0],
                   "frames_so_far": so_far, "finished": finished}

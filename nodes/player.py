@@ -60,8 +60,13 @@ def chunk_event(node: str, stream: str, index: int, first_frame: int, frames: Te
     }
 
 
+def sample_span(first_frame: int, frames: int) -> tuple[int, int]:
+    """The 16 kHz samples [start, stop) under video frames [first_frame, first_frame + frames)."""
+    return first_frame * SAMPLES_PER_VIDEO_FRAME, (first_frame + frames) * SAMPLES_PER_VIDEO_FRAME
+
+
 def audio_span(audio_16k: Tensor, first_frame: int, frames: int) -> Tensor:
     """The 16 kHz samples under video frames [first_frame, first_frame + frames), silence past the end."""
-    start, stop = first_frame * SAMPLES_PER_VIDEO_FRAME, (first_frame + frames) * SAMPLES_PER_VIDEO_FRAME
+    start, stop = sample_span(first_frame, frames)
     out = audio_16k[start:stop]
     return F.pad(out, (0, stop - start - out.shape[0]))
