@@ -1,5 +1,14 @@
-"""Command line: `python -m rest_core generate --checkpoint model.safetensors --image face.png --audio speech.wav
---out talk.mp4` writes the talking-head video with the speech muxed in, chunk by chunk."""
+"""Command line.
+
+    python -m rest_core generate --checkpoint model.safetensors --image face.png --audio speech.wav --out talk.mp4
+    python -m rest_core synth ...      a procedural talking-head corpus (rest_core/data/synth.py)
+    python -m rest_core prepare ...    videos -> face-cropped clips, speech features, VAE latents (rest_core/data/prepare.py)
+    python -m rest_core train ...      vae | speechae | teacher | student (rest_core/train/)
+    python -m rest_core eval ...       quality metrics and ablations on held-out clips (rest_core/eval.py)
+
+`generate` writes the talking-head video with the speech muxed in, chunk by chunk. The other commands live in
+their own modules, each with `configure(parser)` and `run(args) -> exit code`, imported only when called.
+"""
 
 from __future__ import annotations
 
@@ -56,9 +65,26 @@ def generate(args) -> int:
     return 0
 
 
+# command -> (module, help); the module is imported when its command runs, so `generate` never loads training code
+COMMANDS = {
+    "synth": ("rest_core.data.synth", "write a procedural talking-head corpus: mp4 clips + ground-truth sidecars"),
+    "prepare": ("rest_core.data.prepare", "videos -> face-cropped 25 fps clips, speech features and VAE latents"),
+    "train": ("rest_core.train", "train the VAE, SpeechAE, teacher or student"),
+    "eval": ("rest_core.eval", "lip-sync, identity drift, seams, PSNR/SSIM on held-out clips, with ablations"),
+}
+
+
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m rest_core", description=__doc__)
+    import importlib
+
+    p = argparse.ArgumentParser(prog="python -m rest_core", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    for name, (module, help_text) in COMMANDS.items():
+        q = sub.add_parser(name, help=help_text)
+        if argv[:1] == [name]:
+            importlib.import_module(module).configure(q)
     g = sub.add_parser("generate", help="portrait + speech -> talking-head mp4")
     g.add_argument("--checkpoint", required=True, help="a REST .safetensors checkpoint")
     g.add_argument("--image", required=True, help="the portrait")
@@ -74,6 +100,8 @@ def main(argv=None) -> int:
     g.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
     args = p.parse_args(argv)
     try:
+        if args.command in COMMANDS:
+            return importlib.import_module(COMMANDS[args.command][0]).run(args)
         return generate(args)
     except ValueError as e:
         sys.stderr.write(f"\nerror: {e}\n")

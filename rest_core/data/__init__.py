@@ -1,0 +1,1 @@
+"""Data for training and evaluation: the procedural corpus (`synth`) and video preparation (`prepare`)."""

@@ -1,0 +1,304 @@
+"""Data preparation: a folder of talking-head videos -> training data, in two passes.
+
+    python -m rest_core prepare clips   --videos corpus/train --out data/demo
+    python -m rest_core prepare latents --data data/demo --vae runs/vae/vae.safetensors \
+                                        --speech-ae runs/speechae/speech_ae.safetensors
+
+`clips` reads every video (mp4, mov, mkv, webm, avi, m4v; synthetic or HDTF/MEAD), resamples it to 25 fps by
+nearest timestamp, crops the face box and resizes it (antialiased bilinear, as the pipeline treats a portrait) to
+the model's resolution, and computes the Whisper feature window of every latent frame from the audio, exactly as
+the streaming speech path does at inference. The face box comes from a sidecar `<video>.json` with
+`"face_box": [x0, y0, x1, y1]` (the synthetic corpus writes one; for other footage any face detector can); without
+one, the largest centred square is used, which suits pre-cropped datasets such as HDTF.
+Output: clips/shard-NNNNN.safetensors (`<name>/frames` uint8 [T, R, R, 3], `<name>/windows` float16
+[latent frames, H_w, 384]) and clips/index.json.
+
+`latents` cuts each clip into training segments and encodes them with the trained (frozen) VAE and SpeechAE. A
+segment is the reference frame and the K chunks after it: frames [8m - 1, 8m + 24K), encoded as one causal clip,
+so its first latent is the reference encoded alone (z_R, exactly as a portrait is encoded) and the rest are the
+chunks' latents, which the decoder primed on z_R reproduces. Its speech is the SpeechAE latents of the clip's
+windows m .. m + cK - 1: output frame 0 of the segment is clip frame 8m, on latent frame m of the clip's audio.
+Output: segments/shard-NNNNN.safetensors (`latents` [S, C, 1 + cK, h, w], `speech` [S, cK, h_w, d_A], `clip` and
+`start` [S]) and segments/index.json.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from ..config import FPS, VAE_TEMPORAL, RESTConfig
+from ..speech import SAMPLES_PER_VIDEO_FRAME, prepare_audio, speech_features
+from ..whisper import SAMPLE_RATE
+from ..whisper_import import default_whisper_encoder, load_whisper_encoder
+
+VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"}
+
+
+# --- reading videos ------------------------------------------------------------------------------------------
+
+def find_videos(folder: str | Path) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"{folder} is not a folder: give the folder that holds the videos")
+    videos = sorted(p for p in folder.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
+    if not videos:
+        raise ValueError(f"{folder} holds no videos ({', '.join(sorted(VIDEO_SUFFIXES))})")
+    return videos
+
+
+def read_frames_25fps(path: Path) -> np.ndarray:
+    """All frames of the first video stream, resampled to 25 fps by nearest earlier timestamp. [T, H, W, 3] uint8"""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise ValueError(f"{path} has no video stream")
+            stream = container.streams.video[0]
+            frames, times = [], []
+            for frame in container.decode(stream):
+                frames.append(frame.to_ndarray(format="rgb24"))
+                times.append(float(frame.time) if frame.time is not None else len(times) / FPS)
+    except av.FFmpegError as e:
+        raise ValueError(f"{path} could not be decoded ({e})") from e
+    if not frames:
+        raise ValueError(f"{path}: the video stream has no frames")
+    times = np.asarray(times) - times[0]
+    count = int(np.floor(times[-1] * FPS + 1e-6)) + 1
+    # frame i shows what is on screen at i / 25 s: the last source frame that started by then
+    pick = np.searchsorted(times, np.arange(count) / FPS + 1e-6, side="right") - 1
+    return np.stack([frames[i] for i in pick])
+
+
+def face_box(path: Path, height: int, width: int) -> tuple[int, int, int]:
+    """(top, left, size) of the square to crop: the sidecar's face_box, or the largest centred square."""
+    sidecar = path.with_suffix(".json")
+    if sidecar.is_file():
+        box = json.loads(sidecar.read_text()).get("face_box")
+        if box is not None:
+            x0, y0, x1, y1 = (int(round(v)) for v in box)
+            size = min(x1 - x0, y1 - y0)
+            if size < 32 or x0 < 0 or y0 < 0 or x0 + size > width or y0 + size > height:
+                raise ValueError(f"{sidecar}: face_box {box} must be a square of at least 32 pixels inside the "
+                                 f"{width}x{height} frame")
+            return y0, x0, size
+    size = min(height, width)
+    return (height - size) // 2, (width - size) // 2, size
+
+
+def crop_resize(frames: np.ndarray, box: tuple[int, int, int], resolution: int) -> np.ndarray:
+    """[T, H, W, 3] uint8 -> the box at resolution x resolution, antialiased like `prepare_reference`."""
+    top, left, size = box
+    out = []
+    for i in range(0, len(frames), 64):
+        x = torch.from_numpy(frames[i:i + 64, top:top + size, left:left + size]).permute(0, 3, 1, 2).float() / 255
+        if size != resolution:
+            x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False)
+        out.append((x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy())
+    return np.concatenate(out)
+
+
+# --- pass 1: clips ---------------------------------------------------------------------------------------------
+
+def prepare_clips(videos: str | Path, out: str | Path, config: RESTConfig, whisper=None, shard_clips: int = 32,
+                  log=sys.stderr) -> dict:
+    from ..media import read_audio
+
+    paths = find_videos(videos)
+    out = Path(out) / "clips"
+    out.mkdir(parents=True, exist_ok=True)
+    encoder = whisper if whisper is not None else default_whisper_encoder()
+    left, right = config.speech.context_left, config.speech.context_right
+    index = {"resolution": config.resolution, "context_left": left, "context_right": right, "clips": []}
+    shard: dict[str, torch.Tensor] = {}
+    started = time.perf_counter()
+
+    def flush():
+        if shard:
+            save_file(shard, str(out / f"shard-{len(index['shards']):05d}.safetensors"))
+            index["shards"].append(f"shard-{len(index['shards']):05d}.safetensors")
+            shard.clear()
+
+    index["shards"] = []
+    for n, path in enumerate(paths):
+        frames = read_frames_25fps(path)
+        waveform, rate = read_audio(path)
+        audio = prepare_audio(waveform, rate)  # [N] mono 16 kHz
+        count = min(len(frames), round(len(audio) / SAMPLES_PER_VIDEO_FRAME))
+        if count < 1 + VAE_TEMPORAL:
+            log.write(f"skipping {path}: {count} frames with audio; a clip needs at least {1 + VAE_TEMPORAL}\n")
+            continue
+        box = face_box(path, *frames.shape[1:3])
+        pixels = crop_resize(frames[:count], box, config.resolution)
+        windows = speech_features(encoder, audio, SAMPLE_RATE, left, right)  # [latent frames, H_w, width]
+        name = path.relative_to(videos).with_suffix("").as_posix()
+        shard[f"{name}/frames"] = torch.from_numpy(pixels)
+        shard[f"{name}/windows"] = windows.to(torch.float16)
+        index["clips"].append({"name": name, "source": path.relative_to(videos).as_posix(),
+                               "shard": len(index["shards"]), "frames": count, "box": list(box)})
+        if len(shard) >= 2 * shard_clips:
+            flush()
+        log.write(f"\r[prepare clips] {n + 1}/{len(paths)}  {(n + 1) / (time.perf_counter() - started):.2f} videos/s ")
+    flush()
+    log.write("\n")
+    if not index["clips"]:
+        raise ValueError(f"no usable clips in {videos}: every video was shorter than {1 + VAE_TEMPORAL} frames")
+    (out / "index.json").write_text(json.dumps(index, indent=1))
+    return index
+
+
+class ClipSet:
+    """Prepared clips, read lazily: frames by slice, so a training batch reads only the frames it uses."""
+
+    def __init__(self, data: str | Path):
+        folder = Path(data) / "clips"
+        if not (folder / "index.json").is_file():
+            raise ValueError(f"{folder}/index.json not found: run `python -m rest_core prepare clips` first")
+        self.folder = folder
+        self.index = json.loads((folder / "index.json").read_text())
+        self.clips = self.index["clips"]
+        self._open: dict[int, object] = {}
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def _file(self, clip: dict):
+        shard = clip["shard"]
+        if shard not in self._open:
+            self._open[shard] = safe_open(str(self.folder / self.index["shards"][shard]), framework="pt")
+        return self._open[shard]
+
+    def frames(self, i: int, start: int = 0, count: int | None = None) -> torch.Tensor:
+        """uint8 [count, R, R, 3]"""
+        clip = self.clips[i]
+        stop = clip["frames"] if count is None else start + count
+        return self._file(clip).get_slice(f"{clip['name']}/frames")[start:stop]
+
+    def windows(self, i: int) -> torch.Tensor:
+        """float32 [latent frames, H_w, 384]"""
+        clip = self.clips[i]
+        return self._file(clip).get_tensor(f"{clip['name']}/windows").float()
+
+
+# --- pass 2: segments ------------------------------------------------------------------------------------------
+
+def segment_starts(frames: int, chunks: int, chunk_latents: int, stride: int) -> list[int]:
+    """Latent index m of every segment that fits: reference frame 8m - 1, chunk frames [8m, 8m + 8cK)."""
+    span = VAE_TEMPORAL * chunk_latents * chunks
+    return list(range(1, (frames - span) // VAE_TEMPORAL + 1, stride))
+
+
+def to_video(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 [T, H, W, 3] -> [1, 3, T, H, W] in [-1, 1]"""
+    return (frames.permute(3, 0, 1, 2).float() / 127.5 - 1)[None]
+
+
+@torch.no_grad()
+def prepare_segments(data: str | Path, vae, speech_ae, config: RESTConfig, chunks: int = 3, stride: int = 1,
+                     shard_segments: int = 4096, device="cpu", log=sys.stderr) -> dict:
+    clips = ClipSet(data)
+    if clips.index["resolution"] != config.resolution:
+        raise ValueError(f"the clips are {clips.index['resolution']} px, the VAE's config {config.resolution} px: "
+                         f"prepare the clips again with the same preset")
+    out = Path(data) / "segments"
+    out.mkdir(parents=True, exist_ok=True)
+    c = config.chunk_latents
+    vae, speech_ae = vae.to(device).eval(), speech_ae.to(device).eval()
+    index = {"chunks": chunks, "chunk_latents": c, "stride": stride, "shards": [], "segments": 0}
+    latents, speech, clip_ids, starts = [], [], [], []
+    started = time.perf_counter()
+
+    def flush():
+        if latents:
+            name = f"shard-{len(index['shards']):05d}.safetensors"
+            save_file({"latents": torch.cat(latents), "speech": torch.cat(speech),
+                       "clip": torch.tensor(clip_ids), "start": torch.tensor(starts)}, str(out / name))
+            index["shards"].append(name)
+            index["segments"] += len(clip_ids)
+            latents.clear(), speech.clear(), clip_ids.clear(), starts.clear()
+
+    for i in range(len(clips)):
+        count = clips.clips[i]["frames"]
+        frames, windows = clips.frames(i), clips.windows(i).to(device)
+        for m in segment_starts(count, chunks, c, stride):
+            video = to_video(frames[8 * m - 1: 8 * m + VAE_TEMPORAL * c * chunks]).to(device)
+            latents.append(vae.encode_video(video).cpu())  # [1, C, 1 + cK, h, w]
+            speech.append(speech_ae.encode(windows[m:m + c * chunks])[None].cpu())  # [1, cK, h_w, d_A]
+            clip_ids.append(i)
+            starts.append(8 * m - 1)
+            if len(clip_ids) >= shard_segments:
+                flush()
+        log.write(f"\r[prepare latents] clip {i + 1}/{len(clips)}  "
+                  f"{(i + 1) / (time.perf_counter() - started):.2f} clips/s ")
+    flush()
+    log.write("\n")
+    if index["segments"] == 0:
+        raise ValueError(f"no clip in {data} is long enough for one segment of {chunks} chunks "
+                         f"({1 + VAE_TEMPORAL * c * chunks + VAE_TEMPORAL - 1} frames)")
+    (out / "index.json").write_text(json.dumps(index, indent=1))
+    return index
+
+
+class SegmentSet:
+    """All training segments in memory (they are small: a few kB each at the demo's size)."""
+
+    def __init__(self, data: str | Path):
+        folder = Path(data) / "segments"
+        if not (folder / "index.json").is_file():
+            raise ValueError(f"{folder}/index.json not found: run `python -m rest_core prepare latents` first")
+        self.index = json.loads((folder / "index.json").read_text())
+        parts = {"latents": [], "speech": [], "clip": [], "start": []}
+        for name in self.index["shards"]:
+            with safe_open(str(folder / name), framework="pt") as f:
+                for key in parts:
+                    parts[key].append(f.get_tensor(key))
+        self.latents, self.speech, self.clip, self.start = (torch.cat(parts[k]) for k in parts)
+
+    def __len__(self) -> int:
+        return self.latents.shape[0]
+
+
+# --- command line ----------------------------------------------------------------------------------------------
+
+def configure(p):
+    sub = p.add_subparsers(dest="pass_", required=True)
+    c = sub.add_parser("clips", help="videos -> 25 fps face crops at the model's resolution + speech windows")
+    c.add_argument("--videos", required=True, help="folder of talking-head videos (searched recursively)")
+    c.add_argument("--out", required=True, help="data folder to write (clips/ inside it)")
+    c.add_argument("--preset", default="rest-demo", help="model preset: sets the resolution and speech windows")
+    c.add_argument("--whisper", default=None, help="Whisper weights (default: the pinned tiny.en)")
+    c.add_argument("--shard-clips", type=int, default=32)
+    s = sub.add_parser("latents", help="clips -> training segments encoded by the trained VAE and SpeechAE")
+    s.add_argument("--data", required=True, help="the data folder `prepare clips` wrote")
+    s.add_argument("--vae", required=True, help="vae.safetensors from `train vae`")
+    s.add_argument("--speech-ae", required=True, help="speech_ae.safetensors from `train speechae`")
+    s.add_argument("--chunks", type=int, default=3, help="chunks per segment (K)")
+    s.add_argument("--stride", type=int, default=1, help="latent frames between segment starts")
+    s.add_argument("--device", default="cpu")
+
+
+def run(args) -> int:
+    if args.pass_ == "clips":
+        config = RESTConfig.preset(args.preset)
+        whisper = load_whisper_encoder(args.whisper) if args.whisper else None
+        index = prepare_clips(args.videos, args.out, config, whisper, args.shard_clips)
+        print(f"{len(index['clips'])} clips -> {Path(args.out) / 'clips'}")
+        return 0
+    from ..train.state import load_part
+
+    vae, config = load_part(args.vae, "vae")
+    speech_ae, speech_config = load_part(args.speech_ae, "speech_ae")
+    if speech_config.speech != config.speech or speech_config.dit.speech_tokens != config.dit.speech_tokens:
+        raise ValueError(f"{args.speech_ae} was trained for another speech config than {args.vae}")
+    index = prepare_segments(args.data, vae, speech_ae, config, args.chunks, args.stride, device=args.device)
+    print(f"{index['segments']} segments -> {Path(args.data) / 'segments'}")
+    return 0

@@ -1,0 +1,131 @@
+"""Stage 2 and 3: the A2V-DiT as non-streaming teacher, then as streaming student with ASD (paper §3.3).
+
+Both see the same data: a segment [z_R || z_1 .. z_K] with chunk-wise asynchronous noise (eq. 15-16), one t per
+chunk, the reference at t = 0, and the flow-matching target v = eps - z_0 (eq. 18). The teacher attends globally
+over the whole sequence. The student attends as it streams: each chunk sees the ID sink, its predecessor as
+context, and itself (eq. 20) -- `forward_sequence` with the streaming block mask, which equals running the chunks
+one by one through the ID-Context Cache (tested in test_dit).
+
+ASD (eq. 21-24) adds, against the frozen teacher's velocity on the same noisy input:
+  L_CON  InfoNCE over latent frames: frame i of the student should be most similar (cosine, temperature tau) to
+         frame i of the teacher. "standard" keeps the positive in the denominator (cross-entropy), "paper" leaves
+         it out as eq. 21 is printed.
+  L_SMO  the student's second temporal difference v[i+1] - 2 v[i] + v[i-1] should match the teacher's, over the
+         whole sequence and so across chunk boundaries.
+Joint-CFG training drops speech (and text) together with probability `cfg_dropout`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..config import RESTConfig
+from ..data.prepare import SegmentSet
+from ..dit import A2VDiT, sequence_timesteps
+from .loop import Settings, start_processes, train
+from .state import load_part
+
+DEFAULTS = {"cfg_dropout": 0.1, "logit_mean": 0.0, "logit_std": 1.0, "shift": None,
+            "con": 0.1, "smo": 1.0, "tau": 0.1, "contrastive": "standard", "id_sink": True, "context_cache": True}
+
+
+def chunk_times(batch: int, chunks: int, shift: float, mean: float, std: float, g: torch.Generator) -> Tensor:
+    """One flow time per chunk, drawn independently (asynchronous noise): logit-normal, then the sampler's shift
+    so training spends its effort where sampling does.  [B, K]"""
+    t = torch.sigmoid(mean + std * torch.randn(batch, chunks, generator=g))
+    return shift * t / (1 + (shift - 1) * t)
+
+
+def noisy_batch(latents: Tensor, speech: Tensor, chunk_latents: int, shift: float, opts: dict, g: torch.Generator):
+    """Segments -> the model's inputs and target, conditioned rows first (Joint CFG: rows past `speech` are null).
+
+    latents: [B, C, 1 + cK, h, w]; speech: [B, cK, h_w, d_A]."""
+    b, _, f, h, _ = latents.shape
+    chunks = (f - 1) // chunk_latents
+    t = chunk_times(b, chunks, shift, opts["logit_mean"], opts["logit_std"], g)  # [B, K]
+    noise = torch.randn(latents[:, :, 1:].shape, generator=g)
+    t_frames = t.repeat_interleave(chunk_latents, dim=1)[:, None, :, None, None]  # [B, 1, cK, 1, 1]
+    z0 = latents[:, :, 1:]
+    zt = torch.cat([latents[:, :, :1], (1 - t_frames) * z0 + t_frames * noise], dim=2)
+    dropped = torch.rand(b, generator=g) < opts["cfg_dropout"]
+    order = torch.argsort(dropped.int(), stable=True)
+    cond = int((~dropped).sum())
+    return {"zt": zt[order], "t": sequence_timesteps(t[order], chunk_latents, h), "speech": speech[order][:cond],
+            "target": (noise - z0)[order]}
+
+
+def contrastive_loss(student: Tensor, teacher: Tensor, tau: float, form: str = "standard") -> Tensor:
+    """InfoNCE between latent frames of the student and the teacher velocity (eq. 21).  [B, C, F, h, w] each"""
+    s = F.normalize(student.transpose(1, 2).flatten(2), dim=-1)  # [B, F, C*h*w]
+    t = F.normalize(teacher.transpose(1, 2).flatten(2), dim=-1)
+    logits = s @ t.transpose(1, 2) / tau  # [B, F, F]: frame i of the student against every teacher frame
+    positive = logits.diagonal(dim1=1, dim2=2)  # [B, F]
+    if form == "paper":
+        eye = torch.eye(logits.shape[1], dtype=torch.bool, device=logits.device)
+        return (torch.logsumexp(logits.masked_fill(eye, float("-inf")), dim=2) - positive).mean()
+    return (torch.logsumexp(logits, dim=2) - positive).mean()
+
+
+def second_difference(v: Tensor) -> Tensor:
+    """v[i+1] - 2 v[i] + v[i-1] over latent frames.  [B, C, F, h, w] -> [B, C, F-2, h, w]"""
+    return v[:, :, 2:] - 2 * v[:, :, 1:-1] + v[:, :, :-2]
+
+
+def smoothness_loss(student: Tensor, teacher: Tensor) -> Tensor:
+    return F.mse_loss(second_difference(student), second_difference(teacher))
+
+
+def run(args, settings: Settings, config: RESTConfig, student: bool) -> int:
+    opts = DEFAULTS | settings.options
+    if opts["contrastive"] not in ("standard", "paper"):
+        raise ValueError(f"contrastive={opts['contrastive']!r}: choose 'standard' or 'paper'")
+    for flag, key in (("no_con", "con"), ("no_smo", "smo")):
+        if getattr(args, flag, False):
+            opts[key] = 0.0
+    procs = start_processes(args.device)
+    segments = SegmentSet(args.data)
+    c = config.chunk_latents
+    if segments.index["chunk_latents"] != c:
+        raise ValueError(f"{args.data}: segments were made with chunk_latents={segments.index['chunk_latents']}, "
+                         f"preset {config.name} has {c}")
+    shift = opts["shift"] or config.sampler.shift
+    torch.manual_seed(settings.seed)
+    if args.init:
+        model, init_config = load_part(args.init, "dit")
+        if init_config.dit != config.dit:
+            raise ValueError(f"{args.init} is a DiT of another shape than preset {config.name}")
+    else:
+        model = A2VDiT(config.dit)
+    teacher = None
+    distill = student and (opts["con"] > 0 or opts["smo"] > 0)
+    if distill:
+        if not args.teacher:
+            raise ValueError("the student's ASD losses need the frozen teacher: pass --teacher teacher/dit.safetensors "
+                             "(or turn ASD off with --no-con --no-smo)")
+        teacher, _ = load_part(args.teacher, "dit")
+        teacher = teacher.to(procs.device).eval().requires_grad_(False)
+    streaming = dict(global_attention=not student, id_sink=bool(opts["id_sink"]),
+                     context_cache=bool(opts["context_cache"]))
+
+    def batch(step: int, g: torch.Generator) -> dict:
+        idx = torch.randint(len(segments), (settings.batch,), generator=g)
+        inputs = noisy_batch(segments.latents[idx].float(), segments.speech[idx].float(), c, shift, opts, g)
+        return {k: v.to(procs.device) for k, v in inputs.items()}
+
+    def losses(module: A2VDiT, b: dict) -> dict[str, Tensor]:
+        v = module.forward_sequence(b["zt"], b["t"], b["speech"], chunk_latents=c, **streaming)
+        fm = F.mse_loss(v, b["target"])
+        if teacher is None:
+            return {"loss": fm, "fm": fm}
+        with torch.no_grad():
+            v_teacher = teacher.forward_sequence(b["zt"], b["t"], b["speech"], chunk_latents=c,
+                                                 global_attention=True)
+        con = contrastive_loss(v, v_teacher, opts["tau"], opts["contrastive"])
+        smo = smoothness_loss(v, v_teacher)
+        return {"loss": fm + opts["con"] * con + opts["smo"] * smo, "fm": fm, "con": con, "smo": smo}
+
+    train(stage="student" if student else "teacher", part="dit", module=model, config=config, settings=settings,
+          out=args.out, procs=procs, batch=batch, losses=losses)
+    return 0

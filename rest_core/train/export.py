@@ -1,0 +1,32 @@
+"""Trained parts -> one REST checkpoint (the file RESTPipeline.from_pretrained and the ComfyUI loader read)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+
+from ..pipeline import RESTPipeline
+from ..whisper_import import default_whisper_encoder
+from .state import load_part
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def export(vae_path, speech_ae_path, dit_path, out, dtype: str = "float16", cfg: float | None = None,
+           steps: int | None = None) -> Path:
+    vae, vae_config = load_part(vae_path, "vae")
+    speech_ae, speech_config = load_part(speech_ae_path, "speech_ae")
+    dit, config = load_part(dit_path, "dit")
+    if vae_config.vae != config.vae or vae_config.resolution != config.resolution:
+        raise ValueError(f"{vae_path} is a VAE for another config than the DiT in {dit_path}")
+    if speech_config.speech != config.speech or speech_config.dit.speech_dim != config.dit.speech_dim:
+        raise ValueError(f"{speech_ae_path} is a SpeechAE for another config than the DiT in {dit_path}")
+    sampler = dataclasses.replace(config.sampler, **{k: v for k, v in (("cfg", cfg), ("steps", steps)) if v is not None})
+    config = dataclasses.replace(config, sampler=sampler)
+    pipe = RESTPipeline(config, dit, vae, speech_ae, default_whisper_encoder())
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pipe.save_pretrained(out, dtype=DTYPES[dtype])
+    return out

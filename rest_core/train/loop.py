@@ -1,0 +1,249 @@
+"""The training loop every stage shares: settings, one process or many (`torchrun`, DDP), AdamW with warmup and
+cosine decay, EMA weights, gradient clipping, a progress line with the losses and speed, `losses.csv` with its
+PNG plot, and a resumable state file.
+
+A stage supplies two functions: `batch(step, generator)` draws its data (the generator is seeded by seed, step
+and rank, so a resumed or re-run job sees the same batches) and `losses(module, batch)` returns a dict of scalar
+losses whose "loss" entry is optimised. The module is called through DDP's wrapper, so gradients are averaged
+across processes exactly when torchrun starts more than one.
+
+A run folder holds:  state.safetensors (resume), <part>.safetensors (the EMA weights, for the next stage),
+losses.csv, losses.png.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import math
+import os
+import sys
+import time
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from ..config import RESTConfig
+from .plot import plot_losses
+from .state import load_state, save_part, save_state
+
+
+@dataclass(frozen=True)
+class Settings:
+    steps: int = 1000
+    batch: int = 8  # per process
+    lr: float = 3e-4
+    warmup: int = 100  # steps of linear learning-rate warmup
+    min_lr_ratio: float = 0.1  # cosine decay ends at lr * min_lr_ratio
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    ema: float = 0.999  # EMA decay (ramped up from 0 over the first steps); 0 turns EMA off
+    checkpoint_every: int = 250
+    seed: int = 0
+    threads: int = 0  # CPU threads per process; 0 keeps torch's default
+    options: dict = field(default_factory=dict)  # the stage's own settings ([<stage>] table of the config file)
+
+
+def read_settings(path: str | Path | None, stage: str, **overrides) -> tuple[Settings, str]:
+    """A stage's TOML config -> (Settings, preset name). Overrides that are None are ignored."""
+    data = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"{path} not found: give a training config (see configs/)")
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"{path}: not valid TOML ({e})") from e
+    known = {f.name for f in fields(Settings)} - {"options"}
+    train = data.get("train", {})
+    unknown = sorted(set(train) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown [train] setting {unknown[0]!r}; known: {sorted(known)}")
+    settings = Settings(**train, options=dict(data.get(stage, {})))
+    settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+    if settings.steps < 1 or settings.batch < 1:
+        raise ValueError(f"steps={settings.steps} and batch={settings.batch} must be >= 1")
+    return settings, data.get("preset", "rest-demo")
+
+
+# --- processes -----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Processes:
+    rank: int
+    world: int
+    device: torch.device
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def start_processes(device: str) -> Processes:
+    """One process, or the group torchrun started (WORLD_SIZE > 1): NCCL on GPUs, Gloo on CPUs."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is visible; use --device cpu")
+    if device == "cuda" and world > 1:
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    if device.startswith("cuda"):
+        torch.cuda.set_device(torch.device(device))
+    return Processes(rank, world, torch.device(device))
+
+
+def stop_processes():
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+# --- the loop ------------------------------------------------------------------------------------------------
+
+class LossModule(nn.Module):
+    """Puts the stage's loss inside forward(), which is what DDP hooks into."""
+
+    def __init__(self, module: nn.Module, losses: Callable):
+        super().__init__()
+        self.module, self.losses = module, losses
+
+    def forward(self, batch) -> dict[str, Tensor]:
+        return self.losses(self.module, batch)
+
+
+def learning_rate(settings: Settings, step: int) -> float:
+    if step < settings.warmup:
+        return settings.lr * (step + 1) / settings.warmup
+    progress = (step - settings.warmup) / max(1, settings.steps - settings.warmup)
+    cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return settings.lr * (settings.min_lr_ratio + (1 - settings.min_lr_ratio) * cosine)
+
+
+@torch.no_grad()
+def update_ema(ema: nn.Module, module: nn.Module, decay: float, step: int):
+    decay = min(decay, (1 + step) / (10 + step))  # early on, follow the weights closely
+    for e, p in zip(ema.parameters(), module.parameters()):
+        e.lerp_(p.detach(), 1 - decay)
+    for e, b in zip(ema.buffers(), module.buffers()):
+        e.copy_(b)
+
+
+class Progress:
+    """One line on stderr, rewritten: step, losses (running means), steps/s and time left."""
+
+    def __init__(self, stage: str, total: int, first: int):
+        self.stage, self.total, self.first = stage, total, first
+        self.started = time.perf_counter()
+        self.sums: dict[str, float] = {}
+        self.count = 0
+
+    def update(self, step: int, losses: dict[str, float], lr: float):
+        for k, v in losses.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+        self.count += 1
+        done = step + 1 - self.first
+        rate = done / max(time.perf_counter() - self.started, 1e-9)
+        left = (self.total - step - 1) / rate
+        terms = "  ".join(f"{k} {v / self.count:.4g}" for k, v in self.sums.items())
+        sys.stderr.write(f"\r[{self.stage}] step {step + 1}/{self.total}  {terms}  lr {lr:.2e}  "
+                         f"{rate:.2f} it/s  {left / 60:.1f} min left ")
+        sys.stderr.flush()
+
+    def reset(self):
+        self.sums, self.count = {}, 0
+        sys.stderr.write("\n")
+
+
+def train(*, stage: str, part: str, module: nn.Module, config: RESTConfig, settings: Settings, out: str | Path,
+          procs: Processes, batch: Callable[[int, torch.Generator], object],
+          losses: Callable[[nn.Module, object], dict[str, Tensor]], finish: Callable[[nn.Module], None] | None = None,
+          params: list[nn.Parameter] | None = None) -> nn.Module:
+    """Run (or resume) a stage and return the EMA module (or the module, with EMA off). `finish(module)` runs on
+    the main process before the part file is written (e.g. to set the VAE's latent statistics)."""
+    out = Path(out)
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    module = module.to(procs.device).train()
+    ema = copy.deepcopy(module).eval().requires_grad_(False) if settings.ema > 0 else None
+    trainable = params if params is not None else [p for p in module.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=settings.lr, weight_decay=settings.weight_decay, betas=(0.9, 0.99))
+
+    step = 0
+    state_path = out / "state.safetensors"
+    if state_path.exists():
+        step, _ = load_state(state_path, module=module, ema=ema, optimizer=optimizer)
+        if procs.main:
+            truncate_log(out / "losses.csv", step)
+            sys.stderr.write(f"[{stage}] resuming {out} at step {step}\n")
+    wrapped = LossModule(module, losses)
+    if procs.world > 1:
+        wrapped = nn.parallel.DistributedDataParallel(
+            wrapped, device_ids=[procs.device.index] if procs.device.type == "cuda" else None)
+
+    log = out / "losses.csv"
+    progress = Progress(stage, settings.steps, step) if procs.main else None
+    if procs.main:
+        out.mkdir(parents=True, exist_ok=True)
+    while step < settings.steps:
+        lr = learning_rate(settings, step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        generator = torch.Generator().manual_seed(settings.seed * 1_000_003 + step * procs.world + procs.rank)
+        started = time.perf_counter()
+        terms = wrapped(batch(step, generator))
+        optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        if settings.grad_clip:
+            torch.nn.utils.clip_grad_norm_(trainable, settings.grad_clip)
+        optimizer.step()
+        if ema is not None:
+            update_ema(ema, module, settings.ema, step)
+        step += 1
+        if procs.main:
+            values = {k: v.item() for k, v in terms.items()}
+            if not math.isfinite(values["loss"]):
+                raise ValueError(f"[{stage}] the loss became {values['loss']} at step {step}; lower the learning "
+                                 f"rate (--lr) and resume from the last state")
+            write_row(log, step, values, lr, time.perf_counter() - started)
+            progress.update(step - 1, values, lr)
+            if step % settings.checkpoint_every == 0 or step == settings.steps:
+                save_state(state_path, module=module, ema=ema, optimizer=optimizer, step=step,
+                           settings=asdict(settings))
+                plot_losses(log, out / "losses.png", title=f"{stage} ({config.name})")
+                progress.reset()
+    result = ema if ema is not None else module
+    if procs.main:
+        if finish is not None:
+            finish(result)
+        save_part(out / f"{part}.safetensors", part, result, config, stage=stage, steps=step,
+                  settings=asdict(settings), world=procs.world)
+    if procs.world > 1:
+        dist.barrier()
+    return result
+
+
+def truncate_log(path: Path, step: int):
+    """Drop the rows logged after the state being resumed from; those steps run again."""
+    if path.exists():
+        rows = list(csv.reader(path.open()))
+        kept = rows[:1] + [r for r in rows[1:] if int(r[0]) <= step]
+        with path.open("w", newline="") as f:
+            csv.writer(f).writerows(kept)
+
+
+def write_row(path: Path, step: int, values: dict[str, float], lr: float, seconds: float):
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        w = csv.writer(f)
+        if new:
+            w.writerow(["step", *values, "lr", "seconds"])
+        w.writerow([step, *(f"{v:.6g}" for v in values.values()), f"{lr:.4g}", f"{seconds:.4f}"])

@@ -1,0 +1,85 @@
+"""Stage 1a: the causal temporal VAE, trained on prepared clips (paper §3.2).
+
+Each sample is a random window of 1 + 8k frames of a random clip (random horizontal flip), encoded, sampled from
+the posterior, decoded. Loss: L1 + MSE reconstruction and a small KL term that keeps the latent space smooth
+enough for the DiT to model. At the end the per-channel latent statistics are measured on the training clips and
+stored in the VAE (`latents_mean`, `latents_std`), so the DiT sees unit-scale latents.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..config import RESTConfig
+from ..data.prepare import ClipSet, to_video
+from ..vae import CausalVAE
+from .loop import Settings, start_processes, train
+
+DEFAULTS = {"frames": 17, "kl": 1e-4, "mse": 1.0, "stats_clips": 64}
+
+
+def reconstruction_losses(vae: CausalVAE, video: Tensor, kl_weight: float, mse_weight: float,
+                          generator: torch.Generator | None = None) -> dict[str, Tensor]:
+    """video: [B, 3, 1+8k, H, W] in [-1, 1]"""
+    moments = vae.encoder(video)
+    mean, log_var = moments[:, :-1], moments[:, -1:].clamp(-30, 20)
+    noise = torch.randn(mean.shape, generator=generator).to(mean)
+    recon = vae.decoder(mean + torch.exp(0.5 * log_var) * noise)
+    l1 = (recon - video).abs().mean()
+    mse = F.mse_loss(recon, video)
+    kl = 0.5 * (mean.square() + log_var.exp() - 1 - log_var).mean()
+    return {"loss": l1 + mse_weight * mse + kl_weight * kl, "l1": l1, "mse": mse, "kl": kl}
+
+
+@torch.no_grad()
+def latent_statistics(vae: CausalVAE, clips: ClipSet, count: int, frames: int) -> tuple[Tensor, Tensor]:
+    """Per-channel mean and std of the posterior means over the first frames of up to `count` clips. [C], [C]"""
+    device = next(vae.parameters()).device
+    means = []
+    for i in range(min(count, len(clips))):
+        n = min(clips.clips[i]["frames"], frames)
+        n = 1 + 8 * ((n - 1) // 8)
+        means.append(vae.encoder(to_video(clips.frames(i, 0, n)).to(device))[:, :-1])
+    z = torch.cat([m.transpose(0, 1).flatten(1) for m in means], dim=1)  # [C, samples]
+    return z.mean(dim=1), z.std(dim=1).clamp_min(1e-4)
+
+
+def run(args, settings: Settings, config: RESTConfig) -> int:
+    opts = DEFAULTS | settings.options
+    procs = start_processes(args.device)
+    clips = ClipSet(args.data)
+    if clips.index["resolution"] != config.resolution:
+        raise ValueError(f"{args.data}: clips are {clips.index['resolution']} px but preset {config.name} is "
+                         f"{config.resolution} px")
+    frames = int(opts["frames"])
+    if (frames - 1) % 8:
+        raise ValueError(f"[vae] frames={frames}: the VAE takes 1 + 8k frames")
+    usable = [i for i, c in enumerate(clips.clips) if c["frames"] >= frames]
+    if not usable:
+        raise ValueError(f"{args.data}: no clip has the {frames} frames a VAE sample needs")
+    torch.manual_seed(settings.seed)
+    vae = CausalVAE(config.vae)
+
+    def batch(step: int, g: torch.Generator) -> Tensor:
+        videos = []
+        for _ in range(settings.batch):
+            i = usable[torch.randint(len(usable), (1,), generator=g).item()]
+            start = torch.randint(clips.clips[i]["frames"] - frames + 1, (1,), generator=g).item()
+            video = to_video(clips.frames(i, start, frames))
+            videos.append(video.flip(-1) if torch.rand(1, generator=g).item() < 0.5 else video)
+        return torch.cat(videos).to(procs.device), g
+
+    def losses(module: CausalVAE, b) -> dict[str, Tensor]:
+        video, g = b
+        return reconstruction_losses(module, video, opts["kl"], opts["mse"], g)
+
+    def finish(module: CausalVAE):
+        mean, std = latent_statistics(module, clips, int(opts["stats_clips"]), 1 + 8 * 8)
+        module.latents_mean.copy_(mean)
+        module.latents_std.copy_(std)
+
+    train(stage="vae", part="vae", module=vae, config=config, settings=settings, out=args.out, procs=procs,
+          batch=batch, losses=losses, finish=finish)
+    return 0
