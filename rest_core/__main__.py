@@ -99,6 +99,7 @@ def main(argv=None) -> int:
     g.add_argument("--device", default="cpu")
     g.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
     args = p.parse_args(argv)
+    args.argv = argv  # the command line as given, for reports that say how they were made
     try:
         if args.command in COMMANDS:
             return importlib.import_module(COMMANDS[args.command][0]).run(args)

@@ -25,13 +25,15 @@ class DiTConfig:
     depth: int = 28
     heads: int = 32
     ffn_mult: int = 4
-    text_dim: int | None = 4096  # None: no text cross-attention
+    text_dim: int | None = 4096  # None (or 0, as TOML has no null): no text cross-attention
     speech_tokens: int = 8  # h_w: speech tokens per latent frame
     speech_dim: int = 512  # d_A: width of a speech token
     rope_theta: float = 10_000.0
     norm_eps: float = 1e-6
 
     def __post_init__(self):
+        if self.text_dim == 0:
+            object.__setattr__(self, "text_dim", None)
         if self.hidden % self.heads:
             raise ValueError(f"hidden={self.hidden} must be divisible by heads={self.heads}")
         if (self.hidden // self.heads) % 2:

@@ -22,7 +22,7 @@ from torch import Tensor
 from .cache import IDContextCache
 from .checks import describe, expect_finite, expect_positive_int, expect_shape
 from .config import RESTConfig, SamplerConfig
-from .dit import A2VDiT
+from .dit import A2VDiT, sequence_timesteps
 
 CONTEXT_REFRESH_MODES = ("clean", "last_step")
 
@@ -153,3 +153,47 @@ def _reverse_process(model, ref_latent, chunks, text, *, chunk_latents, steps, c
                     on_step(index, i)
         pending = (z, e, index)
         yield ChunkLatents(index, z)
+
+
+@torch.no_grad()
+def sample_sequence(
+    model: A2VDiT,
+    ref_latent: Tensor,
+    speech: Tensor,
+    *,
+    chunk_latents: int = RESTConfig.chunk_latents,
+    steps: int = SamplerConfig.steps,
+    cfg: float = SamplerConfig.cfg,
+    shift: float = SamplerConfig.shift,
+    seed: int = 0,
+    global_attention: bool = True,
+) -> Tensor:
+    """Every chunk denoised at once over the whole sequence (the non-streaming teacher, paper §3.3): all chunks
+    share one t per step, the same schedule and Joint CFG as streaming. Noise is drawn chunk by chunk from the same
+    generator as `stream_latents`, so both start from the same noise for the same seed.
+
+    ref_latent: [B, C, 1, h, w]; speech: [B, K*chunk_latents, h_w, d_A] -> latents [B, C, K*chunk_latents, h, w]
+    """
+    batch, channels, _, h, w = expect_shape("ref_latent", ref_latent, [("B", None), ("C", model.cfg.in_channels),
+                                                                        ("frames", 1), ("h", None), ("w", None)]).shape
+    if not isinstance(speech, Tensor):
+        raise ValueError("speech: the non-streaming sampler needs the whole clip's speech latents as one tensor")
+    _speech_chunks(speech, batch, chunk_latents, model.cfg.speech_tokens, model.cfg.speech_dim)  # checks the shape
+    chunks = speech.shape[1] // chunk_latents
+    device, dtype = ref_latent.device, next(model.parameters()).dtype
+    guided = cfg != 1.0
+    noise = torch.Generator(device="cpu").manual_seed(seed)
+    z = torch.cat([torch.randn((batch, channels, chunk_latents, h, w), generator=noise) for _ in range(chunks)],
+                  dim=2).to(device)
+    times = flow_schedule(steps, shift)
+    ref = ref_latent.to(dtype)
+    for i in range(steps):
+        t, t_next = times[i].item(), times[i + 1].item()
+        x = torch.cat([ref, z.to(dtype)], dim=2)
+        x = torch.cat([x, x]) if guided else x  # conditional rows first, then the null branch
+        tt = sequence_timesteps(torch.full((x.shape[0], chunks), t, device=device), chunk_latents, h)
+        v = model.forward_sequence(x, tt.to(dtype), speech.to(device, dtype), chunk_latents=chunk_latents,
+                                   global_attention=global_attention).float()
+        v = joint_cfg(*v.chunk(2), cfg) if guided else v
+        z = z + (t_next - t) * v
+    return z

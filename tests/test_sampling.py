@@ -5,6 +5,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import rest_core.cache as cache_module
 import rest_core.sampling as sampling
 from rest_core import flow_schedule, joint_cfg, stream_latents
+from rest_core.sampling import sample_sequence
 
 C, SIZE, CHUNK = 8, 4, 3
 
@@ -214,3 +215,27 @@ def test_on_step_is_called_after_every_step_and_can_stop_the_stream(tiny_model):
 
     with pytest.raises(KeyboardInterrupt):
         list(stream_latents(tiny_model, ref, speech, chunk_latents=3, steps=4, on_step=stop))
+
+
+def test_non_streaming_sampler_gives_streamings_first_chunk_under_the_streaming_mask(tiny_model):
+    # chunk 0 sees the sink and itself in both; one Euler step from the same noise must give the same chunk
+    torch.manual_seed(1)
+    ref = torch.randn(1, 8, 1, 2, 2)
+    speech = torch.randn(1, 6, 2, 12)
+    seq = sample_sequence(tiny_model, ref, speech, chunk_latents=3, steps=1, cfg=1.0, seed=5, global_attention=False)
+    assert seq.shape == (1, 8, 6, 2, 2)
+    first = next(stream_latents(tiny_model, ref, speech, chunk_latents=3, steps=1, cfg=1.0, seed=5))
+    torch.testing.assert_close(seq[:, :, :3], first.latents, rtol=1e-4, atol=1e-5)
+
+
+def test_non_streaming_sampler_is_deterministic_and_guidance_matters(tiny_model):
+    ref, speech = torch.randn(1, 8, 1, 2, 2), torch.randn(1, 6, 2, 12)
+    a = sample_sequence(tiny_model, ref, speech, chunk_latents=3, steps=2, cfg=3.0, seed=0)
+    b = sample_sequence(tiny_model, ref, speech, chunk_latents=3, steps=2, cfg=3.0, seed=0)
+    c = sample_sequence(tiny_model, ref, speech, chunk_latents=3, steps=2, cfg=1.0, seed=0)
+    assert torch.equal(a, b) and not torch.allclose(a, c)
+
+
+def test_non_streaming_sampler_rejects_live_speech(tiny_model):
+    with pytest.raises(ValueError, match="one tensor"):
+        sample_sequence(tiny_model, torch.randn(1, 8, 1, 2, 2), iter([torch.randn(1, 3, 2, 12)]), chunk_latents=3)

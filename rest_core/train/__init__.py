@@ -6,8 +6,8 @@
     student    the streaming DiT (from the teacher's weights), ASD losses      -> dit.safetensors
     export     VAE + SpeechAE + DiT parts -> one REST checkpoint for RESTPipeline / the ComfyUI loader
 
-Every stage reads a TOML config (configs/<preset>/<stage>.toml: `preset`, a [train] table of loop settings and
-a table of the stage's own), writes a run folder, resumes from it when run again, and runs on one CPU or GPU or,
+Every stage reads a TOML config (configs/<preset>/<stage>.toml: `preset` or a [model] table, a [train] table of
+loop settings and a table of the stage's own), writes a run folder, resumes from it when run again, and runs on one CPU or GPU or,
 under `torchrun --nproc_per_node N`, on N processes with DDP.
 """
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..config import RESTConfig
 from .loop import read_settings
 
 STAGES = ("vae", "speechae", "teacher", "student")
@@ -55,8 +54,7 @@ def run(args) -> int:
         path = export(args.vae, args.speech_ae, args.dit, args.out, args.dtype, cfg=args.cfg, steps=args.steps)
         print(f"wrote {path} ({Path(path).stat().st_size / 1e6:.1f} MB)")
         return 0
-    settings, preset = read_settings(args.config, args.stage, steps=args.steps, batch=args.batch, lr=args.lr)
-    config = RESTConfig.preset(preset)
+    settings, config = read_settings(args.config, args.stage, steps=args.steps, batch=args.batch, lr=args.lr)
     if args.stage == "vae":
         from . import vae
         return vae.run(args, settings, config)

@@ -49,8 +49,9 @@ class Settings:
     options: dict = field(default_factory=dict)  # the stage's own settings ([<stage>] table of the config file)
 
 
-def read_settings(path: str | Path | None, stage: str, **overrides) -> tuple[Settings, str]:
-    """A stage's TOML config -> (Settings, preset name). Overrides that are None are ignored."""
+def read_settings(path: str | Path | None, stage: str, **overrides) -> tuple[Settings, RESTConfig]:
+    """A stage's TOML config -> (Settings, model config). The model is `preset = "<name>"` or a [model] table
+    (RESTConfig fields, for custom sizes). Overrides that are None are ignored."""
     data = {}
     if path is not None:
         path = Path(path)
@@ -69,7 +70,14 @@ def read_settings(path: str | Path | None, stage: str, **overrides) -> tuple[Set
     settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
     if settings.steps < 1 or settings.batch < 1:
         raise ValueError(f"steps={settings.steps} and batch={settings.batch} must be >= 1")
-    return settings, data.get("preset", "rest-demo")
+    if "model" in data and "preset" in data:
+        raise ValueError(f"{path}: give either preset = \"<name>\" or a [model] table, not both")
+    try:
+        config = RESTConfig.from_dict(data["model"]) if "model" in data else RESTConfig.preset(
+            data.get("preset", "rest-demo"))
+    except TypeError as e:
+        raise ValueError(f"{path}: the [model] table is not a REST config ({e})") from e
+    return settings, config
 
 
 # --- processes -----------------------------------------------------------------------------------------------

@@ -1,0 +1,81 @@
+"""Quality measurements for generated talking-head video against ground truth known from the synthetic corpus.
+
+Frames are float tensors [T, H, W, 3] in [0, 1]; generated frame t is compared with ground-truth frame t.
+
+- lip-sync: Pearson correlation over time between the mouth openness measured from the generated pixels
+  (`rest_core.data.synth.mouth_openness`) and the corpus' true openness.
+- identity error: mean absolute error between the frames' 8x8 area means. Pooling to 16-pixel cells (at 128 px)
+  keeps skin, hair, clothes and background colours and the head's layout and drops what the speech and the
+  sampler legitimately change (mouth, blinks, small head motion), so a rising error means drifting identity.
+- seam ratio: the mean absolute frame-to-frame change across chunk boundaries over the same within chunks; 1 is
+  seamless, a chunk that jumps away from its predecessor shows as > 1.
+- PSNR and SSIM (Gaussian window 11, sigma 1.5, on luma), the usual frame-fidelity measures.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+IDENTITY_GRID = 8
+
+
+def pearson(a, b) -> float:
+    a, b = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)
+    a, b = a - a.mean(), b - b.mean()
+    denom = (a.square().sum() * b.square().sum()).sqrt()
+    return float((a * b).sum() / denom) if denom > 0 else 0.0
+
+
+def identity_error(frames: Tensor, truth: Tensor) -> Tensor:
+    """Per-frame error of the 8x8 pooled frames.  [T, H, W, 3] x2 -> [T]"""
+    def pooled(x):
+        return F.adaptive_avg_pool2d(x.permute(0, 3, 1, 2).float(), IDENTITY_GRID)
+
+    return (pooled(frames) - pooled(truth)).abs().mean(dim=(1, 2, 3))
+
+
+def frame_changes(frames: Tensor) -> Tensor:
+    """Mean absolute change from frame t-1 to frame t, for t = 1 .. T-1.  [T, H, W, 3] -> [T-1]"""
+    return (frames[1:].float() - frames[:-1].float()).abs().mean(dim=(1, 2, 3))
+
+
+def seam_ratio(frames: Tensor, chunk_frames: int) -> float:
+    """Mean change across chunk boundaries (frame 24k-1 -> 24k) / mean change within chunks."""
+    changes = frame_changes(frames)  # changes[t-1] is the step into frame t
+    into = torch.arange(1, frames.shape[0])
+    seam = into % chunk_frames == 0
+    if not seam.any() or seam.all():
+        raise ValueError(f"seam ratio needs frames on both sides of a chunk boundary ({frames.shape[0]} frames, "
+                         f"chunks of {chunk_frames})")
+    within = changes[~seam].mean()
+    return float(changes[seam].mean() / within.clamp_min(1e-8))
+
+
+def psnr(frames: Tensor, truth: Tensor) -> float:
+    mse = (frames.float() - truth.float()).square().mean(dim=(1, 2, 3)).clamp_min(1e-10)
+    return float((10 * torch.log10(1 / mse)).mean())
+
+
+def luma(frames: Tensor) -> Tensor:
+    """[T, H, W, 3] -> [T, 1, H, W] (BT.601)"""
+    weights = torch.tensor([0.299, 0.587, 0.114], dtype=torch.float32)
+    return (frames.float() * weights).sum(dim=-1)[:, None]
+
+
+def ssim(frames: Tensor, truth: Tensor, window: int = 11, sigma: float = 1.5) -> float:
+    """Mean SSIM over frames (Wang et al. 2004 constants, data range 1), on luma, valid region only."""
+    x, y = luma(frames), luma(truth)
+    g = torch.exp(-((torch.arange(window) - window // 2) ** 2) / (2 * sigma**2))
+    g = (g / g.sum()).float()
+    kernel = (g[:, None] * g[None, :])[None, None]  # [1, 1, k, k]
+
+    def blur(z):
+        return F.conv2d(z, kernel)
+
+    c1, c2 = 0.01**2, 0.03**2
+    mx, my = blur(x), blur(y)
+    vx, vy, cov = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
+    s = ((2 * mx * my + c1) * (2 * cov + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+    return float(s.mean())

@@ -1,0 +1,53 @@
+import numpy as np
+import pytest
+import torch
+
+from rest_core import metrics
+
+
+def smooth_video(frames=96, size=32, seed=0):
+    """A slowly drifting colour field: small, even frame-to-frame changes."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.rand(1, size, size, 3, generator=g) * 0.5
+    t = torch.arange(frames, dtype=torch.float32)[:, None, None, None]
+    return (base + 0.3 * torch.sin(t / 15 + base * 6)).clamp(0, 1)
+
+
+def test_pearson_is_one_for_an_affine_copy_and_zero_for_a_constant():
+    x = np.sin(np.arange(50) / 3)
+    assert metrics.pearson(x, 2 * x + 1) == pytest.approx(1.0)
+    assert metrics.pearson(x, -x) == pytest.approx(-1.0)
+    assert metrics.pearson(x, np.ones(50)) == 0.0
+
+
+def test_seam_ratio_is_near_one_for_a_smooth_video_and_large_when_chunks_jump():
+    video = smooth_video()
+    assert metrics.seam_ratio(video, 24) == pytest.approx(1.0, abs=0.25)
+    jumped = video.clone()
+    for k in range(24, 96, 24):
+        jumped[k:] = (jumped[k:] + 0.2).clamp(0, 1)  # each chunk starts off where the last one ended
+    assert metrics.seam_ratio(jumped, 24) > 3
+
+
+def test_seam_ratio_needs_a_chunk_boundary():
+    with pytest.raises(ValueError, match="boundary"):
+        metrics.seam_ratio(smooth_video(frames=20), 24)
+
+
+def test_identity_error_ignores_a_small_mouth_and_sees_a_colour_change():
+    truth = smooth_video(frames=4, size=128)
+    mouth = truth.clone()
+    mouth[:, 90:100, 56:72] = 0  # a 10 x 16 dark mouth
+    recoloured = (truth + torch.tensor([0.15, -0.1, 0.0])).clamp(0, 1)
+    small = metrics.identity_error(mouth, truth).mean()
+    large = metrics.identity_error(recoloured, truth).mean()
+    assert small < 0.01 < 0.08 < large
+
+
+def test_psnr_and_ssim_are_perfect_for_identical_frames_and_fall_with_noise():
+    truth = smooth_video(frames=3, size=48)
+    noisy = (truth + 0.1 * torch.randn(truth.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
+    assert metrics.ssim(truth, truth) == pytest.approx(1.0, abs=1e-5)
+    assert metrics.psnr(truth, truth) > 90
+    assert 15 < metrics.psnr(noisy, truth) < 25
+    assert metrics.ssim(noisy, truth) < 0.9

@@ -1,0 +1,131 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from rest_core.data.prepare import (ClipSet, SegmentSet, crop_resize, face_box, find_videos, prepare_clips,
+                                    prepare_segments, read_frames_25fps, segment_starts, to_video)
+from rest_core.data.synth import render_clip, write_clip
+from rest_core.speech import speech_features
+from rest_core.speech_ae import SpeechAE
+from rest_core.vae import CausalVAE
+from rest_core.whisper import WhisperEncoder
+
+from conftest import TINY_REST
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("corpus")
+    clips = {}
+    for seed in (3, 4):
+        clip = render_clip(seed, seconds=4.0, size=96)
+        write_clip(clip, folder / f"clip_{seed}")
+        clips[f"clip_{seed}"] = clip
+    return folder, clips
+
+
+@pytest.fixture(scope="module")
+def whisper():
+    torch.manual_seed(0)
+    return WhisperEncoder(layers=1).eval()
+
+
+@pytest.fixture(scope="module")
+def data(corpus, whisper, tmp_path_factory):
+    out = tmp_path_factory.mktemp("data")
+    prepare_clips(corpus[0], out, TINY_REST, whisper)
+    return out
+
+
+def test_videos_are_found_recursively_and_an_empty_folder_is_explained(tmp_path, corpus):
+    assert [p.name for p in find_videos(corpus[0])] == ["clip_3.mp4", "clip_4.mp4"]
+    with pytest.raises(ValueError, match="holds no videos"):
+        find_videos(tmp_path)
+
+
+def test_frames_are_read_at_25_fps_and_match_the_rendered_ones(corpus):
+    folder, clips = corpus
+    frames = read_frames_25fps(folder / "clip_3.mp4")
+    assert frames.shape == clips["clip_3"].frames.shape
+    assert np.abs(frames.astype(float) - clips["clip_3"].frames).mean() < 3  # H.264 at crf 18
+
+
+def test_a_50_fps_video_is_resampled_to_25_by_timestamp(tmp_path):
+    from rest_core.media import VideoWriter
+
+    writer = VideoWriter(tmp_path / "fast.mp4", 50)
+    ramp = torch.arange(100, dtype=torch.float32)[:, None, None, None].expand(-1, 32, 32, 3) / 100
+    writer.write(ramp)
+    writer.close()
+    frames = read_frames_25fps(tmp_path / "fast.mp4")
+    assert len(frames) == 50
+    assert np.allclose(frames[:, 16, 16, 0], np.arange(0, 100, 2) * 255 / 100, atol=4)  # every other frame
+
+
+def test_the_face_box_comes_from_the_sidecar_else_the_centred_square(tmp_path, corpus):
+    folder, clips = corpus
+    x0, y0, x1, _ = clips["clip_3"].truth["face_box"]
+    assert face_box(folder / "clip_3.mp4", 96, 96) == (round(y0), round(x0), min(round(x1) - round(x0), 96))
+    assert face_box(tmp_path / "plain.mp4", 90, 160) == (0, 35, 90)
+    (tmp_path / "bad.json").write_text(json.dumps({"face_box": [80, 0, 200, 120]}))
+    with pytest.raises(ValueError, match="inside the"):
+        face_box(tmp_path / "bad.mp4", 96, 96)
+
+
+def test_crop_resize_gives_the_model_resolution():
+    frames = np.random.default_rng(0).integers(0, 255, (3, 90, 120, 3), dtype=np.uint8)
+    out = crop_resize(frames, (10, 20, 64), 32)
+    assert out.shape == (3, 32, 32, 3) and out.dtype == np.uint8
+
+
+def test_clips_hold_cropped_frames_and_the_streaming_speech_windows(data, corpus, whisper):
+    clips = ClipSet(data)
+    assert len(clips) == 2 and clips.index["resolution"] == 64
+    entry = clips.clips[0]
+    assert entry["frames"] == 100
+    assert clips.frames(0).shape == (100, 64, 64, 3)
+    assert torch.equal(clips.frames(0, 10, 5), clips.frames(0)[10:15])
+    from rest_core.media import read_audio
+    audio, rate = read_audio(corpus[0] / "clip_3.mp4")
+    expected = speech_features(whisper, audio, rate, 8, 8)
+    assert clips.windows(0).shape == expected.shape == (13, 32, 384)
+    torch.testing.assert_close(clips.windows(0), expected.half().float())
+
+
+def test_segment_starts_fit_k_chunks_after_the_reference():
+    assert segment_starts(100, chunks=3, chunk_latents=3, stride=1) == [1, 2, 3]  # 8m + 72 <= 100
+    assert segment_starts(80, chunks=3, chunk_latents=3, stride=1) == [1]
+    assert segment_starts(79, chunks=3, chunk_latents=3, stride=1) == []
+
+
+def test_segments_start_with_the_reference_encoded_alone_and_carry_aligned_speech(data):
+    torch.manual_seed(0)
+    vae, speech_ae = CausalVAE(TINY_REST.vae).eval(), SpeechAE.from_config(TINY_REST).eval()
+    index = prepare_segments(data, vae, speech_ae, TINY_REST, chunks=2, stride=2)
+    segments, clips = SegmentSet(data), ClipSet(data)
+    assert index["segments"] == len(segments) == 2 * len(segment_starts(100, 2, 3, 2))
+    assert segments.latents.shape[1:] == (8, 7, 2, 2)
+    assert segments.speech.shape[1:] == (6, 2, 16)
+    i, start = int(segments.clip[1]), int(segments.start[1])
+    with torch.no_grad():
+        ref = vae.encode_image(to_video(clips.frames(i, start, 1))[:, :, 0])
+        speech = speech_ae.encode(clips.windows(i)[(start + 1) // 8:(start + 1) // 8 + 6])
+    torch.testing.assert_close(segments.latents[1, :, :1], ref[0], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(segments.speech[1], speech, rtol=1e-4, atol=1e-5)
+
+
+def test_latents_for_another_resolution_are_refused(data):
+    from dataclasses import replace
+
+    other = replace(TINY_REST, resolution=128)
+    with pytest.raises(ValueError, match="same preset"):
+        prepare_segments(data, CausalVAE(other.vae), SpeechAE.from_config(other), other)
+
+
+def test_missing_prepared_data_says_which_pass_to_run(tmp_path):
+    with pytest.raises(ValueError, match="prepare clips"):
+        ClipSet(tmp_path)
+    with pytest.raises(ValueError, match="prepare latents"):
+        SegmentSet(tmp_path)

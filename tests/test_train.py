@@ -1,0 +1,249 @@
+"""The training stages on tiny data: each loss goes down, runs resume exactly, parts join into a checkpoint that
+generates, and torchrun runs a stage on two processes."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from rest_core.__main__ import main
+from rest_core.data.prepare import SegmentSet, prepare_clips, prepare_segments
+from rest_core.data.synth import render_clip, write_clip
+from rest_core.pipeline import RESTPipeline
+from rest_core.speech_ae import SpeechAE
+from rest_core.train.dit import contrastive_loss, noisy_batch, second_difference, smoothness_loss
+from rest_core.train.loop import Settings, read_settings
+from rest_core.train.state import load_part, part_info
+from rest_core.vae import CausalVAE
+from rest_core.whisper import WhisperEncoder
+
+from conftest import TINY_REST
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def model_table() -> str:
+    """TINY_REST as a TOML [model] table."""
+    lines = [f'name = "{TINY_REST.name}"', f"resolution = {TINY_REST.resolution}"]
+    for section, values in TINY_REST.to_dict().items():
+        if isinstance(values, dict):
+            for k, v in values.items():
+                lines.append(f"{section}.{k} = {json.dumps(v).lower() if isinstance(v, bool) else json.dumps(v)}")
+    return "[model]\n" + "\n".join(lines).replace("null", '"none"') + "\n"
+
+
+def write_config(folder: Path, stage: str, steps: int, batch: int, lr: float, extra: str = "") -> Path:
+    path = folder / f"{stage}.toml"
+    path.write_text(model_table().replace('"none"', "0") +
+                    f"\n[train]\nsteps = {steps}\nbatch = {batch}\nlr = {lr}\nwarmup = 0\nema = 0.9\n"
+                    f"checkpoint_every = 5\nthreads = 2\n{extra}")
+    return path
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    corpus, out = tmp_path_factory.mktemp("corpus"), tmp_path_factory.mktemp("data")
+    for seed in (11, 12):
+        write_clip(render_clip(seed, seconds=4.0, size=80), corpus / f"clip_{seed}")
+    torch.manual_seed(0)
+    prepare_clips(corpus, out, TINY_REST, WhisperEncoder(layers=1).eval())
+    return out
+
+
+def losses(run: Path, column: str = "loss") -> list[float]:
+    return [float(r[column]) for r in csv.DictReader((run / "losses.csv").open())]
+
+
+def falls(values: list[float], k: int = 5) -> bool:
+    return sum(values[-k:]) / k < 0.8 * sum(values[:k]) / k
+
+
+def cli(*args) -> int:
+    return main([str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def vae_run(data, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("vae")
+    config = write_config(folder, "vae", steps=40, batch=2, lr=2e-3, extra="[vae]\nframes = 9\nstats_clips = 2\n")
+    assert cli("train", "vae", "--config", config, "--data", data, "--out", folder / "run", "--device", "cpu") == 0
+    return folder / "run"
+
+
+@pytest.fixture(scope="module")
+def speechae_run(data, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("speechae")
+    config = write_config(folder, "speechae", steps=40, batch=16, lr=2e-3)
+    assert cli("train", "speechae", "--config", config, "--data", data, "--out", folder / "run",
+               "--device", "cpu") == 0
+    return folder / "run"
+
+
+@pytest.fixture(scope="module")
+def segments(data, vae_run, speechae_run):
+    assert cli("prepare", "latents", "--data", data, "--vae", vae_run / "vae.safetensors", "--speech-ae",
+               speechae_run / "speech_ae.safetensors", "--chunks", "2") == 0
+    return data
+
+
+@pytest.fixture(scope="module")
+def teacher_run(segments, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("teacher")
+    config = write_config(folder, "teacher", steps=40, batch=4, lr=2e-3)
+    assert cli("train", "teacher", "--config", config, "--data", segments, "--out", folder / "run",
+               "--device", "cpu") == 0
+    return folder / "run"
+
+
+def test_vae_reconstruction_loss_goes_down_and_the_part_carries_latent_statistics(vae_run):
+    assert falls(losses(vae_run)), losses(vae_run)
+    vae, config = load_part(vae_run / "vae.safetensors", "vae")
+    assert config == TINY_REST
+    assert not torch.equal(vae.latents_std, torch.ones_like(vae.latents_std))
+    assert (vae_run / "losses.png").stat().st_size > 1000
+
+
+def test_speechae_reconstruction_loss_goes_down(speechae_run):
+    assert falls(losses(speechae_run)), losses(speechae_run)
+
+
+def test_prepared_latents_are_near_unit_scale(segments):
+    z = SegmentSet(segments).latents[:, :, 1:]
+    assert 0.3 < float(z.std()) < 3
+
+
+def test_teacher_flow_matching_loss_goes_down(teacher_run):
+    assert falls(losses(teacher_run)), losses(teacher_run)
+    assert part_info(teacher_run / "dit.safetensors")["stage"] == "teacher"
+
+
+def test_student_with_asd_starts_from_the_teacher_and_logs_every_term(segments, teacher_run, tmp_path):
+    config = write_config(tmp_path, "student", steps=10, batch=4, lr=5e-4, extra="[student]\ncon = 0.1\nsmo = 1.0\n")
+    teacher = teacher_run / "dit.safetensors"
+    assert cli("train", "student", "--config", config, "--data", segments, "--out", tmp_path / "run",
+               "--init", teacher, "--teacher", teacher, "--device", "cpu") == 0
+    rows = list(csv.DictReader((tmp_path / "run" / "losses.csv").open()))
+    assert {"loss", "fm", "con", "smo"} <= set(rows[0])
+    # the student starts as the teacher: its first loss is the teacher's own loss level, not a random model's
+    assert float(rows[0]["fm"]) < losses(teacher_run)[0]
+
+
+def test_student_with_asd_but_no_teacher_is_refused(segments, tmp_path, capsys):
+    config = write_config(tmp_path, "student", steps=2, batch=2, lr=1e-3)
+    assert cli("train", "student", "--config", config, "--data", segments, "--out", tmp_path / "run") == 2
+    assert "--teacher" in capsys.readouterr().err
+
+
+def test_an_interrupted_run_resumes_to_the_same_weights(segments, tmp_path, monkeypatch):
+    import rest_core.train.dit as dit_stage
+
+    config = write_config(tmp_path, "teacher", steps=10, batch=2, lr=1e-3)
+    assert cli("train", "teacher", "--config", config, "--data", segments, "--out", tmp_path / "straight",
+               "--device", "cpu") == 0
+
+    real = dit_stage.noisy_batch
+    calls = []
+
+    def crash_at_step_8(*args, **kw):
+        calls.append(1)
+        if len(calls) == 8:
+            raise KeyboardInterrupt
+        return real(*args, **kw)
+
+    monkeypatch.setattr(dit_stage, "noisy_batch", crash_at_step_8)
+    with pytest.raises(KeyboardInterrupt):
+        cli("train", "teacher", "--config", config, "--data", segments, "--out", tmp_path / "resumed",
+            "--device", "cpu")
+    monkeypatch.setattr(dit_stage, "noisy_batch", real)
+    assert cli("train", "teacher", "--config", config, "--data", segments, "--out", tmp_path / "resumed",
+               "--device", "cpu") == 0  # resumes at step 5, the last state written
+
+    a, _ = load_part(tmp_path / "straight" / "dit.safetensors", "dit")
+    b, _ = load_part(tmp_path / "resumed" / "dit.safetensors", "dit")
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(x, y), name
+    assert [int(r["step"]) for r in csv.DictReader((tmp_path / "resumed" / "losses.csv").open())] == list(range(1, 11))
+
+
+def test_exported_parts_make_a_checkpoint_that_streams(vae_run, speechae_run, teacher_run, tmp_path):
+    out = tmp_path / "model.safetensors"
+    assert cli("train", "export", "--vae", vae_run / "vae.safetensors", "--speech-ae",
+               speechae_run / "speech_ae.safetensors", "--dit", teacher_run / "dit.safetensors", "--out", out,
+               "--cfg", "2.5") == 0
+    pipe = RESTPipeline.from_pretrained(out, whisper=WhisperEncoder(layers=1))
+    assert pipe.config.sampler.cfg == 2.5 and pipe.dit.proj_out.weight.dtype == torch.float32
+    frames = pipe.generate(torch.rand(64, 64, 3), torch.randn(1, 16000) * 0.1, 16000)
+    assert frames.shape == (25, 64, 64, 3)
+
+
+def test_export_refuses_parts_of_different_models(vae_run, speechae_run, teacher_run, tmp_path):
+    with pytest.raises(ValueError, match="expected a 'vae' part"):
+        cli_export = __import__("rest_core.train.export", fromlist=["export"]).export
+        cli_export(teacher_run / "dit.safetensors", speechae_run / "speech_ae.safetensors",
+                   teacher_run / "dit.safetensors", tmp_path / "x.safetensors")
+
+
+def test_torchrun_trains_a_stage_on_two_processes(segments, tmp_path):
+    config = write_config(tmp_path, "teacher", steps=4, batch=2, lr=1e-3)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                             "-m", "rest_core", "train", "teacher", "--config", str(config), "--data", str(segments),
+                             "--out", str(tmp_path / "run"), "--device", "cpu"],
+                            capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert part_info(tmp_path / "run" / "dit.safetensors")["world"] == 2
+    assert len(losses(tmp_path / "run")) == 4  # one log, written by rank 0
+
+
+def test_settings_reject_unknown_keys_and_bad_toml(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train]\nstep = 3\n")
+    with pytest.raises(ValueError, match="unknown \\[train\\] setting 'step'"):
+        read_settings(bad, "vae")
+    bad.write_text("[train\n")
+    with pytest.raises(ValueError, match="not valid TOML"):
+        read_settings(bad, "vae")
+    settings, config = read_settings(ROOT / "configs" / "rest-demo" / "teacher.toml", "teacher", steps=7)
+    assert settings.steps == 7 and config.name == "rest-demo" and settings.options["cfg_dropout"] == 0.1
+
+
+# --- the ASD losses and the asynchronous noise ------------------------------------------------------------------
+
+def velocities(seed=0, frames=9):
+    return torch.randn(2, 4, frames, 2, 2, generator=torch.Generator().manual_seed(seed))
+
+
+def test_contrastive_loss_is_lowest_when_student_frames_match_the_teachers():
+    v = velocities()
+    matched = contrastive_loss(v, v, tau=0.1)
+    shuffled = contrastive_loss(v[:, :, torch.randperm(9, generator=torch.Generator().manual_seed(1))], v, tau=0.1)
+    assert matched < 0.1 < shuffled
+    # eq. 21 as printed leaves the positive out of the denominator: always lower by the positive's share
+    assert contrastive_loss(v, v, 0.1, "paper") < matched
+
+
+def test_smoothness_loss_ignores_linear_motion_and_sees_a_jerk():
+    t = torch.arange(9, dtype=torch.float32)[None, None, :, None, None]
+    linear = 0.3 * t + velocities(frames=1)
+    assert second_difference(linear).abs().max() < 1e-5
+    jerk = linear.clone()
+    jerk[:, :, 5:] += 1.0
+    assert smoothness_loss(linear, linear) == 0 and smoothness_loss(jerk, linear) > 0.1
+
+
+def test_asynchronous_noise_keeps_the_reference_clean_and_one_time_per_chunk():
+    latents, speech = torch.randn(6, 8, 7, 2, 2), torch.randn(6, 6, 2, 16)
+    opts = {"cfg_dropout": 0.5, "logit_mean": 0.0, "logit_std": 1.0}
+    b = noisy_batch(latents, speech, 3, 3.0, opts, torch.Generator().manual_seed(0))
+    t = b["t"].view(6, 7, 4)  # per token -> per latent frame
+    assert torch.all(t[:, 0] == 0)
+    assert torch.all(t[:, 1:4] == t[:, 1:2]) and torch.all(t[:, 4:] == t[:, 4:5])
+    assert not torch.equal(t[:, 1], t[:, 4])  # chunks are noised independently
+    assert 0 < b["speech"].shape[0] < 6  # some rows dropped for Joint CFG, the conditioned ones first
+    rows = [int(torch.nonzero((latents[:, :, 0] == b["zt"][r, :, 0]).flatten(1).all(1))[0]) for r in range(6)]
+    assert torch.equal(b["speech"], speech[rows[: b["speech"].shape[0]]])
