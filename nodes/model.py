@@ -1,5 +1,8 @@
 """REST Model Loader: a REST checkpoint from `models/rest/` and a Whisper speech encoder, as one REST_MODEL.
 
+The plugin's own `models/` folder is searched after ComfyUI's `models/rest/`, so the shipped demo model is listed
+without copying it anywhere (a file of the same name in `models/rest/` takes precedence).
+
 The parts sit behind one ComfyUI ModelPatcher, so ComfyUI moves them to the GPU before a run and may offload them
 to make room for other models, like any core model.
 """
@@ -17,7 +20,9 @@ from torch import nn
 
 from rest_core import RESTPipeline
 
+PLUGIN_MODELS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models")
 folder_paths.add_model_folder_path("rest", os.path.join(folder_paths.models_dir, "rest"), is_default=True)
+folder_paths.add_model_folder_path("rest", PLUGIN_MODELS)
 
 DEFAULT_WHISPER = "bundled in the checkpoint, else Whisper tiny.en (package)"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

@@ -110,7 +110,7 @@ def measure(frames: torch.Tensor, clip: HeldOutClip, chunk_frames: int, drift_se
         n = round(drift_seconds * 25)
         error = metrics.identity_error(frames, truth)
         row |= {"id_first": float(error[:n].mean()), "id_last": float(error[-n:].mean())}
-        row["drift"] = row["id_last"] / max(row["id_first"], 1e-8)
+        row["drift"] = (row["id_last"] + 1e-6) / (row["id_first"] + 1e-6)  # 1 for no error at all
     return row
 
 
@@ -140,8 +140,11 @@ def contact_sheet(path: Path, truth: torch.Tensor, frames: torch.Tensor, title: 
 
 COLUMNS_SHORT = [("lipsync", "lip-sync r", "{:.3f}"), ("psnr", "PSNR dB", "{:.2f}"), ("ssim", "SSIM", "{:.3f}"),
                  ("seam", "seam ratio", "{:.3f}")]
-COLUMNS_LONG = COLUMNS_SHORT + [("id_first", "id. error first 10 s", "{:.4f}"),
-                                ("id_last", "id. error last 10 s", "{:.4f}"), ("drift", "drift ratio", "{:.3f}")]
+
+
+def columns_long(seconds: float) -> list:
+    return COLUMNS_SHORT + [("id_first", f"id. error first {seconds:g} s", "{:.4f}"),
+                            ("id_last", f"id. error last {seconds:g} s", "{:.4f}"), ("drift", "drift ratio", "{:.3f}")]
 
 
 def table(results: dict[str, dict], columns) -> str:
@@ -171,7 +174,7 @@ def report(out: Path, short: dict, long: dict, setup: dict, command: str) -> str
     ]
     if long:
         text += [f"## Long streams ({setup['streams']} streams x {setup['stream_frames']} frames)", "",
-                 table(long, COLUMNS_LONG), ""]
+                 table(long, columns_long(setup["drift_seconds"])), ""]
     text += ["Contact sheets (ground truth above, the variant below, first long stream or first clip): "
              + ", ".join(f"[{p.stem}](results/{p.name})" for p in sorted((out / "results").glob("*.png"))), ""]
     return "\n".join(text)
@@ -241,9 +244,10 @@ def evaluate(args) -> dict:
         for name, other in others.items():
             add(long, name, streamed(other, clip, frames), clip, sheet_name=slug(name),
                 drift_seconds=args.drift_seconds)
+    stream_frames = min(((len(c.frames) - 1) // VAE_TEMPORAL * VAE_TEMPORAL for c in streams), default=0)
     setup = {"checkpoint": Path(args.checkpoint).name, "steps": config.sampler.steps, "cfg": config.sampler.cfg,
              "seed": 0, "short_clips": len(clips), "short_frames": short_frames, "streams": len(streams),
-             "stream_frames": min(((len(c.frames) - 1) // VAE_TEMPORAL * VAE_TEMPORAL for c in streams), default=0), "device": args.device}
+             "stream_frames": stream_frames, "drift_seconds": args.drift_seconds, "device": args.device}
     results = {"setup": setup, "training_window": {k: mean_rows(v) for k, v in short.items()},
                "long_streams": {k: mean_rows(v) for k, v in long.items()},
                "per_clip": {"training_window": short, "long_streams": long}}

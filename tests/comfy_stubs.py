@@ -53,7 +53,7 @@ def install() -> ComfyState:
             for root, _, files in os.walk(base):
                 found += [os.path.relpath(os.path.join(root, f), base) for f in files
                           if not extensions or os.path.splitext(f)[1].lower() in extensions]
-        return sorted(found)
+        return sorted(set(found))  # a name in two folders is listed once, as in ComfyUI
 
     def get_full_path(name, filename):
         for base in folder_paths.folder_names_and_paths.get(name, ([], set()))[0]:

@@ -152,7 +152,7 @@ def portrait(path: Path, width: int = 80, height: int = 96):
 def comfyui(tmp_path_factory, tiny_checkpoint, speak):
     """A real ComfyUI 0.3.75 server with this plugin, the tiny model as models/rest/rest-demo.safetensors, and the
     example workflows' input files (a drawn portrait, espeak-ng speech)."""
-    from comfyui_server import ComfyServer
+    from scripts.comfyui_server import ComfyServer
 
     server = ComfyServer(tmp_path_factory.mktemp("comfyui"))
     server.install()

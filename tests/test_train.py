@@ -247,3 +247,13 @@ def test_asynchronous_noise_keeps_the_reference_clean_and_one_time_per_chunk():
     assert 0 < b["speech"].shape[0] < 6  # some rows dropped for Joint CFG, the conditioned ones first
     rows = [int(torch.nonzero((latents[:, :, 0] == b["zt"][r, :, 0]).flatten(1).all(1))[0]) for r in range(6)]
     assert torch.equal(b["speech"], speech[rows[: b["speech"].shape[0]]])
+
+
+def test_motion_weights_favour_the_pixels_that_move():
+    from rest_core.train.vae import motion_weights
+
+    video = torch.zeros(1, 3, 9, 16, 16)
+    video[:, :, ::2, 4:6, 4:6] = 1  # a blinking patch
+    w = motion_weights(video, 1.0)
+    assert w[0, 0, 0, 4, 4] > 5 * w[0, 0, 0, 10, 10] and torch.all(w >= 1)
+    assert torch.equal(motion_weights(video, 0.0), torch.ones_like(w))

