@@ -12,7 +12,15 @@ def test_the_loader_lists_safetensors_checkpoints_of_models_rest_only(comfy, tin
     (tiny_checkpoint.parent / "notes.txt").write_text("not a model")
     (tiny_checkpoint.parent / "old.ckpt").write_bytes(b"pickle")
     names = RESTModelLoader.INPUT_TYPES()["required"]["checkpoint"][0]
-    assert names == ["tiny.safetensors"]
+    assert "tiny.safetensors" in names and all(name.endswith(".safetensors") for name in names)
+
+
+def test_the_shipped_models_folder_is_searched_after_models_rest(comfy):
+    import folder_paths
+    from nodes.model import PLUGIN_MODELS
+
+    paths = folder_paths.folder_names_and_paths["rest"][0]
+    assert paths[0].endswith("rest") and paths[-1] == PLUGIN_MODELS
 
 
 def test_loading_gives_a_model_under_comfys_memory_management(comfy, rest_model):
