@@ -67,21 +67,23 @@ def cli(*args) -> int:
     return main([str(a) for a in args])
 
 
+def run_stage(folder: Path, stage: str, data: Path, *args, **config) -> Path:
+    """Train a stage on the CPU from a tiny config; returns its run folder."""
+    path = write_config(folder, stage, **config)
+    assert cli("train", stage, "--config", path, "--data", data, "--out", folder / "run", "--device", "cpu",
+               *args) == 0
+    return folder / "run"
+
+
 @pytest.fixture(scope="module")
 def vae_run(data, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("vae")
-    config = write_config(folder, "vae", steps=40, batch=2, lr=2e-3, extra="[vae]\nframes = 9\nstats_clips = 2\n")
-    assert cli("train", "vae", "--config", config, "--data", data, "--out", folder / "run", "--device", "cpu") == 0
-    return folder / "run"
+    return run_stage(tmp_path_factory.mktemp("vae"), "vae", data, steps=40, batch=2, lr=2e-3,
+                     extra="[vae]\nframes = 9\nstats_clips = 2\n")
 
 
 @pytest.fixture(scope="module")
 def speechae_run(data, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("speechae")
-    config = write_config(folder, "speechae", steps=40, batch=16, lr=2e-3)
-    assert cli("train", "speechae", "--config", config, "--data", data, "--out", folder / "run",
-               "--device", "cpu") == 0
-    return folder / "run"
+    return run_stage(tmp_path_factory.mktemp("speechae"), "speechae", data, steps=40, batch=16, lr=2e-3)
 
 
 @pytest.fixture(scope="module")
@@ -93,11 +95,7 @@ def segments(data, vae_run, speechae_run):
 
 @pytest.fixture(scope="module")
 def teacher_run(segments, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("teacher")
-    config = write_config(folder, "teacher", steps=40, batch=4, lr=2e-3)
-    assert cli("train", "teacher", "--config", config, "--data", segments, "--out", folder / "run",
-               "--device", "cpu") == 0
-    return folder / "run"
+    return run_stage(tmp_path_factory.mktemp("teacher"), "teacher", segments, steps=40, batch=4, lr=2e-3)
 
 
 def test_vae_reconstruction_loss_goes_down_and_the_part_carries_latent_statistics(vae_run):
@@ -123,11 +121,10 @@ def test_teacher_flow_matching_loss_goes_down(teacher_run):
 
 
 def test_student_with_asd_starts_from_the_teacher_and_logs_every_term(segments, teacher_run, tmp_path):
-    config = write_config(tmp_path, "student", steps=10, batch=4, lr=5e-4, extra="[student]\ncon = 0.1\nsmo = 1.0\n")
     teacher = teacher_run / "dit.safetensors"
-    assert cli("train", "student", "--config", config, "--data", segments, "--out", tmp_path / "run",
-               "--init", teacher, "--teacher", teacher, "--device", "cpu") == 0
-    rows = list(csv.DictReader((tmp_path / "run" / "losses.csv").open()))
+    run = run_stage(tmp_path, "student", segments, "--init", teacher, "--teacher", teacher, steps=10, batch=4,
+                    lr=5e-4, extra="[student]\ncon = 0.1\nsmo = 1.0\n")
+    rows = list(csv.DictReader((run / "losses.csv").open()))
     assert {"loss", "fm", "con", "smo"} <= set(rows[0])
     # the student starts as the teacher: its first loss is the teacher's own loss level, not a random model's
     assert float(rows[0]["fm"]) < losses(teacher_run)[0]

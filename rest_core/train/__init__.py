@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .loop import read_settings
+from .loop import read_settings, stop_processes
 
 STAGES = ("vae", "speechae", "teacher", "student")
 
@@ -55,11 +55,14 @@ def run(args) -> int:
         print(f"wrote {path} ({Path(path).stat().st_size / 1e6:.1f} MB)")
         return 0
     settings, config = read_settings(args.config, args.stage, steps=args.steps, batch=args.batch, lr=args.lr)
-    if args.stage == "vae":
-        from . import vae
-        return vae.run(args, settings, config)
-    if args.stage == "speechae":
-        from . import speechae
-        return speechae.run(args, settings, config)
-    from . import dit
-    return dit.run(args, settings, config, student=args.stage == "student")
+    try:
+        if args.stage == "vae":
+            from . import vae
+            return vae.run(args, settings, config)
+        if args.stage == "speechae":
+            from . import speechae
+            return speechae.run(args, settings, config)
+        from . import dit
+        return dit.run(args, settings, config, student=args.stage == "student")
+    finally:
+        stop_processes()

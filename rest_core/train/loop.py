@@ -105,9 +105,10 @@ def start_processes(device: str) -> Processes:
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-    if device.startswith("cuda"):
-        torch.cuda.set_device(torch.device(device))
-    return Processes(rank, world, torch.device(device))
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)  # NCCL needs each process on its own GPU
+    return Processes(rank, world, device)
 
 
 def stop_processes():
