@@ -208,6 +208,8 @@ def evaluate(args) -> dict:
     short: dict[str, list] = {}
 
     def add(table_rows, name, frames, clip, sheet_name=None, **kw):
+        """Measure one clip of a variant; its first clip of a table draws the variant's contact sheet (the long
+        streams' then replaces the training window's)."""
         table_rows.setdefault(name, []).append(measure(frames, clip, chunk_frames, **kw))
         if sheet_name and len(table_rows[name]) == 1:
             contact_sheet(sheets / f"{sheet_name}.png", clip.frames[1:1 + len(frames)], frames,
@@ -219,9 +221,9 @@ def evaluate(args) -> dict:
         add(short, "ground truth", truth, clip)
         add(short, "VAE reconstruction", reconstructed(pipe, clip, short_frames), clip)
         for name, options in VARIANTS.items():
-            add(short, name, streamed(pipe, clip, short_frames, **options), clip)
+            add(short, name, streamed(pipe, clip, short_frames, **options), clip, slug(name))
         for name, other in others.items():
-            add(short, name, streamed(other, clip, short_frames), clip)
+            add(short, name, streamed(other, clip, short_frames), clip, slug(name))
         if teacher is not None:
             add(short, "teacher (non-streaming)", non_streaming(pipe, teacher, clip, short_frames), clip,
                 "teacher")
@@ -236,7 +238,7 @@ def evaluate(args) -> dict:
             raise ValueError(f"{clip.name}: {frames / 25:.1f} s is too short for a first and a last "
                              f"{args.drift_seconds:g} s")
         log(f"long stream: {clip.name} ({frames / 25:.0f} s)")
-        add(long, "ground truth", clip.frames[1:], clip, drift_seconds=args.drift_seconds)
+        add(long, "ground truth", clip.frames[1:1 + frames], clip, drift_seconds=args.drift_seconds)
         add(long, "VAE reconstruction", reconstructed(pipe, clip, frames), clip, drift_seconds=args.drift_seconds)
         for name, options in VARIANTS.items():
             add(long, name, streamed(pipe, clip, frames, **options), clip, sheet_name=slug(name),
