@@ -1,6 +1,7 @@
 """The folder as ComfyUI loads it: a package whose __init__ exposes the node mappings and the web directory."""
 
 import importlib.util
+import subprocess
 import sys
 from pathlib import Path
 
@@ -39,3 +40,16 @@ def test_every_node_declares_a_complete_classic_interface(plugin):
 def test_the_web_directory_holds_the_player(plugin):
     web = ROOT / plugin.WEB_DIRECTORY
     assert (web / "rest_player.js").is_file()
+
+
+def test_the_entry_point_also_imports_as_a_plain_module():
+    # pytest imports the checkout's __init__.py with no parent package when the folder name is not an identifier
+    # (e.g. a clone named comfyui-rest); it must still load
+    root = Path(__file__).resolve().parents[1]
+    code = ("import importlib.util, sys; sys.path.insert(0, sys.argv[1]); import comfy_stubs; comfy_stubs.install(); "
+            "spec = importlib.util.spec_from_file_location('__init__', sys.argv[2]); "
+            "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); print(sorted(m.NODE_CLASS_MAPPINGS))")
+    result = subprocess.run([sys.executable, "-c", code, str(root / "tests"), str(root / "__init__.py")],
+                            capture_output=True, text=True, cwd=root)
+    assert result.returncode == 0, result.stderr
+    assert "RESTStreamingSampler" in result.stdout
