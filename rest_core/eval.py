@@ -183,8 +183,8 @@ def report(out: Path, short: dict, long: dict, setup: dict, command: str) -> str
 VARIANTS = {"full": {}, "no ID sink": {"id_sink": False}, "no context cache": {"context_cache": False}}
 
 
+@torch.no_grad()
 def evaluate(args) -> dict:
-    torch.set_grad_enabled(False)
     pipe = RESTPipeline.from_pretrained(args.checkpoint, device=args.device)
     config = pipe.config
     chunk_frames = config.frames_per_chunk

@@ -74,3 +74,7 @@ def test_clips_without_ground_truth_are_refused(tmp_path, capsys):
     assert main(["eval", "--checkpoint", str(tmp_path / "m.safetensors"), "--clips", str(tmp_path / "clips"),
                  "--out", str(tmp_path / "out")]) == 2
     assert "ground truth" in capsys.readouterr().err
+
+
+def test_eval_leaves_grad_mode_alone(report):
+    assert torch.is_grad_enabled()
