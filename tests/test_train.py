@@ -12,14 +12,12 @@ import pytest
 import torch
 
 from rest_core.__main__ import main
-from rest_core.data.prepare import SegmentSet, prepare_clips, prepare_segments
+from rest_core.data.prepare import SegmentSet, prepare_clips
 from rest_core.data.synth import render_clip, write_clip
 from rest_core.pipeline import RESTPipeline
-from rest_core.speech_ae import SpeechAE
 from rest_core.train.dit import contrastive_loss, noisy_batch, second_difference, smoothness_loss
-from rest_core.train.loop import Settings, read_settings
+from rest_core.train.loop import read_settings
 from rest_core.train.state import load_part, part_info
-from rest_core.vae import CausalVAE
 from rest_core.whisper import WhisperEncoder
 
 from conftest import TINY_REST

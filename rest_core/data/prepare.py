@@ -118,7 +118,8 @@ def prepare_clips(videos: str | Path, out: str | Path, config: RESTConfig, whisp
     out.mkdir(parents=True, exist_ok=True)
     encoder = whisper if whisper is not None else default_whisper_encoder()
     left, right = config.speech.context_left, config.speech.context_right
-    index = {"resolution": config.resolution, "context_left": left, "context_right": right, "clips": []}
+    index = {"resolution": config.resolution, "context_left": left, "context_right": right, "clips": [],
+             "shards": []}
     shard: dict[str, torch.Tensor] = {}
     started = time.perf_counter()
 
@@ -128,7 +129,6 @@ def prepare_clips(videos: str | Path, out: str | Path, config: RESTConfig, whisp
             index["shards"].append(f"shard-{len(index['shards']):05d}.safetensors")
             shard.clear()
 
-    index["shards"] = []
     for n, path in enumerate(paths):
         frames = read_frames_25fps(path)
         waveform, rate = read_audio(path)

@@ -638,7 +638,7 @@ class Painter:
         self.clothes = [(apply(rest, p) * SUPERSAMPLE, c) for p, c in clothes_parts(identity)]
 
     def frame(self, m: np.ndarray, openness: float, width: float, blink: float) -> np.ndarray:
-        from PIL import Image, ImageDraw
+        from PIL import ImageDraw
 
         image = self.background.copy()
         draw = ImageDraw.Draw(image)
