@@ -52,8 +52,8 @@ def main() -> int:
                    help="where ComfyUI is installed and run (kept between runs)")
     args = p.parse_args()
     if not MODEL.is_file():
-        raise SystemExit(f"{MODEL} is missing: the demo model ships with the repository (git lfs is not used); "
-                         f"check out the full repository")
+        raise SystemExit(f"{MODEL} is missing: the demo model ships with the repository; check out the whole "
+                         f"repository, or train it with `make train-demo`")
 
     server = ComfyServer(args.workdir)
     if not server.app.exists():

@@ -31,7 +31,7 @@ DEFAULTS = {"cfg_dropout": 0.1, "logit_mean": 0.0, "logit_std": 1.0, "shift": No
             "con": 0.1, "smo": 1.0, "tau": 0.1, "contrastive": "standard", "id_sink": True, "context_cache": True}
 
 
-def chunk_times(batch: int, chunks: int, shift: float, mean: float, std: float, g: torch.Generator) -> Tensor:
+def chunk_noise_times(batch: int, chunks: int, shift: float, mean: float, std: float, g: torch.Generator) -> Tensor:
     """One flow time per chunk, drawn independently (asynchronous noise): logit-normal, then the sampler's shift
     so training spends its effort where sampling does.  [B, K]"""
     t = torch.sigmoid(mean + std * torch.randn(batch, chunks, generator=g))
@@ -44,7 +44,7 @@ def noisy_batch(latents: Tensor, speech: Tensor, chunk_latents: int, shift: floa
     latents: [B, C, 1 + cK, h, w]; speech: [B, cK, h_w, d_A]."""
     b, _, f, h, _ = latents.shape
     chunks = (f - 1) // chunk_latents
-    t = chunk_times(b, chunks, shift, opts["logit_mean"], opts["logit_std"], g)  # [B, K]
+    t = chunk_noise_times(b, chunks, shift, opts["logit_mean"], opts["logit_std"], g)  # [B, K]
     noise = torch.randn(latents[:, :, 1:].shape, generator=g)
     t_frames = t.repeat_interleave(chunk_latents, dim=1)[:, None, :, None, None]  # [B, 1, cK, 1, 1]
     z0 = latents[:, :, 1:]
