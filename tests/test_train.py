@@ -252,3 +252,20 @@ def test_motion_weights_favour_the_pixels_that_move():
     w = motion_weights(video, 1.0)
     assert w[0, 0, 0, 4, 4] > 5 * w[0, 0, 0, 10, 10] and torch.all(w >= 1)
     assert torch.equal(motion_weights(video, 0.0), torch.ones_like(w))
+
+
+def test_vae_image_steps_train_on_single_frames_then_on_clips(data, tmp_path, monkeypatch):
+    from rest_core.train import vae as vae_stage
+
+    shapes = []
+    original = vae_stage.reconstruction_losses
+
+    def recording(vae, video, *args, **kwargs):
+        shapes.append(tuple(video.shape[:3]))
+        return original(vae, video, *args, **kwargs)
+
+    monkeypatch.setattr(vae_stage, "reconstruction_losses", recording)
+    run = run_stage(tmp_path, "vae", data, steps=5, batch=2, lr=1e-3,
+                    extra="[vae]\nframes = 9\nstats_clips = 1\nimage_steps = 3\nimage_batch = 5\n")
+    assert shapes == [(5, 3, 1)] * 3 + [(2, 3, 9)] * 2
+    assert len(losses(run)) == 5

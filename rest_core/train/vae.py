@@ -1,7 +1,10 @@
 """Stage 1a: the causal temporal VAE, trained on prepared clips (paper §3.2).
 
 Each sample is a random window of 1 + 8k frames of a random clip (random horizontal flip), encoded, sampled from
-the posterior, decoded. Loss: L1 + MSE reconstruction and a small KL term that keeps the latent space smooth
+the posterior, decoded. The first `image_steps` steps train on single frames instead (`image_batch` of them per
+step): a one-frame video takes the encoder's and decoder's first-frame path, the same weights with the time axis
+collapsed, so the spatial compression is learnt from many faces per step at a fraction of a clip's cost before
+the clips teach the time axis. Loss: L1 + MSE reconstruction and a small KL term that keeps the latent space smooth
 enough for the DiT to model. The L1 term is weighted up where the clip moves (distance from the window's mean
 frame): in a talking head that is the mouth, the eyes and the head's outline, a small share of the pixels that
 carries everything the speech drives. At the end the per-channel latent statistics are measured on the training clips and
@@ -19,7 +22,8 @@ from ..data.prepare import ClipSet, to_video
 from ..vae import CausalVAE
 from .loop import Settings, start_processes, train
 
-DEFAULTS = {"frames": 17, "kl": 1e-4, "mse": 1.0, "motion_weight": 1.0, "log_var_init": -6.0, "stats_clips": 64}
+DEFAULTS = {"frames": 17, "kl": 1e-4, "mse": 1.0, "motion_weight": 1.0, "log_var_init": -6.0, "stats_clips": 64,
+            "image_steps": 0, "image_batch": 16}
 
 
 def motion_weights(video: Tensor, strength: float) -> Tensor:
@@ -75,12 +79,15 @@ def run(args, settings: Settings, config: RESTConfig) -> int:
         # drowned in noise and learn only the mean colour; the KL term still widens it where that costs nothing
         vae.encoder.conv_out.conv.bias[-1] = opts["log_var_init"]
 
+    image_steps, image_batch = int(opts["image_steps"]), int(opts["image_batch"])
+
     def batch(step: int, g: torch.Generator) -> Tensor:
+        length, count = (1, image_batch) if step < image_steps else (frames, settings.batch)
         videos = []
-        for _ in range(settings.batch):
+        for _ in range(count):
             i = usable[torch.randint(len(usable), (1,), generator=g).item()]
-            start = torch.randint(clips.clips[i]["frames"] - frames + 1, (1,), generator=g).item()
-            video = to_video(clips.frames(i, start, frames))
+            start = torch.randint(clips.clips[i]["frames"] - length + 1, (1,), generator=g).item()
+            video = to_video(clips.frames(i, start, length))
             videos.append(video.flip(-1) if torch.rand(1, generator=g).item() < 0.5 else video)
         return torch.cat(videos).to(procs.device), g
 
