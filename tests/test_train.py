@@ -257,15 +257,17 @@ def test_motion_weights_favour_the_pixels_that_move():
 def test_vae_image_steps_train_on_single_frames_then_on_clips(data, tmp_path, monkeypatch):
     from rest_core.train import vae as vae_stage
 
-    shapes = []
+    shapes, moving = [], []
     original = vae_stage.reconstruction_losses
 
-    def recording(vae, video, *args, **kwargs):
+    def recording(vae, video, weights, *args, **kwargs):
         shapes.append(tuple(video.shape[:3]))
-        return original(vae, video, *args, **kwargs)
+        moving.append(bool((weights > 1.5).any()))  # single frames too are weighted by their window's motion
+        return original(vae, video, weights, *args, **kwargs)
 
     monkeypatch.setattr(vae_stage, "reconstruction_losses", recording)
     run = run_stage(tmp_path, "vae", data, steps=5, batch=2, lr=1e-3,
                     extra="[vae]\nframes = 9\nstats_clips = 1\nimage_steps = 3\nimage_batch = 5\n")
     assert shapes == [(5, 3, 1)] * 3 + [(2, 3, 9)] * 2
+    assert all(moving)
     assert len(losses(run)) == 5

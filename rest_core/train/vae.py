@@ -2,9 +2,10 @@
 
 Each sample is a random window of 1 + 8k frames of a random clip (random horizontal flip), encoded, sampled from
 the posterior, decoded. The first `image_steps` steps train on single frames instead (`image_batch` of them per
-step): a one-frame video takes the encoder's and decoder's first-frame path, the same weights with the time axis
-collapsed, so the spatial compression is learnt from many faces per step at a fraction of a clip's cost before
-the clips teach the time axis. Loss: L1 + MSE reconstruction and a small KL term that keeps the latent space smooth
+step, each a random frame of such a window, weighted by the window's motion): a one-frame video takes the
+encoder's and decoder's first-frame path, the same weights with the time axis collapsed, so the spatial
+compression is learnt from many faces per step at a fraction of a clip's cost before the clips teach the time
+axis. Loss: L1 + MSE reconstruction and a small KL term that keeps the latent space smooth
 enough for the DiT to model. The L1 term is weighted up where the clip moves (distance from the window's mean
 frame): in a talking head that is the mouth, the eyes and the head's outline, a small share of the pixels that
 carries everything the speech drives. At the end the per-channel latent statistics are measured on the training clips and
@@ -32,14 +33,13 @@ def motion_weights(video: Tensor, strength: float) -> Tensor:
     return 1 + strength * moving / moving.mean(dim=(2, 3, 4), keepdim=True).clamp_min(1e-3)
 
 
-def reconstruction_losses(vae: CausalVAE, video: Tensor, kl_weight: float, mse_weight: float,
-                          motion_weight: float = 0.0, generator: torch.Generator | None = None) -> dict[str, Tensor]:
-    """video: [B, 3, 1+8k, H, W] in [-1, 1]"""
+def reconstruction_losses(vae: CausalVAE, video: Tensor, weights: Tensor, kl_weight: float, mse_weight: float,
+                          generator: torch.Generator | None = None) -> dict[str, Tensor]:
+    """video: [B, 3, 1+8k, H, W] in [-1, 1]; weights: [B, 1, 1+8k, H, W], the L1 term's per-pixel weights"""
     moments = vae.encoder(video)
     mean, log_var = moments[:, :-1], moments[:, -1:].clamp(-30, 20)
     noise = torch.randn(mean.shape, generator=generator).to(mean)
     recon = vae.decoder(mean + torch.exp(0.5 * log_var) * noise)
-    weights = motion_weights(video, motion_weight)
     l1 = ((recon - video).abs() * weights).mean() / weights.mean()
     mse = F.mse_loss(recon, video)
     kl = 0.5 * (mean.square() + log_var.exp() - 1 - log_var).mean()
@@ -81,19 +81,26 @@ def run(args, settings: Settings, config: RESTConfig) -> int:
 
     image_steps, image_batch = int(opts["image_steps"]), int(opts["image_batch"])
 
-    def batch(step: int, g: torch.Generator) -> Tensor:
-        length, count = (1, image_batch) if step < image_steps else (frames, settings.batch)
-        videos = []
-        for _ in range(count):
+    def batch(step: int, g: torch.Generator) -> tuple[Tensor, Tensor, torch.Generator]:
+        images = step < image_steps
+        videos, weights = [], []
+        for _ in range(image_batch if images else settings.batch):
             i = usable[torch.randint(len(usable), (1,), generator=g).item()]
-            start = torch.randint(clips.clips[i]["frames"] - length + 1, (1,), generator=g).item()
-            video = to_video(clips.frames(i, start, length))
-            videos.append(video.flip(-1) if torch.rand(1, generator=g).item() < 0.5 else video)
-        return torch.cat(videos).to(procs.device), g
+            start = torch.randint(clips.clips[i]["frames"] - frames + 1, (1,), generator=g).item()
+            video = to_video(clips.frames(i, start, frames))  # [1, 3, frames, H, W]
+            if torch.rand(1, generator=g).item() < 0.5:
+                video = video.flip(-1)
+            weight = motion_weights(video, opts["motion_weight"])
+            if images:
+                t = torch.randint(frames, (1,), generator=g).item()
+                video, weight = video[:, :, t:t + 1], weight[:, :, t:t + 1]
+            videos.append(video)
+            weights.append(weight)
+        return torch.cat(videos).to(procs.device), torch.cat(weights).to(procs.device), g
 
     def losses(module: CausalVAE, b) -> dict[str, Tensor]:
-        video, g = b
-        return reconstruction_losses(module, video, opts["kl"], opts["mse"], opts["motion_weight"], g)
+        video, weights, g = b
+        return reconstruction_losses(module, video, weights, opts["kl"], opts["mse"], g)
 
     def finish(module: CausalVAE):
         mean, std = latent_statistics(module, clips, int(opts["stats_clips"]), 1 + 8 * 8)
