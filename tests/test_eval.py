@@ -78,3 +78,24 @@ def test_clips_without_ground_truth_are_refused(tmp_path, capsys):
 
 def test_eval_leaves_grad_mode_alone(report):
     assert torch.is_grad_enabled()
+
+
+def test_targets_hold_each_ablation_to_the_metric_it_hurts():
+    from rest_core.eval import acceptance
+
+    short = {"full": {"lipsync": 0.7, "seam": 1.1}, "student without ASD": {"lipsync": 0.5, "seam": 1.0}}
+    long = {"full": {"lipsync": 0.65, "seam": 1.2, "drift": 1.1},
+            "no ID sink": {"lipsync": 0.7, "seam": 1.1, "drift": 1.5},
+            "no context cache": {"lipsync": 0.6, "seam": 1.1, "drift": 1.0}}
+    met = {target: ok for target, _, ok in acceptance(short, long)}
+    assert met == {"lip-sync r >= 0.6": True, "identity drift <= 1.2": True, "seam ratio <= 1.3": True,
+                   "no ID sink drifts more": True, "no context cache has worse seams": False,
+                   "student without ASD has worse lip-sync": True}
+    long["full"]["drift"] = 1.6
+    met = {target: ok for target, _, ok in acceptance(short, long)}
+    assert not met["identity drift <= 1.2"] and not met["no ID sink drifts more"]
+
+
+def test_results_list_the_targets(report):
+    text = (report / "RESULTS.md").read_text()
+    assert "## Targets" in text and "| lip-sync r >= 0.6 | full:" in text
