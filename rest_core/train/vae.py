@@ -1,15 +1,18 @@
 """Stage 1a: the causal temporal VAE, trained on prepared clips (paper §3.2).
 
 Each sample is a random window of 1 + 8k frames of a random clip (random horizontal flip), encoded, sampled from
-the posterior, decoded. The first `image_steps` steps train on single frames instead (`image_batch` of them per
-step, each a random frame of such a window, weighted by the window's motion): a one-frame video takes the
-encoder's and decoder's first-frame path, the same weights with the time axis collapsed, so the spatial
-compression is learnt from many faces per step at a fraction of a clip's cost before the clips teach the time
-axis. Loss: L1 + MSE reconstruction and a small KL term that keeps the latent space smooth
-enough for the DiT to model. The L1 term is weighted up where the clip moves (distance from the window's mean
-frame): in a talking head that is the mouth, the eyes and the head's outline, a small share of the pixels that
-carries everything the speech drives. At the end the per-channel latent statistics are measured on the training clips and
-stored in the VAE (`latents_mean`, `latents_std`), so the DiT sees unit-scale latents.
+the posterior, decoded. Loss: L1 + MSE reconstruction and a small KL term that keeps the latent space smooth
+enough for the DiT to model. The L1 term is weighted up where the window moves (distance from its mean frame):
+in a talking head that is the mouth, the eyes and the head's outline, a small share of the pixels that carries
+everything the speech drives.
+
+The first `image_steps` steps train on single frames instead, `image_batch` per step, each a random frame of such
+a window with that window's weights. A one-frame video takes the encoder's and decoder's first-frame path (the
+same weights with the time axis collapsed), so the spatial compression is learnt from many faces per step at a
+fraction of a clip's cost before the clips teach the time axis.
+
+At the end the per-channel latent statistics are measured on the training clips and stored in the VAE
+(`latents_mean`, `latents_std`), so the DiT sees unit-scale latents.
 """
 
 from __future__ import annotations
