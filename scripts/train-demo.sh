@@ -26,9 +26,9 @@ rest synth --out "$RUNS/corpus/heldout-60s" --count 4 --first-seed 2000000 --sec
 rest train speechae --config $CONFIGS/speechae.toml --data "$RUNS/data" --out "$RUNS/speechae" --device "$DEVICE"
 rest train vae --config $CONFIGS/vae.toml --data "$RUNS/data" --out "$RUNS/vae" --device "$DEVICE"
 
-# 4. training segments: the reference and 3 chunks, encoded once
+# 4. training segments: the reference and 3 chunks, encoded once, starting every 2 latent frames (0.64 s)
 [ -f "$RUNS/data/segments/index.json" ] || rest prepare latents --data "$RUNS/data" --vae "$RUNS/vae/vae.safetensors" \
-    --speech-ae "$RUNS/speechae/speech_ae.safetensors" --chunks 3 --device "$DEVICE"
+    --speech-ae "$RUNS/speechae/speech_ae.safetensors" --chunks 3 --stride 2 --device "$DEVICE"
 
 # 5. teacher, then the students from its weights
 rest train teacher --config $CONFIGS/teacher.toml --data "$RUNS/data" --out "$RUNS/teacher" --device "$DEVICE"
