@@ -76,7 +76,7 @@ def run_stage(folder: Path, stage: str, data: Path, *args, **config) -> Path:
 @pytest.fixture(scope="module")
 def vae_run(data, tmp_path_factory):
     return run_stage(tmp_path_factory.mktemp("vae"), "vae", data, steps=40, batch=2, lr=2e-3,
-                     extra="[vae]\nframes = 9\nstats_clips = 2\n")
+                     extra="[vae]\nframes = 9\nstats_clips = 2\nmotion = 0.01\n")
 
 
 @pytest.fixture(scope="module")
@@ -254,6 +254,15 @@ def test_motion_weights_favour_the_pixels_that_move():
     assert torch.equal(motion_weights(video, 0.0), torch.ones_like(w))
 
 
+def test_missed_motion_is_one_for_a_still_reconstruction_and_zero_for_the_clip():
+    from rest_core.train.vae import missed_motion
+
+    video = torch.rand(2, 3, 9, 8, 8)
+    assert missed_motion(video, video) == 0
+    assert missed_motion(video[:, :, :1].expand_as(video), video) == pytest.approx(1.0)
+    assert missed_motion(video + 0.3, video) == pytest.approx(0.0, abs=1e-6)  # a constant offset is not motion
+
+
 def test_vae_image_steps_train_on_single_frames_then_on_clips(data, tmp_path, monkeypatch):
     from rest_core.train import vae as vae_stage
 
@@ -271,3 +280,20 @@ def test_vae_image_steps_train_on_single_frames_then_on_clips(data, tmp_path, mo
     assert shapes == [(5, 3, 1)] * 3 + [(2, 3, 9)] * 2
     assert all(moving)
     assert len(losses(run)) == 5
+
+
+def test_a_loss_term_that_starts_part_way_gets_its_own_column(tmp_path):
+    from rest_core.train.loop import truncate_log, write_row
+    from rest_core.train.plot import plot_losses
+
+    log = tmp_path / "losses.csv"
+    write_row(log, 1, {"loss": 1.0}, 1e-3, 0.5)
+    write_row(log, 2, {"loss": 0.5, "motion": 2.0}, 1e-3, 0.5)
+    write_row(log, 3, {"loss": 0.25, "motion": 1.0}, 1e-3, 0.5)
+    rows = list(csv.DictReader(log.open()))
+    assert list(rows[0]) == ["step", "loss", "motion", "lr", "seconds"]
+    assert [r["motion"] for r in rows] == ["", "2", "1"] and [r["loss"] for r in rows] == ["1", "0.5", "0.25"]
+    plot_losses(log, tmp_path / "losses.png")
+    assert (tmp_path / "losses.png").stat().st_size > 1000
+    truncate_log(log, 2)
+    assert [r["step"] for r in csv.DictReader(log.open())] == ["1", "2"]

@@ -250,9 +250,17 @@ def truncate_log(path: Path, step: int):
 
 
 def write_row(path: Path, step: int, values: dict[str, float], lr: float, seconds: float):
-    new = not path.exists()
+    """Append a row. A term that was not logged before (a loss that starts part-way, e.g. the VAE's motion term
+    once its clip steps begin) gets a column: the file is rewritten once with that column empty above."""
+    row = {"step": step, **{k: f"{v:.6g}" for k, v in values.items()}, "lr": f"{lr:.4g}", "seconds": f"{seconds:.4f}"}
+    header = next(csv.reader(path.open()), None) if path.exists() else None
+    if header is None or not set(row) <= set(header):
+        old = list(csv.DictReader(path.open())) if header else []
+        known = [k for k in (header or []) if k not in ("lr", "seconds")]
+        header = known + [k for k in row if k not in known and k not in ("lr", "seconds")] + ["lr", "seconds"]
+        with path.open("w", newline="") as f:
+            w = csv.DictWriter(f, header, restval="")
+            w.writeheader()
+            w.writerows(old)
     with path.open("a", newline="") as f:
-        w = csv.writer(f)
-        if new:
-            w.writerow(["step", *values, "lr", "seconds"])
-        w.writerow([step, *(f"{v:.6g}" for v in values.values()), f"{lr:.4g}", f"{seconds:.4f}"])
+        csv.DictWriter(f, header, restval="").writerow(row)

@@ -35,9 +35,10 @@ def plot_losses(csv_path: str | Path, png_path: str | Path, title: str = ""):
     draw = ImageDraw.Draw(image)
     draw.text((8, 6), f"{title}  (steps {int(steps[0])}-{int(steps[-1])})", fill="black")
     for i, name in enumerate(names):
-        y = np.array([float(r[name]) for r in rows])
+        y = np.array([float(r[name]) if r[name] else math.nan for r in rows])  # empty: not logged at that step
         x0, y0 = (i % cols) * PANEL_W, 24 + (i // cols) * PANEL_H
-        panel(draw, (x0, y0), steps, y, name, COLOURS[i % len(COLOURS)])
+        logged = np.isfinite(y)
+        panel(draw, (x0, y0), steps[logged], y[logged], name, COLOURS[i % len(COLOURS)])
     Path(png_path).parent.mkdir(parents=True, exist_ok=True)
     image.save(png_path)
 
@@ -47,7 +48,7 @@ def panel(draw: ImageDraw.ImageDraw, origin, steps: np.ndarray, y: np.ndarray, n
     left, top, right, bottom = x0 + MARGIN, y0 + 16, x0 + PANEL_W - 12, y0 + PANEL_H - 24
     draw.rectangle([left, top, right, bottom], outline=(180, 180, 180))
     draw.text((left, y0 + 2), name, fill="black")
-    positive = y[np.isfinite(y) & (y > 0)]
+    positive = y[y > 0]
     if len(positive) == 0:
         return
     log = np.log10(np.clip(y, positive.min(), None))

@@ -4,7 +4,9 @@ Each sample is a random window of 1 + 8k frames of a random clip (random horizon
 the posterior, decoded. Loss: L1 + MSE reconstruction and a small KL term that keeps the latent space smooth
 enough for the DiT to model. The L1 term is weighted up where the window moves (distance from its mean frame):
 in a talking head that is the mouth, the eyes and the head's outline, a small share of the pixels that carries
-everything the speech drives.
+everything the speech drives. A motion term (`motion`) adds the share of the frame-to-frame change the
+reconstruction misses: an 8x time compression first learns a still mouth that is right on average, and this
+term is what a still mouth costs the most.
 
 The first `image_steps` steps train on single frames instead, `image_batch` per step, each a random frame of such
 a window with that window's weights. A one-frame video takes the encoder's and decoder's first-frame path (the
@@ -26,7 +28,7 @@ from ..data.prepare import ClipSet, to_video
 from ..vae import CausalVAE
 from .loop import Settings, start_processes, train
 
-DEFAULTS = {"frames": 17, "kl": 1e-4, "mse": 1.0, "motion_weight": 1.0, "log_var_init": -6.0, "stats_clips": 64,
+DEFAULTS = {"frames": 17, "kl": 1e-4, "mse": 1.0, "motion_weight": 1.0, "motion": 0.0, "log_var_init": -6.0, "stats_clips": 64,
             "image_steps": 0, "image_batch": 16}
 
 
@@ -36,8 +38,15 @@ def motion_weights(video: Tensor, strength: float) -> Tensor:
     return 1 + strength * moving / moving.mean(dim=(2, 3, 4), keepdim=True).clamp_min(1e-3)
 
 
+def missed_motion(recon: Tensor, video: Tensor) -> Tensor:
+    """The share of the frame-to-frame change the reconstruction gets wrong: 1 for a still reconstruction of a
+    moving clip, 0 for a perfect one.  [B, 3, T, H, W] each, T > 1"""
+    change = video[:, :, 1:] - video[:, :, :-1]
+    return ((recon[:, :, 1:] - recon[:, :, :-1]) - change).abs().sum() / change.abs().sum().clamp_min(1e-6)
+
+
 def reconstruction_losses(vae: CausalVAE, video: Tensor, weights: Tensor, kl_weight: float, mse_weight: float,
-                          generator: torch.Generator | None = None) -> dict[str, Tensor]:
+                          motion_weight: float = 0.0, generator: torch.Generator | None = None) -> dict[str, Tensor]:
     """video: [B, 3, 1+8k, H, W] in [-1, 1]; weights: [B, 1, 1+8k, H, W], the L1 term's per-pixel weights"""
     moments = vae.encoder(video)
     mean, log_var = moments[:, :-1], moments[:, -1:].clamp(-30, 20)
@@ -46,7 +55,11 @@ def reconstruction_losses(vae: CausalVAE, video: Tensor, weights: Tensor, kl_wei
     l1 = ((recon - video).abs() * weights).mean() / weights.mean()
     mse = F.mse_loss(recon, video)
     kl = 0.5 * (mean.square() + log_var.exp() - 1 - log_var).mean()
-    return {"loss": l1 + mse_weight * mse + kl_weight * kl, "l1": l1, "mse": mse, "kl": kl}
+    terms = {"loss": l1 + mse_weight * mse + kl_weight * kl, "l1": l1, "mse": mse, "kl": kl}
+    if video.shape[2] > 1 and motion_weight:
+        terms["motion"] = missed_motion(recon, video)
+        terms["loss"] = terms["loss"] + motion_weight * terms["motion"]
+    return terms
 
 
 @torch.no_grad()
@@ -103,7 +116,7 @@ def run(args, settings: Settings, config: RESTConfig) -> int:
 
     def losses(module: CausalVAE, b) -> dict[str, Tensor]:
         video, weights, g = b
-        return reconstruction_losses(module, video, weights, opts["kl"], opts["mse"], g)
+        return reconstruction_losses(module, video, weights, opts["kl"], opts["mse"], opts["motion"], g)
 
     def finish(module: CausalVAE):
         mean, std = latent_statistics(module, clips, int(opts["stats_clips"]), 1 + 8 * 8)
