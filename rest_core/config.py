@@ -183,8 +183,8 @@ PRESETS: dict[str, RESTConfig] = {
     "rest-demo": RESTConfig(
         name="rest-demo",
         resolution=128,
-        dit=DiTConfig(in_channels=32, hidden=256, depth=6, heads=4, text_dim=None, speech_tokens=4, speech_dim=64),
-        vae=VAEConfig(latent_channels=32, block_out_channels=(32, 64, 128, 128), layers_per_block=(1, 1, 1, 1, 1),
+        dit=DiTConfig(in_channels=128, hidden=256, depth=6, heads=4, text_dim=None, speech_tokens=4, speech_dim=64),
+        vae=VAEConfig(latent_channels=128, block_out_channels=(32, 64, 128, 128), layers_per_block=(1, 1, 1, 1, 1),
                       decoder_block_out_channels=(32, 64, 96, 128), decoder_layers_per_block=(1, 1, 1, 1, 1)),
         speech=SpeechConfig(hidden=128, depth=2, heads=4),
     ),

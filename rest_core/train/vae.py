@@ -30,6 +30,7 @@ from .loop import Settings, start_processes, train
 
 DEFAULTS = {"frames": 17, "kl": 1e-4, "mse": 1.0, "motion_weight": 1.0, "motion": 0.0, "log_var_init": -6.0, "stats_clips": 64,
             "image_steps": 0, "image_batch": 16}
+IMAGE_WINDOW = 17  # frames around an image sample whose motion sets its weights (0.68 s: a syllable or two)
 
 
 def motion_weights(video: Tensor, strength: float) -> Tensor:
@@ -101,14 +102,15 @@ def run(args, settings: Settings, config: RESTConfig) -> int:
         images = step < image_steps
         videos, weights = [], []
         for _ in range(image_batch if images else settings.batch):
+            length = min(frames, IMAGE_WINDOW) if images else frames
             i = usable[torch.randint(len(usable), (1,), generator=g).item()]
-            start = torch.randint(clips.clips[i]["frames"] - frames + 1, (1,), generator=g).item()
-            video = to_video(clips.frames(i, start, frames))  # [1, 3, frames, H, W]
+            start = torch.randint(clips.clips[i]["frames"] - length + 1, (1,), generator=g).item()
+            video = to_video(clips.frames(i, start, length))  # [1, 3, length, H, W]
             if torch.rand(1, generator=g).item() < 0.5:
                 video = video.flip(-1)
             weight = motion_weights(video, opts["motion_weight"])
             if images:
-                t = torch.randint(frames, (1,), generator=g).item()
+                t = torch.randint(length, (1,), generator=g).item()
                 video, weight = video[:, :, t:t + 1], weight[:, :, t:t + 1]
             videos.append(video)
             weights.append(weight)
