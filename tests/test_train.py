@@ -76,7 +76,7 @@ def run_stage(folder: Path, stage: str, data: Path, *args, **config) -> Path:
 @pytest.fixture(scope="module")
 def vae_run(data, tmp_path_factory):
     return run_stage(tmp_path_factory.mktemp("vae"), "vae", data, steps=40, batch=2, lr=2e-3,
-                     extra="[vae]\nframes = 9\nstats_clips = 2\nmotion = 0.01\n")
+                     extra="[vae]\nframes = 9\nstats_clips = 2\nmissed_motion = 0.01\n")
 
 
 @pytest.fixture(scope="module")

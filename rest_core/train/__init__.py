@@ -7,8 +7,8 @@
     export     VAE + SpeechAE + DiT parts -> one REST checkpoint for RESTPipeline / the ComfyUI loader
 
 Every stage reads a TOML config (configs/<preset>/<stage>.toml: `preset` or a [model] table, a [train] table of
-loop settings and a table of the stage's own), writes a run folder, resumes from it when run again, and runs on one CPU or GPU or,
-under `torchrun --nproc_per_node N`, on N processes with DDP.
+loop settings and a table of the stage's own), writes a run folder, resumes from it when run again, and runs on
+one CPU or GPU or, under `torchrun --nproc_per_node N`, on N processes with DDP.
 """
 
 from __future__ import annotations

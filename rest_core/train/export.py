@@ -23,7 +23,8 @@ def export(vae_path, speech_ae_path, dit_path, out, dtype: str = "float16", cfg:
         raise ValueError(f"{vae_path} is a VAE for another config than the DiT in {dit_path}")
     if speech_config.speech != config.speech or speech_config.dit.speech_dim != config.dit.speech_dim:
         raise ValueError(f"{speech_ae_path} is a SpeechAE for another config than the DiT in {dit_path}")
-    sampler = dataclasses.replace(config.sampler, **{k: v for k, v in (("cfg", cfg), ("steps", steps)) if v is not None})
+    defaults = {k: v for k, v in (("cfg", cfg), ("steps", steps)) if v is not None}
+    sampler = dataclasses.replace(config.sampler, **defaults)
     config = dataclasses.replace(config, sampler=sampler)
     pipe = RESTPipeline(config, dit, vae, speech_ae, default_whisper_encoder())
     out = Path(out)

@@ -250,7 +250,7 @@ def truncate_log(path: Path, step: int):
 
 
 def write_row(path: Path, step: int, values: dict[str, float], lr: float, seconds: float):
-    """Append a row. A term that was not logged before (a loss that starts part-way, e.g. the VAE's motion term
+    """Append a row. A term that was not logged before (a loss that starts part-way, e.g. the VAE's missed_motion term
     once its clip steps begin) gets a column: the file is rewritten once with that column empty above."""
     row = {"step": step, **{k: f"{v:.6g}" for k, v in values.items()}, "lr": f"{lr:.4g}", "seconds": f"{seconds:.4f}"}
     header = next(csv.reader(path.open()), None) if path.exists() else None

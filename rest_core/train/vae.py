@@ -4,7 +4,7 @@ Each sample is a random window of 1 + 8k frames of a random clip (random horizon
 the posterior, decoded. Loss: L1 + MSE reconstruction and a small KL term that keeps the latent space smooth
 enough for the DiT to model. The L1 term is weighted up where the window moves (distance from its mean frame):
 in a talking head that is the mouth, the eyes and the head's outline, a small share of the pixels that carries
-everything the speech drives. A motion term (`motion`) adds the share of the frame-to-frame change the
+everything the speech drives. A second term (`missed_motion`) adds the share of the frame-to-frame change the
 reconstruction misses: an 8x time compression first learns a still mouth that is right on average, and this
 term is what a still mouth costs the most.
 
@@ -28,8 +28,8 @@ from ..data.prepare import ClipSet, to_video
 from ..vae import CausalVAE
 from .loop import Settings, start_processes, train
 
-DEFAULTS = {"frames": 17, "kl": 1e-4, "mse": 1.0, "motion_weight": 1.0, "motion": 0.0, "log_var_init": -6.0, "stats_clips": 64,
-            "image_steps": 0, "image_batch": 16}
+DEFAULTS = {"frames": 17, "kl": 1e-4, "mse": 1.0, "motion_weight": 1.0, "missed_motion": 0.0, "log_var_init": -6.0,
+            "stats_clips": 64, "image_steps": 0, "image_batch": 16}
 IMAGE_WINDOW = 17  # frames around an image sample whose motion sets its weights (0.68 s: a syllable or two)
 
 
@@ -47,7 +47,7 @@ def missed_motion(recon: Tensor, video: Tensor) -> Tensor:
 
 
 def reconstruction_losses(vae: CausalVAE, video: Tensor, weights: Tensor, kl_weight: float, mse_weight: float,
-                          motion_weight: float = 0.0, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+                          missed_weight: float = 0.0, generator: torch.Generator | None = None) -> dict[str, Tensor]:
     """video: [B, 3, 1+8k, H, W] in [-1, 1]; weights: [B, 1, 1+8k, H, W], the L1 term's per-pixel weights"""
     moments = vae.encoder(video)
     mean, log_var = moments[:, :-1], moments[:, -1:].clamp(-30, 20)
@@ -57,9 +57,9 @@ def reconstruction_losses(vae: CausalVAE, video: Tensor, weights: Tensor, kl_wei
     mse = F.mse_loss(recon, video)
     kl = 0.5 * (mean.square() + log_var.exp() - 1 - log_var).mean()
     terms = {"loss": l1 + mse_weight * mse + kl_weight * kl, "l1": l1, "mse": mse, "kl": kl}
-    if video.shape[2] > 1 and motion_weight:
-        terms["motion"] = missed_motion(recon, video)
-        terms["loss"] = terms["loss"] + motion_weight * terms["motion"]
+    if video.shape[2] > 1 and missed_weight:
+        terms["missed_motion"] = missed_motion(recon, video)
+        terms["loss"] = terms["loss"] + missed_weight * terms["missed_motion"]
     return terms
 
 
@@ -118,7 +118,7 @@ def run(args, settings: Settings, config: RESTConfig) -> int:
 
     def losses(module: CausalVAE, b) -> dict[str, Tensor]:
         video, weights, g = b
-        return reconstruction_losses(module, video, weights, opts["kl"], opts["mse"], opts["motion"], g)
+        return reconstruction_losses(module, video, weights, opts["kl"], opts["mse"], opts["missed_motion"], g)
 
     def finish(module: CausalVAE):
         mean, std = latent_statistics(module, clips, int(opts["stats_clips"]), 1 + 8 * 8)
