@@ -100,9 +100,9 @@ def run(args, settings: Settings, config: RESTConfig) -> int:
 
     def batch(step: int, g: torch.Generator) -> tuple[Tensor, Tensor, torch.Generator]:
         images = step < image_steps
+        length = min(frames, IMAGE_WINDOW) if images else frames
         videos, weights = [], []
         for _ in range(image_batch if images else settings.batch):
-            length = min(frames, IMAGE_WINDOW) if images else frames
             i = usable[torch.randint(len(usable), (1,), generator=g).item()]
             start = torch.randint(clips.clips[i]["frames"] - length + 1, (1,), generator=g).item()
             video = to_video(clips.frames(i, start, length))  # [1, 3, length, H, W]
