@@ -274,12 +274,39 @@ def test_vae_image_steps_train_on_single_frames_then_on_clips(data, tmp_path, mo
         moving.append(bool((weights > 1.5).any()))  # single frames too are weighted by their window's motion
         return original(vae, video, weights, *args, **kwargs)
 
+    held = []
     monkeypatch.setattr(vae_stage, "reconstruction_losses", recording)
+    monkeypatch.setattr(vae_stage, "hold_upsampled_frames", lambda vaes, optimizer: held.append((len(shapes), len(vaes))))
     run = run_stage(tmp_path, "vae", data, steps=5, batch=2, lr=1e-3,
                     extra="[vae]\nframes = 9\nstats_clips = 1\nimage_steps = 3\nimage_batch = 5\n")
     assert shapes == [(5, 3, 1)] * 3 + [(2, 3, 9)] * 2
     assert all(moving)
+    assert held == [(3, 2)]  # once, between the last image step and the first clip step, on the model and its EMA
     assert len(losses(run)) == 5
+
+
+def test_holding_upsampled_frames_makes_a_latent_still_in_time_decode_to_a_still_video():
+    from rest_core.train.vae import hold_upsampled_frames
+    from rest_core.vae import CausalVAE
+
+    torch.manual_seed(0)
+    vae = CausalVAE(TINY_REST.vae).eval()
+    z = torch.randn(1, TINY_REST.vae.latent_channels, 1, 2, 2).expand(-1, -1, 3, -1, -1)  # [1, C, 3, 2, 2]
+
+    def flicker() -> float:
+        with torch.no_grad():
+            video = vae.decoder(z)  # [1, 3, 17, H, W]
+        return (video[:, :, 1:] - video[:, :, :-1]).abs().max().item()
+
+    optimizer = torch.optim.AdamW(vae.parameters())
+    vae.decoder(torch.randn(1, TINY_REST.vae.latent_channels, 3, 2, 2)).square().mean().backward()
+    optimizer.step()
+    assert flicker() > 1e-2
+    hold_upsampled_frames([vae], optimizer)
+    assert flicker() < 1e-5
+    up = next(m for m in vae.decoder.modules() if type(m).__name__ == "Upsampler3d").conv.conv.weight
+    moments = optimizer.state[up]["exp_avg"].view(up.shape[0] // 8, 2, 4, -1)
+    assert torch.equal(moments[:, 0], moments[:, 1]) and moments.abs().sum() > 0
 
 
 def test_a_loss_term_that_starts_part_way_gets_its_own_column(tmp_path):

@@ -175,9 +175,13 @@ class Progress:
 def train(*, stage: str, part: str, module: nn.Module, config: RESTConfig, settings: Settings, out: str | Path,
           procs: Processes, batch: Callable[[int, torch.Generator], object],
           losses: Callable[[nn.Module, object], dict[str, Tensor]], finish: Callable[[nn.Module], None] | None = None,
-          params: list[nn.Parameter] | None = None) -> nn.Module:
+          params: list[nn.Parameter] | None = None,
+          before_step: Callable[[int, nn.Module, nn.Module | None, torch.optim.Optimizer], None] | None = None,
+          ) -> nn.Module:
     """Run (or resume) a stage and return the EMA module (or the module, with EMA off). `finish(module)` runs on
-    the main process before the part file is written (e.g. to set the VAE's latent statistics)."""
+    the main process before the part file is written (e.g. to set the VAE's latent statistics).
+    `before_step(step, module, ema, optimizer)` runs before each step on every process, resumed or not, so a
+    change made at a given step (e.g. the VAE's switch from images to clips) happens exactly once."""
     out = Path(out)
     if settings.threads:
         torch.set_num_threads(settings.threads)
@@ -203,6 +207,8 @@ def train(*, stage: str, part: str, module: nn.Module, config: RESTConfig, setti
     if procs.main:
         out.mkdir(parents=True, exist_ok=True)
     while step < settings.steps:
+        if before_step is not None:
+            before_step(step, module, ema, optimizer)
         lr = learning_rate(settings, step)
         for group in optimizer.param_groups:
             group["lr"] = lr

@@ -11,7 +11,10 @@ term is what a still mouth costs the most.
 The first `image_steps` steps train on single frames instead, `image_batch` per step, each a random frame of such
 a window with that window's weights. A one-frame video takes the encoder's and decoder's first-frame path (the
 same weights with the time axis collapsed), so the spatial compression is learnt from many faces per step at a
-fraction of a clip's cost before the clips teach the time axis.
+fraction of a clip's cost before the clips teach the time axis. A one-frame video trains only the second time
+half of each decoder upsampler (the first output frame is dropped), so before the first clip step the first half
+is set to the second (`hold_upsampled_frames`): the clip steps start from a decoder that repeats each face it
+learnt rather than one that flickers between it and untrained output.
 
 At the end the per-channel latent statistics are measured on the training clips and stored in the VAE
 (`latents_mean`, `latents_std`), so the DiT sees unit-scale latents.
@@ -25,7 +28,7 @@ from torch import Tensor
 
 from ..config import RESTConfig
 from ..data.prepare import ClipSet, to_video
-from ..vae import CausalVAE
+from ..vae import CausalVAE, Upsampler3d
 from .loop import Settings, start_processes, train
 
 DEFAULTS = {"frames": 17, "kl": 1e-4, "mse": 1.0, "motion_weight": 1.0, "missed_motion": 0.0, "log_var_init": -6.0,
@@ -61,6 +64,22 @@ def reconstruction_losses(vae: CausalVAE, video: Tensor, weights: Tensor, kl_wei
         terms["missed_motion"] = missed_motion(recon, video)
         terms["loss"] = terms["loss"] + missed_weight * terms["missed_motion"]
     return terms
+
+
+@torch.no_grad()
+def hold_upsampled_frames(vaes: list[CausalVAE], optimizer: torch.optim.Optimizer | None = None):
+    """Set the first time half of every decoder upsampler to the second, in each VAE and in the optimizer's moments
+    of those weights: a latent still in time then decodes to a still video."""
+    for vae in vaes:
+        for up in vae.decoder.modules():
+            if not isinstance(up, Upsampler3d):
+                continue
+            for p in (up.conv.conv.weight, up.conv.conv.bias):
+                tensors = [p] + ([t for t in optimizer.state.get(p, {}).values() if t.shape == p.shape]
+                                 if optimizer is not None else [])
+                for t in tensors:
+                    halves = t.view(t.shape[0] // 8, 2, 4, *t.shape[1:])  # output channels are (c pt ph pw)
+                    halves[:, 0] = halves[:, 1]
 
 
 @torch.no_grad()
@@ -120,11 +139,15 @@ def run(args, settings: Settings, config: RESTConfig) -> int:
         video, weights, g = b
         return reconstruction_losses(module, video, weights, opts["kl"], opts["mse"], opts["missed_motion"], g)
 
+    def before_step(step: int, module: CausalVAE, ema: CausalVAE | None, optimizer: torch.optim.Optimizer):
+        if step == image_steps > 0:
+            hold_upsampled_frames([module] + ([ema] if ema is not None else []), optimizer)
+
     def finish(module: CausalVAE):
         mean, std = latent_statistics(module, clips, int(opts["stats_clips"]), 1 + 8 * 8)
         module.latents_mean.copy_(mean)
         module.latents_std.copy_(std)
 
     train(stage="vae", part="vae", module=vae, config=config, settings=settings, out=args.out, procs=procs,
-          batch=batch, losses=losses, finish=finish)
+          batch=batch, losses=losses, finish=finish, before_step=before_step)
     return 0
