@@ -276,7 +276,8 @@ def test_vae_image_steps_train_on_single_frames_then_on_clips(data, tmp_path, mo
 
     held = []
     monkeypatch.setattr(vae_stage, "reconstruction_losses", recording)
-    monkeypatch.setattr(vae_stage, "hold_upsampled_frames", lambda vaes, optimizer: held.append((len(shapes), len(vaes))))
+    monkeypatch.setattr(vae_stage, "video_path_from_images",
+                        lambda vaes, optimizer: held.append((len(shapes), len(vaes))))
     run = run_stage(tmp_path, "vae", data, steps=5, batch=2, lr=1e-3,
                     extra="[vae]\nframes = 9\nstats_clips = 1\nimage_steps = 3\nimage_batch = 5\n")
     assert shapes == [(5, 3, 1)] * 3 + [(2, 3, 9)] * 2
@@ -285,28 +286,39 @@ def test_vae_image_steps_train_on_single_frames_then_on_clips(data, tmp_path, mo
     assert len(losses(run)) == 5
 
 
-def test_holding_upsampled_frames_makes_a_latent_still_in_time_decode_to_a_still_video():
-    from rest_core.train.vae import hold_upsampled_frames
+def test_the_video_path_from_images_keeps_single_frames_and_plays_a_clip_frame_by_frame():
+    from rest_core.train.vae import video_path_from_images
     from rest_core.vae import CausalVAE
 
     torch.manual_seed(0)
     vae = CausalVAE(TINY_REST.vae).eval()
-    z = torch.randn(1, TINY_REST.vae.latent_channels, 1, 2, 2).expand(-1, -1, 3, -1, -1)  # [1, C, 3, 2, 2]
-
-    def flicker() -> float:
-        with torch.no_grad():
-            video = vae.decoder(z)  # [1, 3, 17, H, W]
-        return (video[:, :, 1:] - video[:, :, :-1]).abs().max().item()
-
     optimizer = torch.optim.AdamW(vae.parameters())
     vae.decoder(torch.randn(1, TINY_REST.vae.latent_channels, 3, 2, 2)).square().mean().backward()
     optimizer.step()
-    assert flicker() > 1e-2
-    hold_upsampled_frames([vae], optimizer)
-    assert flicker() < 1e-5
+    image = torch.rand(1, 3, 1, 64, 64) * 2 - 1
+    clip = torch.rand(1, 3, 17, 64, 64) * 2 - 1
+    still = torch.randn(1, TINY_REST.vae.latent_channels, 1, 2, 2).expand(-1, -1, 3, -1, -1)  # [1, C, 3, 2, 2]
+
+    def decode_image(x):
+        return vae.decoder(vae.encoder(x)[:, :-1])
+
+    with torch.no_grad():
+        before = decode_image(image)
+        flicker_before = vae.decoder(still).diff(dim=2).abs().max()
+        video_path_from_images([vae], optimizer)
+        after = decode_image(image)
+        # latent frame j now sees only video frame 8j, as an image would be encoded
+        latents = vae.encoder(clip)[:, :-1]
+        frames = torch.cat([vae.encoder(clip[:, :, t:t + 1])[:, :-1] for t in (0, 8, 16)], dim=2)
+        flicker_after = vae.decoder(still).diff(dim=2).abs().max()
+    assert torch.allclose(before, after, atol=1e-4)
+    assert torch.allclose(latents, frames, atol=1e-4)
+    assert flicker_before > 1e-2 and flicker_after < 1e-5  # a latent still in time decodes to a still video
     up = next(m for m in vae.decoder.modules() if type(m).__name__ == "Upsampler3d").conv.conv.weight
-    moments = optimizer.state[up]["exp_avg"].view(up.shape[0] // 8, 2, 4, -1)
-    assert torch.equal(moments[:, 0], moments[:, 1]) and moments.abs().sum() > 0
+    moments = optimizer.state[up]["exp_avg"]
+    assert moments[:, :, :-1].abs().sum() == 0 and moments.abs().sum() > 0
+    halves = moments.view(up.shape[0] // 8, 2, 4, -1)
+    assert torch.equal(halves[:, 0], halves[:, 1])
 
 
 def test_a_loss_term_that_starts_part_way_gets_its_own_column(tmp_path):

@@ -11,10 +11,15 @@ term is what a still mouth costs the most.
 The first `image_steps` steps train on single frames instead, `image_batch` per step, each a random frame of such
 a window with that window's weights. A one-frame video takes the encoder's and decoder's first-frame path (the
 same weights with the time axis collapsed), so the spatial compression is learnt from many faces per step at a
-fraction of a clip's cost before the clips teach the time axis. A one-frame video trains only the second time
-half of each decoder upsampler (the first output frame is dropped), so before the first clip step the first half
-is set to the second (`hold_upsampled_frames`): the clip steps start from a decoder that repeats each face it
-learnt rather than one that flickers between it and untrained output.
+fraction of a clip's cost before the clips teach the time axis.
+
+The image steps leave the time axis untrained in two ways: a one-frame video shows every causal conv the same frame
+in all its time taps (so only their sum is learnt; each tap keeps its random start, which turns motion into noise),
+and it uses only the second time half of each decoder upsampler (the first output frame is dropped). So before the
+first clip step `video_path_from_images` sums each conv's taps into the newest one and copies each upsampler's
+second half into its first. Single frames decode exactly as before, and a clip starts as a sequence of such
+frames: each latent frame holds its newest video frame for 8 frames. The clip steps then learn motion from a
+decoder that already draws the mouth, rather than from one that blurs it away.
 
 At the end the per-channel latent statistics are measured on the training clips and stored in the VAE
 (`latents_mean`, `latents_std`), so the DiT sees unit-scale latents.
@@ -28,7 +33,7 @@ from torch import Tensor
 
 from ..config import RESTConfig
 from ..data.prepare import ClipSet, to_video
-from ..vae import CausalVAE, Upsampler3d
+from ..vae import CausalConv3d, CausalVAE, Upsampler3d
 from .loop import Settings, start_processes, train
 
 DEFAULTS = {"frames": 17, "kl": 1e-4, "mse": 1.0, "motion_weight": 1.0, "missed_motion": 0.0, "log_var_init": -6.0,
@@ -67,19 +72,25 @@ def reconstruction_losses(vae: CausalVAE, video: Tensor, weights: Tensor, kl_wei
 
 
 @torch.no_grad()
-def hold_upsampled_frames(vaes: list[CausalVAE], optimizer: torch.optim.Optimizer | None = None):
-    """Set the first time half of every decoder upsampler to the second, in each VAE and in the optimizer's moments
-    of those weights: a latent still in time then decodes to a still video."""
+def video_path_from_images(vaes: list[CausalVAE], optimizer: torch.optim.Optimizer | None = None):
+    """Make each VAE's video path a frame-by-frame copy of its one-frame path (see the module docstring), keeping
+    what a single frame decodes to. The optimizer's moments follow the weights they belong to."""
+    def moments(p: Tensor) -> list[Tensor]:
+        state = optimizer.state.get(p, {}) if optimizer is not None else {}
+        return [t for t in state.values() if t.shape == p.shape]
+
     for vae in vaes:
+        for conv in vae.modules():
+            if isinstance(conv, CausalConv3d) and conv.time_kernel > 1:
+                for w in [conv.conv.weight] + moments(conv.conv.weight):  # [out, in, t, h, w]
+                    w[:, :, -1] = w.sum(dim=2)
+                    w[:, :, :-1] = 0
         for up in vae.decoder.modules():
-            if not isinstance(up, Upsampler3d):
-                continue
-            for p in (up.conv.conv.weight, up.conv.conv.bias):
-                tensors = [p] + ([t for t in optimizer.state.get(p, {}).values() if t.shape == p.shape]
-                                 if optimizer is not None else [])
-                for t in tensors:
-                    halves = t.view(t.shape[0] // 8, 2, 4, *t.shape[1:])  # output channels are (c pt ph pw)
-                    halves[:, 0] = halves[:, 1]
+            if isinstance(up, Upsampler3d):
+                for p in (up.conv.conv.weight, up.conv.conv.bias):
+                    for t in [p] + moments(p):
+                        halves = t.view(t.shape[0] // 8, 2, 4, *t.shape[1:])  # output channels are (c pt ph pw)
+                        halves[:, 0] = halves[:, 1]
 
 
 @torch.no_grad()
@@ -141,7 +152,7 @@ def run(args, settings: Settings, config: RESTConfig) -> int:
 
     def before_step(step: int, module: CausalVAE, ema: CausalVAE | None, optimizer: torch.optim.Optimizer):
         if step == image_steps > 0:
-            hold_upsampled_frames([module] + ([ema] if ema is not None else []), optimizer)
+            video_path_from_images([module] + ([ema] if ema is not None else []), optimizer)
 
     def finish(module: CausalVAE):
         mean, std = latent_statistics(module, clips, int(opts["stats_clips"]), 1 + 8 * 8)
