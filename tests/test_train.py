@@ -87,7 +87,7 @@ def speechae_run(data, tmp_path_factory):
 @pytest.fixture(scope="module")
 def segments(data, vae_run, speechae_run):
     assert cli("prepare", "latents", "--data", data, "--vae", vae_run / "vae.safetensors", "--speech-ae",
-               speechae_run / "speech_ae.safetensors", "--chunks", "2") == 0
+               speechae_run / "speech_ae.safetensors", "--chunks", "2", "--device", "auto") == 0  # as in the recipe
     return data
 
 

@@ -283,7 +283,7 @@ def configure(p):
     s.add_argument("--speech-ae", required=True, help="speech_ae.safetensors from `train speechae`")
     s.add_argument("--chunks", type=int, default=3, help="chunks per segment (K)")
     s.add_argument("--stride", type=int, default=1, help="latent frames between segment starts")
-    s.add_argument("--device", default="cpu")
+    s.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda")
 
 
 def run(args) -> int:
@@ -299,6 +299,9 @@ def run(args) -> int:
     speech_ae, speech_config = load_part(args.speech_ae, "speech_ae")
     if speech_config.speech != config.speech or speech_config.dit.speech_tokens != config.dit.speech_tokens:
         raise ValueError(f"{args.speech_ae} was trained for another speech config than {args.vae}")
-    index = prepare_segments(args.data, vae, speech_ae, config, args.chunks, args.stride, device=args.device)
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    index = prepare_segments(args.data, vae, speech_ae, config, args.chunks, args.stride, device=device)
     print(f"{index['segments']} segments -> {Path(args.data) / 'segments'}")
     return 0
