@@ -286,6 +286,22 @@ def test_vae_image_steps_train_on_single_frames_then_on_clips(data, tmp_path, mo
     assert len(losses(run)) == 5
 
 
+def test_a_decoder_only_vae_run_keeps_the_latents_and_tunes_the_decoder(data, vae_run, tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    extra = "[vae]\nframes = 9\ntrain_encoder = false\nmissed_motion = 0.1\n"
+    assert cli("train", "vae", "--config", write_config(tmp_path, "vae", steps=5, batch=1, lr=1e-3, extra=extra),
+               "--data", data, "--out", tmp_path / "fresh", "--device", "cpu") != 0
+    assert "--init" in capsys.readouterr().err
+    run = run_stage(tmp_path, "vae", data, "--init", vae_run / "vae.safetensors", steps=5, batch=1, lr=1e-3,
+                    extra=extra)
+    before, after = load_file(vae_run / "vae.safetensors"), load_file(run / "vae.safetensors")
+    kept = [k for k in before if not k.startswith("decoder.")]
+    assert kept and all(torch.equal(before[k], after[k]) for k in kept)  # encoder and latent statistics
+    assert not torch.equal(before["decoder.conv_out.conv.weight"], after["decoder.conv_out.conv.weight"])
+    assert "missed_motion" in next(csv.reader((run / "losses.csv").open()))
+
+
 def test_the_video_path_from_images_keeps_single_frames_and_plays_a_clip_frame_by_frame():
     from rest_core.train.vae import video_path_from_images
     from rest_core.vae import CausalVAE

@@ -33,6 +33,8 @@ def configure(p):
         s.add_argument("--device", default="auto", help="auto, cpu, cuda")
         if stage in ("teacher", "student"):
             s.add_argument("--init", default=None, help="start from this DiT part (the student: the teacher's)")
+        if stage == "vae":
+            s.add_argument("--init", default=None, help="start from this VAE part (e.g. to tune its decoder alone)")
         if stage == "student":
             s.add_argument("--teacher", default=None, help="the frozen teacher's dit.safetensors (for ASD)")
             s.add_argument("--no-con", action="store_true", help="ablation: no contrastive loss L_CON")

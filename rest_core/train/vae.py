@@ -23,6 +23,12 @@ decoder that already draws the mouth, rather than from one that blurs it away.
 
 At the end the per-channel latent statistics are measured on the training clips and stored in the VAE
 (`latents_mean`, `latents_std`), so the DiT sees unit-scale latents.
+
+With `train_encoder = false` a run starts from a trained VAE (`--init`) and tunes its decoder alone: the latents
+and their statistics stay exactly those of the VAE it started from, so prepared segments and DiTs trained on them
+remain valid. The rest-demo recipe uses it to teach the decoder where the motion goes inside each latent frame
+(a high `missed_motion` weight): a decoder that puts each latent frame's change at its first frame jumps at every
+chunk boundary, since chunks start on latent frames.
 """
 
 from __future__ import annotations
@@ -35,9 +41,10 @@ from ..config import RESTConfig
 from ..data.prepare import ClipSet, to_video
 from ..vae import CausalConv3d, CausalVAE, Upsampler3d
 from .loop import Settings, start_processes, train
+from .state import load_part
 
 DEFAULTS = {"frames": 17, "kl": 1e-4, "mse": 1.0, "motion_weight": 1.0, "missed_motion": 0.0, "log_var_init": -6.0,
-            "stats_clips": 64, "image_steps": 0, "image_batch": 16}
+            "stats_clips": 64, "image_steps": 0, "image_batch": 16, "train_encoder": True}
 IMAGE_WINDOW = 17  # frames around an image sample whose motion sets its weights (0.68 s: a syllable or two)
 
 
@@ -120,11 +127,21 @@ def run(args, settings: Settings, config: RESTConfig) -> int:
     if not usable:
         raise ValueError(f"{args.data}: no clip has the {frames} frames a VAE sample needs")
     torch.manual_seed(settings.seed)
-    vae = CausalVAE(config.vae)
-    with torch.no_grad():
-        # the posterior starts nearly deterministic (std e^-3): with unit noise the decoder would first see latents
-        # drowned in noise and learn only the mean colour; the KL term still widens it where that costs nothing
-        vae.encoder.conv_out.conv.bias[-1] = opts["log_var_init"]
+    train_encoder = bool(opts["train_encoder"])
+    if args.init:
+        vae, init_config = load_part(args.init, "vae")
+        if init_config.vae != config.vae:
+            raise ValueError(f"{args.init} is a VAE of another shape than preset {config.name}")
+    elif not train_encoder:
+        raise ValueError("[vae] train_encoder = false tunes the decoder of a trained VAE: pass it with --init")
+    else:
+        vae = CausalVAE(config.vae)
+        with torch.no_grad():
+            # the posterior starts nearly deterministic (std e^-3): with unit noise the decoder would first see
+            # latents drowned in noise and learn only the mean colour; the KL term still widens it where that
+            # costs nothing
+            vae.encoder.conv_out.conv.bias[-1] = opts["log_var_init"]
+    vae.encoder.requires_grad_(train_encoder)
 
     image_steps, image_batch = int(opts["image_steps"]), int(opts["image_batch"])
 
@@ -155,9 +172,10 @@ def run(args, settings: Settings, config: RESTConfig) -> int:
             video_path_from_images([module] + ([ema] if ema is not None else []), optimizer)
 
     def finish(module: CausalVAE):
-        mean, std = latent_statistics(module, clips, int(opts["stats_clips"]), 1 + 8 * 8)
-        module.latents_mean.copy_(mean)
-        module.latents_std.copy_(std)
+        if train_encoder:
+            mean, std = latent_statistics(module, clips, int(opts["stats_clips"]), 1 + 8 * 8)
+            module.latents_mean.copy_(mean)
+            module.latents_std.copy_(std)
 
     train(stage="vae", part="vae", module=vae, config=config, settings=settings, out=args.out, procs=procs,
           batch=batch, losses=losses, finish=finish, before_step=before_step)
