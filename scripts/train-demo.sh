@@ -25,6 +25,9 @@ rest synth --out "$RUNS/corpus/heldout-60s" --count 4 --first-seed 2000000 --sec
 # 3. the frozen encoders
 rest train speechae --config $CONFIGS/speechae.toml --data "$RUNS/data" --out "$RUNS/speechae" --device "$DEVICE"
 rest train vae --config $CONFIGS/vae.toml --data "$RUNS/data" --out "$RUNS/vae" --device "$DEVICE"
+# the decoder alone, tuned to spread each latent frame's motion over its 8 frames (same latents)
+rest train vae --config $CONFIGS/vae-decoder.toml --init "$RUNS/vae/vae.safetensors" --data "$RUNS/data" \
+    --out "$RUNS/vae-decoder" --device "$DEVICE"
 
 # 4. training segments: the reference and 3 chunks, encoded once, starting every 2 latent frames (0.64 s)
 [ -f "$RUNS/data/segments/index.json" ] || rest prepare latents --data "$RUNS/data" --vae "$RUNS/vae/vae.safetensors" \
@@ -38,7 +41,7 @@ rest train student --config $CONFIGS/student.toml --data "$RUNS/data" --out "$RU
     --init "$RUNS/teacher/dit.safetensors" --no-con --no-smo
 
 # 6. the checkpoint, and its evaluation
-rest train export --vae "$RUNS/vae/vae.safetensors" --speech-ae "$RUNS/speechae/speech_ae.safetensors" \
+rest train export --vae "$RUNS/vae-decoder/vae.safetensors" --speech-ae "$RUNS/speechae/speech_ae.safetensors" \
     --dit "$RUNS/student/dit.safetensors" --out "$MODEL"
 rest eval --checkpoint "$MODEL" --clips "$RUNS/corpus/heldout" --streams "$RUNS/corpus/heldout-60s" \
     --teacher "$RUNS/teacher/dit.safetensors" --no-asd "$RUNS/student-noasd/dit.safetensors" --out docs
