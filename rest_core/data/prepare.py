@@ -293,15 +293,14 @@ def run(args) -> int:
         index = prepare_clips(args.videos, args.out, config, whisper, args.shard_clips)
         print(f"{len(index['clips'])} clips -> {Path(args.out) / 'clips'}")
         return 0
+    from ..train.loop import resolve_device
     from ..train.state import load_part
 
     vae, config = load_part(args.vae, "vae")
     speech_ae, speech_config = load_part(args.speech_ae, "speech_ae")
     if speech_config.speech != config.speech or speech_config.dit.speech_tokens != config.dit.speech_tokens:
         raise ValueError(f"{args.speech_ae} was trained for another speech config than {args.vae}")
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    index = prepare_segments(args.data, vae, speech_ae, config, args.chunks, args.stride, device=device)
+    index = prepare_segments(args.data, vae, speech_ae, config, args.chunks, args.stride,
+                             device=resolve_device(args.device))
     print(f"{index['segments']} segments -> {Path(args.data) / 'segments'}")
     return 0

@@ -93,14 +93,20 @@ class Processes:
         return self.rank == 0
 
 
-def start_processes(device: str) -> Processes:
-    """One process, or the group torchrun started (WORLD_SIZE > 1): NCCL on GPUs, Gloo on CPUs."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
+def resolve_device(device: str) -> str:
+    """--device auto -> cuda when a GPU is visible, else cpu; cuda without one is refused."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("--device cuda: no CUDA device is visible; use --device cpu")
+    return device
+
+
+def start_processes(device: str) -> Processes:
+    """One process, or the group torchrun started (WORLD_SIZE > 1): NCCL on GPUs, Gloo on CPUs."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    device = resolve_device(device)
     if device == "cuda" and world > 1:
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
     if world > 1 and not dist.is_initialized():
