@@ -40,8 +40,9 @@ rest train student --config $CONFIGS/student.toml --data "$RUNS/data" --out "$RU
 rest train student --config $CONFIGS/student.toml --data "$RUNS/data" --out "$RUNS/student-noasd" --device "$DEVICE" \
     --init "$RUNS/teacher/dit.safetensors" --no-con --no-smo
 
-# 6. the checkpoint, and its evaluation
+# 6. the checkpoint (Joint CFG 2 by default: where this small model lip-syncs best, docs/MODEL_CARD.md), and its
+#    evaluation
 rest train export --vae "$RUNS/vae-decoder/vae.safetensors" --speech-ae "$RUNS/speechae/speech_ae.safetensors" \
-    --dit "$RUNS/student/dit.safetensors" --out "$MODEL"
+    --dit "$RUNS/student/dit.safetensors" --cfg 2 --out "$MODEL"
 rest eval --checkpoint "$MODEL" --clips "$RUNS/corpus/heldout" --streams "$RUNS/corpus/heldout-60s" \
     --teacher "$RUNS/teacher/dit.safetensors" --no-asd "$RUNS/student-noasd/dit.safetensors" --out docs
