@@ -3,14 +3,11 @@
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
 
 from rest_core import RESTPipeline
-from rest_core.data.prepare import crop_resize
-from rest_core.data.synth import render_clip
-from rest_core.eval import HeldOutClip, measure, streamed
+from rest_core.data.synth import render_clip, write_clip
+from rest_core.eval import load_clip, measure, streamed
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "rest-demo.safetensors"
@@ -23,15 +20,13 @@ def pipe():
 
 
 @pytest.fixture(scope="module")
-def talking(pipe):
-    """A held-out synthetic speaker, generated and measured as `eval` does: its first frame is the portrait, the
-    next 4 s its ground truth."""
-    rendered = render_clip(HELD_OUT_SEED, seconds=4.04, size=256)
-    x0, y0, x1, y1 = (round(v) for v in rendered.truth["face_box"])
-    crops = crop_resize(rendered.frames, (y0, x0, min(x1 - x0, y1 - y0)), pipe.config.resolution)
-    clip = HeldOutClip("held-out", torch.from_numpy(crops).float() / 255, torch.from_numpy(rendered.audio)[None],
-                       rendered.sample_rate, np.asarray(rendered.truth["mouth_open"]))
-    video = streamed(pipe, clip, len(crops) - 1)
+def talking(pipe, tmp_path_factory):
+    """A held-out synthetic speaker, written, read back, generated and measured as `eval` does: its first frame is
+    the portrait, the next 4 s its ground truth."""
+    folder = tmp_path_factory.mktemp("held-out")
+    video_path, _ = write_clip(render_clip(HELD_OUT_SEED, seconds=4.04), folder / "speaker")
+    clip = load_clip(video_path, pipe.config.resolution)
+    video = streamed(pipe, clip, len(clip.frames) - 1)
     return video, clip, measure(video, clip, pipe.config.frames_per_chunk)
 
 
