@@ -49,7 +49,12 @@ def test_frames_are_read_at_25_fps_and_match_the_rendered_ones(corpus):
     folder, clips = corpus
     frames = read_frames_25fps(folder / "clip_3.mp4")
     assert frames.shape == clips["clip_3"].frames.shape
-    assert np.abs(frames.astype(float) - clips["clip_3"].frames).mean() < 3  # H.264 at crf 18
+    rendered = clips["clip_3"].frames.astype(float)
+    # H.264 at crf 18 (fine coloured patterns lose some colour to 4:2:0 chroma) ...
+    assert np.abs(frames - rendered).mean() < 8
+    # ... and every decoded frame is its own rendered frame, not a neighbour
+    error = np.abs(frames[1:-1, None] - np.stack([rendered[:-2], rendered[1:-1], rendered[2:]], 1)).mean((2, 3, 4))
+    assert (error.argmin(1) == 1).mean() > 0.9
 
 
 def test_a_50_fps_video_is_resampled_to_25_by_timestamp(tmp_path):

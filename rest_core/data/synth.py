@@ -1,28 +1,29 @@
-"""A procedural talking-head corpus: cartoon portraits that speak espeak-ng sentences.
+"""A procedural talking-head corpus: drawn portraits that speak espeak-ng sentences.
 
 Real talking-head data only says what the camera saw. Here every clip is made from known parts, so the truth is
 known exactly: how far the mouth is open at every frame, where the head is, when the eyes blink, what identity was
-drawn. A model trained or evaluated on this corpus can therefore be measured directly for lip-sync (mouth versus
-speech energy), identity drift (palette and shape versus the reference frame) and seams between chunks (motion that
-should be smooth). `mouth_openness` reads the mouth back from pixels alone, which makes the same lip-sync measurement
-work on generated frames: the mouth interior is one colour that nothing else in the corpus comes near.
+drawn. Identities (`faces.py`) vary along every axis a user's character might, in one of several drawing styles
+(`drawing.py`); `--looks heldout` draws the held-out style families only, which the training generator never
+produces, so evaluation can be split by style and not only by seed. No colour is reserved for the mouth: reading
+lip motion back from generated pixels is the job of the mouth-opening expert (`rest_core/mouth_expert.py`).
 
 Each clip is an mp4 (H.264 yuv420p, 25 fps, AAC mono speech) plus a JSON sidecar with the same name:
 
-    python -m rest_core synth --out corpus/ --count 1000 --seconds 8 --workers 2
+    python -m rest_core synth --out corpus/ --count 1000 --seconds 8 --workers 2 [--looks train|heldout|<family>]
 
-The sidecar: seed, fps, frames, size, sample_rate, text, voice (and speech: voice, speed_wpm, pitch), identity
-(every palette and shape parameter; shapes in head units, see below; plus face_centre and unit_px, where the face sits
-at rest and how many pixels one head unit is), mouth_colour, face_box [x0, y0, x1, y1] (square, fixed for the clip,
-holding face, ears and hair above the chin at every frame), and per frame: mouth_open (0 shut .. 1 widest),
-mouth_width (0 rounded .. 1 spread), blink (0 open .. 1 shut), mouth_centre [x, y], and head {dx, dy, angle, scale}
-(offset from the rest position, degrees clockwise about the top of the neck, size factor). Positions are in pixels of
-the clip's frames, pixel (i, j) covering [i, i + 1) x [j, j + 1). Everything, speech included, follows from the seed.
+The sidecar: seed, looks, fps, frames, size, sample_rate, text, voice (and speech: voice, speed_wpm, pitch),
+identity (every palette, shape and style parameter; shapes in head units, see faces.py; plus face_centre and
+unit_px, where the face sits at rest and how many pixels one head unit is), face_box [x0, y0, x1, y1] (square,
+fixed for the clip, holding face, ears, hair and hat above the chin at every frame), mouth_box [x0, y0, x1, y1]
+(square, fixed: 0.8 head units around the mouth at rest, which holds the mouth at every frame of the clip's head
+motion), and per frame: mouth_open (0 shut .. 1 widest), mouth_width (0 rounded .. 1 spread), blink (0 open .. 1
+shut), mouth_centre [x, y], and head {dx, dy, angle, scale} (offset from the rest position, degrees clockwise about
+the top of the neck, size factor). Positions are in pixels of the clip's frames, pixel (i, j) covering
+[i, i + 1) x [j, j + 1). Everything, speech included, follows from the seed and the looks.
 """
 
 from __future__ import annotations
 
-import colorsys
 import json
 import os
 import shutil
@@ -36,23 +37,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .drawing import Painter, apply, head_extent, transforms
+from .faces import HELDOUT_STYLES, TRAIN_STYLES, sample_identity, style_families
+
 FPS = 25
-
-# The mouth interior: a bright, saturated magenta. Skin, lips, hair, eyes, clothes and backgrounds are all kept at
-# least PALETTE_MARGIN away from it (and every blend of two of them at least BLEND_MARGIN away), so a pixel this
-# colour is mouth and nothing else, even after blur or video compression.
-MOUTH = (220, 0, 200)
-PALETTE_MARGIN = 140.0
-BLEND_MARGIN = 115.0
-# mouth_openness counts a pixel fully within MOUTH_NEAR of MOUTH, fading to nothing at MOUTH_FAR (< BLEND_MARGIN).
-MOUTH_NEAR, MOUTH_FAR = 45.0, 100.0
-
-SUPERSAMPLE = 4  # drawn at 4x and box-filtered down: anti-aliasing, and vertices placed to a quarter pixel
-PIVOT = (0.0, 0.9)  # the head turns about the top of the neck, in head units (below)
-
-# Head units: the face ellipse's vertical radius is 1, its centre at rest is the origin, y points down. The chin
-# is at y = 1, the eyes near y = -0.1 and the mouth near y = 0.5.
-
+MOUTH_BOX = 0.8  # side of the mouth box in head units
 
 # ---------------------------------------------------------------------------------------------------------------
 # Speech: random sentences in random espeak-ng voices.
@@ -225,450 +214,6 @@ def blinks(rng: np.random.Generator, frames: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Identity: palette and shape. Colours are RGB 0..255.
-
-SKIN = np.array([(255, 228, 206), (244, 206, 176), (232, 186, 150), (214, 160, 120), (190, 134, 96),
-                 (160, 108, 74), (128, 84, 58), (98, 64, 44), (72, 48, 34), (56, 38, 28)], float)
-
-HAIR = {  # name: (colour, weight)
-    "black": ((28, 24, 24), 5), "dark brown": ((62, 42, 30), 5), "brown": ((104, 70, 44), 4),
-    "light brown": ((150, 112, 74), 3), "blonde": ((222, 190, 124), 3), "platinum": ((236, 226, 200), 1),
-    "auburn": ((138, 62, 36), 2), "ginger": ((196, 104, 48), 2), "grey": ((150, 150, 150), 2),
-    "white": ((228, 226, 222), 1), "blue": ((48, 92, 176), 1), "teal": ((30, 134, 134), 1),
-    "green": ((60, 140, 70), 1),
-}
-IRIS = [(92, 58, 32), (58, 38, 24), (128, 98, 52), (72, 124, 76), (70, 120, 182), (112, 128, 144),
-        (160, 120, 40)]
-FRAMES = [(20, 20, 24), (80, 50, 30), (196, 168, 86), (180, 184, 190), (30, 50, 110), (30, 100, 80)]
-HAIR_STYLES = ["short", "buzz", "fringe", "bob", "long", "curly", "bald"]
-COLLARS = ["crew", "v", "shirt", "turtle"]
-BACKGROUNDS = ["solid", "vertical", "horizontal", "split", "diagonal"]
-EYE_WHITE, PUPIL, TEETH = (242, 240, 234), (16, 14, 18), (244, 240, 226)
-
-
-def colour(rgb) -> list[int]:
-    return [int(np.clip(round(float(c)), 0, 255)) for c in rgb]
-
-
-def jitter(rng: np.random.Generator, rgb, amount: float) -> list[int]:
-    return colour(np.asarray(rgb, float) + rng.uniform(-amount, amount, 3))
-
-
-def hsv(rng: np.random.Generator, saturation: tuple, value: tuple) -> list[int]:
-    rgb = colorsys.hsv_to_rgb(rng.uniform(0, 1), rng.uniform(*saturation), rng.uniform(*value))
-    return colour(np.array(rgb) * 255)
-
-
-def shade(rgb, factor: float, tint=(0, 0, 0)) -> list[int]:
-    return colour(np.asarray(rgb, float) * factor + np.asarray(tint, float))
-
-
-def mouth_distance(rgb) -> float:
-    return float(np.linalg.norm(np.asarray(rgb, float) - MOUTH))
-
-
-def blend_distance(a, b) -> float:
-    """How close any mix of colours a and b (an anti-aliased edge between them) comes to MOUTH."""
-    a, b, m = np.asarray(a, float), np.asarray(b, float), np.asarray(MOUTH, float)
-    span = b - a
-    t = np.clip(np.dot(m - a, span) / max(np.dot(span, span), 1e-9), 0, 1)
-    return float(np.linalg.norm(a + t * span - m))
-
-
-def palette(identity: dict) -> list:
-    """Every colour an identity draws with, the mouth interior aside."""
-    i = identity
-    colours = [i["skin"], i["lips"], i["neck_colour"], i["ear_colour"], i["hair"]["colour"], i["eyes"]["iris_colour"],
-               i["brows"]["colour"], i["nose"]["colour"], i["nose"]["tip_colour"], i["mouth"]["line_colour"],
-               i["clothes"]["colour"], i["clothes"]["trim_colour"], *i["background"]["colours"],
-               EYE_WHITE, PUPIL, TEETH]
-    if i["glasses"] is not None:
-        colours.append(i["glasses"]["colour"])
-    return [list(c) for c in colours]
-
-
-def palette_ok(colours: list) -> bool:
-    if min(mouth_distance(c) for c in colours) < PALETTE_MARGIN:
-        return False
-    return all(blend_distance(a, b) >= BLEND_MARGIN for i, a in enumerate(colours) for b in colours[i + 1:])
-
-
-def sample_identity(rng: np.random.Generator) -> dict:
-    """A random face, redrawn until its palette keeps clear of the mouth colour."""
-    while True:
-        identity = draw_identity(rng)
-        if palette_ok(palette(identity)):
-            return identity
-
-
-def draw_identity(rng: np.random.Generator) -> dict:
-    u = rng.uniform
-    tone = u(0, len(SKIN) - 1)
-    low = int(tone)
-    skin = SKIN[low] + (SKIN[min(low + 1, len(SKIN) - 1)] - SKIN[low]) * (tone - low)
-    skin = jitter(rng, skin + np.array([u(-6, 10), u(-6, 6), u(-10, 4)]), 6)
-    # lips: darker than the skin and a little redder, never purple
-    lips = shade(skin, u(0.68, 0.82), (u(8, 22), u(-10, 0), u(-12, -2)))
-
-    names, weights = list(HAIR), np.array([w for _, w in HAIR.values()], float)
-    hair_name = names[rng.choice(len(names), p=weights / weights.sum())]
-    hair = jitter(rng, HAIR[hair_name][0], 10)
-    style = HAIR_STYLES[rng.integers(len(HAIR_STYLES))]
-    if style == "buzz":
-        hair = shade(np.asarray(hair) * 0.75 + np.asarray(skin) * 0.25, 1.0)  # skin shows through
-    brow = shade(hair, 0.7) if np.mean(hair) < 140 and style != "bald" else jitter(rng, (90, 64, 44), 20)
-
-    background_style = BACKGROUNDS[rng.integers(len(BACKGROUNDS))]
-    muted = u() < 0.6
-    backdrop = [hsv(rng, (0.05, 0.35) if muted else (0.3, 0.8), (0.45, 0.95)) for _ in range(2)]
-    if background_style == "solid":
-        backdrop[1] = backdrop[0]
-    elif background_style in ("vertical", "horizontal"):
-        backdrop[1] = shade(backdrop[0], u(0.55, 0.85)) if u() < 0.6 else backdrop[1]
-
-    collar = COLLARS[rng.integers(len(COLLARS))]
-    clothes = hsv(rng, (0.1, 0.85), (0.2, 0.92))
-    trim = [246, 246, 244] if collar == "shirt" and u() < 0.7 else shade(clothes, u(0.6, 0.8))
-
-    a = u(0.70, 0.88)
-    identity = {
-        "skin": skin, "lips": lips, "neck_colour": shade(skin, 0.84), "ear_colour": shade(skin, 0.8),
-        "face_aspect": a, "jaw": u(0.55, 0.92), "jaw_curve": u(1.5, 4.0),
-        "ear_size": u(0.8, 1.2),
-        "neck_width": u(0.42, 0.58),
-        "hair": {"style": style, "colour": hair, "shade": hair_name, "volume": u(0.06, 0.14),
-                 "top": u(0.1, 0.22), "hairline": u(-0.62, -0.5), "part": u(-0.35, 0.35)},
-        "eyes": {"spacing": u(0.27, 0.38), "height": u(-0.16, -0.04), "size": u(0.095, 0.135),
-                 "roundness": u(0.5, 0.8), "iris_colour": jitter(rng, IRIS[rng.integers(len(IRIS))], 12),
-                 "lash": u(0.018, 0.035)},
-        "brows": {"colour": brow, "thickness": u(0.025, 0.055), "length": u(0.11, 0.16), "tilt": u(-12, 12),
-                  "arch": u(0.0, 0.05), "lift": u(0.14, 0.2)},
-        "nose": {"style": ["button", "line", "wedge"][rng.integers(3)], "size": u(0.08, 0.14),
-                 "height": u(0.16, 0.26), "colour": shade(skin, u(0.78, 0.88)), "tip_colour": shade(skin, 0.93)},
-        "mouth": {"height": u(0.5, 0.58), "size": u(0.17, 0.24), "open_height": u(0.10, 0.14),
-                  "lip": u(0.025, 0.045), "teeth": bool(u() < 0.7), "line_colour": shade(lips, 0.6)},
-        "clothes": {"colour": clothes, "collar": collar, "trim_colour": trim, "shoulder": u(1.2, 1.36),
-                    "width": u(2.0, 2.7), "drop": u(0.25, 0.45)},
-        "background": {"style": background_style, "colours": backdrop, "split": u(0.3, 0.7)},
-        "glasses": None,
-    }
-    if u() < 0.25:
-        identity["glasses"] = {"shape": ["round", "square"][rng.integers(2)],
-                               "colour": jitter(rng, FRAMES[rng.integers(len(FRAMES))], 10),
-                               "width": u(0.018, 0.032), "size": u(1.35, 1.7)}
-    return identity
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Geometry in head units. Every part is a polygon (or a polyline) that the per-frame head transform moves.
-
-def ellipse(cx, cy, rx, ry, n=48, start=0.0, stop=2 * np.pi, closed=True) -> np.ndarray:
-    t = np.linspace(start, stop, n, endpoint=not closed)
-    return np.stack([cx + rx * np.cos(t), cy + ry * np.sin(t)], axis=1)
-
-
-def face_width(identity: dict, y):
-    """The face outline's half-width at height y (the jaw narrows it below the cheekbones)."""
-    a, jaw, curve = identity["face_aspect"], identity["jaw"], identity["jaw_curve"]
-    y = np.clip(y, -1, 1)
-    w = a * np.sqrt(1 - y ** 2)
-    return np.where(y > 0, w * (1 - (1 - jaw) * np.abs(y) ** curve), w)
-
-
-def face_outline(identity: dict) -> np.ndarray:
-    t = np.linspace(0, 2 * np.pi, 72, endpoint=False)
-    x, y = np.cos(t), np.sin(t)
-    a, jaw, curve = identity["face_aspect"], identity["jaw"], identity["jaw_curve"]
-    x = a * x * np.where(y > 0, 1 - (1 - jaw) * np.abs(y) ** curve, 1)
-    return np.stack([x, y], axis=1)
-
-
-def hairline(identity: dict, x: np.ndarray) -> np.ndarray:
-    h, a = identity["hair"], identity["face_aspect"]
-    style = h["style"]
-    if style == "fringe":
-        zigzag = 0.03 * np.where(np.arange(len(x)) % 2 == 0, 1, -1)
-        return h["hairline"] + 0.22 + 0.08 * (x / a) ** 2 + zigzag
-    if style in ("long", "bob"):
-        part = h["part"] * a
-        return h["hairline"] - 0.12 + 0.2 * ((x - part) / a) ** 2
-    if style == "curly":
-        return h["hairline"] + 0.05 * np.sin(x / a * 9) + 0.12 * (x / a) ** 2
-    return h["hairline"] + 0.18 * (x / a) ** 2
-
-
-def hair_parts(identity: dict) -> tuple[list, list]:
-    """(behind the head, in front of the face) hair polygons."""
-    h, a = identity["hair"], identity["face_aspect"]
-    style, vol, top = h["style"], h["volume"], h["top"]
-    back, front = [], []
-    if style == "bald":
-        for side in (-1, 1):  # a little hair left above the ears
-            back.append(np.array([[side * (face_width(identity, -0.3) - 0.02), -0.3],
-                                  [side * (face_width(identity, -0.3) + 0.05), -0.32],
-                                  [side * (face_width(identity, 0.15) + 0.06), 0.1],
-                                  [side * (face_width(identity, 0.15) - 0.02), 0.15]]))
-        return back, front
-    if style == "buzz":
-        vol, top = 0.025, 0.04
-    if style == "curly":
-        t = np.linspace(0, 2 * np.pi, 96, endpoint=False)
-        bumps = 1 + 0.05 * np.sin(t * 16)
-        back.append(np.stack([(a + 0.32 + vol) * bumps * np.cos(t), -0.12 + (1.08 + top) * bumps * np.sin(t)], 1))
-    if style == "bob":
-        outer = ellipse(0, 0, a + vol + 0.04, 1 + top, 40, np.pi, 2 * np.pi)
-        back.append(np.concatenate([[[-(a + vol + 0.1), 0.75]], outer, [[a + vol + 0.1, 0.75]]]))
-    if style == "long":
-        outer = ellipse(0, 0, a + vol + 0.04, 1 + top, 40, np.pi, 2 * np.pi)
-        back.append(np.concatenate([[[-(a + vol + 0.35), 2.4], [-(a + vol + 0.12), 1.0]], outer,
-                                    [[a + vol + 0.12, 1.0], [a + vol + 0.35, 2.4]]]))
-    # the cap over the skull, down the sides as far as the style goes, and back across the forehead
-    side = {"short": 0.0, "buzz": -0.1, "fringe": 0.1, "bob": 0.55, "long": 0.6, "curly": 0.0}[style]
-    inner = {"bob": 0.88, "long": 0.92}.get(style, 0.98)
-    outer = ellipse(0, 0, a + vol, 1 + top, 40, np.pi, 2 * np.pi)
-    xs = np.linspace(0.9 * a, -0.9 * a, 17)
-    line = np.stack([xs, hairline(identity, xs)], axis=1)
-
-    def side_x(y):
-        return inner * face_width(identity, y)
-
-    front.append(np.concatenate([[[-(a + vol), side]], outer, [[a + vol, side]],
-                                 [[side_x(side), side], [side_x(line[0, 1] + 0.1), line[0, 1] + 0.1]], line,
-                                 [[-side_x(line[-1, 1] + 0.1), line[-1, 1] + 0.1], [-side_x(side), side]]]))
-    return back, front
-
-
-def clothes_parts(identity: dict) -> list:
-    """(polygon, colour) pairs for the body, static in head units (the head moves above it)."""
-    c = identity["clothes"]
-    sy, w, neck = c["shoulder"], c["width"], identity["neck_width"] * identity["face_aspect"]
-    far = 40.0
-    # from the neck the shoulder line falls away ever faster, then rounds down into the arm
-    t = np.linspace(0, 1, 12)
-    slope = np.stack([neck + 0.1 + (w - 0.4 - neck - 0.1) * t, sy + c["drop"] * t ** 2], 1)
-    arm = ellipse(w - 0.4, sy + c["drop"] + 0.4, 0.4, 0.4, 10, -np.pi / 2, 0, closed=False)
-    right = np.concatenate([slope, arm, [[w, far]]])
-    left = (right * [-1, 1])[::-1]
-    body = left.tolist()
-    if c["collar"] == "v":
-        cut = [[-neck * 0.9, sy], [0, sy + 0.55], [neck * 0.9, sy]]
-    elif c["collar"] == "turtle":
-        cut = [[-neck * 1.1, sy], [neck * 1.1, sy]]
-    else:
-        cut = ellipse(0, sy - 0.05, neck + 0.08, 0.3, 15, np.pi, 0).tolist()
-    body += cut + right.tolist()
-    parts = [(np.array(body), c["colour"])]
-    if c["collar"] == "turtle":
-        parts.append((np.array([[-neck * 1.12, sy + 0.1], [-neck * 1.08, sy - 0.36], [neck * 1.08, sy - 0.36],
-                                [neck * 1.12, sy + 0.1]]), c["trim_colour"]))
-    elif c["collar"] == "shirt":
-        for s in (-1, 1):
-            parts.append((np.array([[s * (neck + 0.12), sy - 0.08], [s * 0.02, sy + 0.22],
-                                    [s * (neck + 0.3), sy + 0.18]]), c["trim_colour"]))
-    elif c["collar"] == "crew":
-        rim = ellipse(0, sy - 0.05, neck + 0.08, 0.3, 15, np.pi, 0)
-        parts.append((np.concatenate([rim, ellipse(0, sy - 0.05, neck + 0.16, 0.37, 15, 0, np.pi)]),
-                      c["trim_colour"]))
-    return parts
-
-
-def head_parts(identity: dict) -> list:
-    """(polygon or polyline, colour, line width in head units or None for a filled polygon), back to front:
-    everything of the head that does not change with the mouth or the eyelids."""
-    a, skin = identity["face_aspect"], identity["skin"]
-    back, front = hair_parts(identity)
-    hair = identity["hair"]["colour"]
-    neck = identity["neck_width"] * a
-    parts = [(p, hair, None) for p in back]
-    parts.append((np.array([[-neck, 0.4], [-neck * 1.05, 3.0], [neck * 1.05, 3.0], [neck, 0.4]]),
-                  identity["neck_colour"], None))
-    parts.append(("clothes", None, None))
-    ear = identity["ear_size"]
-    for s in (-1, 1):
-        x = s * face_width(identity, 0.05)
-        parts.append((ellipse(x, 0.05, 0.12 * ear, 0.2 * ear, 24), skin, None))
-        parts.append((ellipse(x + s * 0.02, 0.06, 0.06 * ear, 0.12 * ear, 16), identity["ear_colour"], None))
-    parts.append((face_outline(identity), skin, None))
-
-    nose = identity["nose"]
-    n, ny, nc = nose["size"], nose["height"], nose["colour"]
-    if nose["style"] == "button":
-        parts.append((ellipse(0, ny, 0.55 * n, 0.42 * n, 24), nose["tip_colour"], None))
-        for s in (-1, 1):
-            parts.append((ellipse(s * 0.3 * n, ny + 0.22 * n, 0.12 * n, 0.08 * n, 12), nc, None))
-    elif nose["style"] == "line":
-        parts.append((np.array([[0.05 * n, ny - 1.4 * n], [0.25 * n, ny + 0.2 * n], [-0.3 * n, ny + 0.4 * n]]),
-                      nc, 0.018))
-    else:
-        parts.append((np.array([[0, ny - 1.3 * n], [0.45 * n, ny + 0.35 * n], [-0.15 * n, ny + 0.42 * n]]), nc,
-                      None))
-
-    b = identity["brows"]
-    e = identity["eyes"]
-    for s in (-1, 1):
-        cx, cy, half = s * e["spacing"], e["height"] - b["lift"], b["length"]
-        t = np.linspace(-1, 1, 9)
-        tilt = np.tan(np.radians(b["tilt"]))
-        centre = np.stack([cx + s * t * half, cy - b["arch"] * (1 - t ** 2) - tilt * t * half], 1)
-        thick = b["thickness"] * (1 - 0.5 * np.clip(t, 0, 1))[:, None]  # tapering to the outer end
-        parts.append((np.concatenate([centre - [0, 1] * thick / 2, (centre + [0, 1] * thick / 2)[::-1]]),
-                      b["colour"], None))
-    parts.append(("eyes", None, None))
-    parts.append(("mouth", None, None))
-    parts += [(p, hair, None) for p in front]
-
-    g = identity["glasses"]
-    if g is not None:
-        r = e["size"] * g["size"]
-        for s in (-1, 1):
-            cx, cy = s * e["spacing"], e["height"]
-            if g["shape"] == "round":
-                rim = ellipse(cx, cy, r, r * 0.85, 32)
-            else:  # a superellipse: a rounded rectangle
-                t = np.linspace(0, 2 * np.pi, 32, endpoint=False)
-                rim = np.stack([cx + r * 1.05 * np.sign(np.cos(t)) * np.abs(np.cos(t)) ** 0.4,
-                                cy + r * 0.75 * np.sign(np.sin(t)) * np.abs(np.sin(t)) ** 0.4], 1)
-            parts.append((np.concatenate([rim, rim[:1]]), g["colour"], g["width"]))
-            edge = face_width(identity, cy)
-            parts.append((np.array([[cx + s * r * 0.98, cy - 0.02], [s * edge, cy - 0.04]]), g["colour"],
-                          g["width"]))
-        bridge = e["spacing"] - r
-        y = e["height"]
-        parts.append((np.array([[-bridge, y - 0.03], [0, y - 0.06], [bridge, y - 0.03]]), g["colour"], g["width"]))
-    return parts
-
-
-def eye_parts(identity: dict, blink: float) -> list:
-    e = identity["eyes"]
-    rx, ry = e["size"], e["size"] * e["roundness"] * (1 - blink) + 1e-3
-    parts = []
-    for s in (-1, 1):
-        cx, cy = s * e["spacing"], e["height"]
-        parts.append((ellipse(cx, cy, rx, ry, 32), EYE_WHITE, None))
-        for colour_, radius, dx, dy in ((e["iris_colour"], 0.55 * rx, 0, 0), (PUPIL, 0.26 * rx, 0, 0),
-                                        (EYE_WHITE, 0.1 * rx, 0.15 * rx, -0.15 * rx)):
-            disc = ellipse(cx + dx, cy + dy, radius, radius, 20)
-            # keep the disc inside the (possibly closing) eye: the eyelids cover the rest
-            inside = np.sqrt(np.clip(1 - ((disc[:, 0] - cx) / rx) ** 2, 0, 1)) * ry
-            disc[:, 1] = np.clip(disc[:, 1], cy - inside, cy + inside)
-            parts.append((disc, colour_, None))
-        lid = ellipse(cx, cy, rx * 1.04, ry, 17, np.pi, 2 * np.pi, closed=False)
-        parts.append((lid, PUPIL, e["lash"]))
-    return parts
-
-
-def mouth_parts(identity: dict, openness: float, width: float) -> list:
-    """Lips, then the interior (MOUTH) and teeth. The interior's area is proportional to openness whatever the
-    width: rounding the lips narrows the opening and makes it taller by the same factor."""
-    m = identity["mouth"]
-    cy, lip = m["height"], m["lip"]
-    k = 0.82 + 0.36 * width
-    rx, ry = m["size"] * k, m["open_height"] * openness / k
-    lips = identity["lips"]
-    parts = [(ellipse(0, cy, rx + 0.8 * lip, ry + lip, 40), lips, None),
-             (np.array([[-rx - 0.3 * lip, cy], [rx + 0.3 * lip, cy]]), m["line_colour"], 0.014)]
-    if ry > 1e-4:  # the opening is drawn over the line where the lips meet
-        parts.append((ellipse(0, cy, rx, ry, 40), MOUTH, None))
-        if m["teeth"]:  # the top 20 % of the opening: a fixed share, so the visible interior stays proportional
-            start = np.pi + np.arcsin(0.45)
-            parts.append((ellipse(0, cy, rx, ry, 16, start, 3 * np.pi - start, closed=False), TEETH, None))
-    return parts
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Layout and rendering.
-
-def head_extent(identity: dict) -> np.ndarray:
-    """Points outlining the head in head units: face, ears and hair above the chin, and the top of the neck."""
-    parts = [face_outline(identity)]
-    back, front = hair_parts(identity)
-    parts += [p[p[:, 1] < 1.0] for p in back + front]
-    ear = identity["ear_size"]
-    for s in (-1, 1):
-        parts.append(ellipse(s * face_width(identity, 0.05), 0.05, 0.12 * ear, 0.2 * ear, 24))
-    neck = identity["neck_width"] * identity["face_aspect"]
-    parts.append(np.array([[-neck, 1.3], [neck, 1.3]]))
-    return np.concatenate(parts)
-
-
-def transforms(head: dict, centre: np.ndarray, unit: float) -> np.ndarray:
-    """Per frame, the 2x3 affine map from head units to pixels: [T, 2, 3]."""
-    angle = np.radians(np.asarray(head["angle"]))
-    scale = np.asarray(head["scale"])
-    c, s = np.cos(angle) * scale * unit, np.sin(angle) * scale * unit
-    rot = np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], -2)  # [T, 2, 2]
-    pivot = np.asarray(PIVOT)
-    shift = centre + np.stack([head["dx"], head["dy"]], -1) + unit * pivot - rot @ pivot
-    return np.concatenate([rot, shift[:, :, None]], axis=2)
-
-
-def apply(m: np.ndarray, points: np.ndarray) -> np.ndarray:
-    return points @ m[:, :2].T + m[:, 2]
-
-
-def backdrop(background: dict, size: int) -> np.ndarray:
-    first, second = (np.asarray(c, np.float32) for c in background["colours"])
-    ramp = np.linspace(0, 1, size, dtype=np.float32)
-    style, split = background["style"], background["split"]
-    if style == "vertical":
-        mix = np.broadcast_to(ramp[:, None], (size, size))
-    elif style == "horizontal":
-        mix = np.broadcast_to(ramp[None, :], (size, size))
-    elif style == "split":
-        mix = np.broadcast_to((ramp[None, :] > split).astype(np.float32), (size, size))
-    elif style == "diagonal":
-        mix = ((ramp[None, :] + ramp[:, None]) / 2 > split).astype(np.float32)
-    else:
-        mix = np.zeros((size, size), np.float32)
-    image = first + (second - first) * mix[:, :, None]
-    return np.clip(np.round(image), 0, 255).astype(np.uint8)
-
-
-class Painter:
-    """Draws one identity's frames; everything that does not change from frame to frame is prepared once."""
-
-    def __init__(self, identity: dict, size: int, centre: np.ndarray, unit: float):
-        from PIL import Image
-
-        self.identity, self.size, self.unit = identity, size, unit
-        big = size * SUPERSAMPLE
-        self.background = Image.fromarray(backdrop(identity["background"], big))
-        self.head = head_parts(identity)
-        rest = np.array([[unit, 0, centre[0]], [0, unit, centre[1]]])
-        self.clothes = [(apply(rest, p) * SUPERSAMPLE, c) for p, c in clothes_parts(identity)]
-
-    def frame(self, m: np.ndarray, openness: float, width: float, blink: float) -> np.ndarray:
-        from PIL import ImageDraw
-
-        image = self.background.copy()
-        draw = ImageDraw.Draw(image)
-        scale = m * SUPERSAMPLE
-        pen = self.unit * SUPERSAMPLE
-        for points, fill, line in self.head:
-            if isinstance(points, str):  # a placeholder for the static body or the moving eyes and mouth
-                if points == "clothes":
-                    for polygon, c in self.clothes:
-                        draw.polygon(polygon.ravel().tolist(), fill=tuple(c))
-                    continue
-                parts = (eye_parts(self.identity, blink) if points == "eyes"
-                         else mouth_parts(self.identity, openness, width))
-                for p, c, w in parts:
-                    self.stroke(draw, apply(scale, p), c, w, pen)
-            else:
-                self.stroke(draw, apply(scale, points), fill, line, pen)
-        small = image.reduce(SUPERSAMPLE)
-        return np.asarray(small)
-
-    @staticmethod
-    def stroke(draw, points: np.ndarray, fill, width, pen: float):
-        xy = points.ravel().tolist()
-        if width is None:
-            draw.polygon(xy, fill=tuple(fill))
-        else:
-            draw.line(xy, fill=tuple(fill), width=max(1, round(width * pen)), joint="curve")
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # Clips.
 
 @dataclass
@@ -679,21 +224,21 @@ class Clip:
     truth: dict  # the sidecar
 
 
-def layout(rng: np.random.Generator, identity: dict, head_units: dict, size: int) -> tuple:
+def layout(identity: dict, head_units: dict, size: int) -> tuple:
     """Place the head: (face box [x0, y0, x1, y1], head centre at rest in pixels, pixels per head unit).
 
-    The box is the square around the head's outline over every frame of its motion, with a margin; it is scaled to
-    55-75 % of the frame and put near the centre."""
+    The box is the square around the head's outline over every frame of its motion, with a margin; its side is the
+    identity's framing share of the frame (0.42-0.85), placed anywhere its framing offset says inside the frame."""
     outline = head_extent(identity)
     reach = np.concatenate([apply(m, outline) for m in transforms(head_units, np.zeros(2), 1.0)])
     low, high = reach.min(0), reach.max(0)
     side = (high - low).max() * 1.06
     middle = (low + high) / 2
-    box_side = rng.uniform(0.55, 0.75) * size
+    framing = identity["framing"]
+    box_side = framing["face"] * size
     unit = box_side / side
     room = (size - box_side) / 2
-    offset = rng.uniform(-1, 1, 2) * min(0.06 * size, room)
-    box_centre = size / 2 + offset
+    box_centre = size / 2 + np.array([framing["dx"], framing["dy"]]) * room
     centre = box_centre - unit * middle
     box = [float(box_centre[0] - box_side / 2), float(box_centre[1] - box_side / 2),
            float(box_centre[0] + box_side / 2), float(box_centre[1] + box_side / 2)]
@@ -704,15 +249,26 @@ def rounded(values, digits=4) -> list:
     return [round(float(v), digits) for v in np.asarray(values).ravel()]
 
 
-def render_clip(seed: int, seconds: float, size: int = 256) -> Clip:
-    """One clip, entirely determined by (seed, seconds, size): round(seconds * 25) frames of size x size pixels,
-    the speech (espeak-ng) cut to exactly as long, and the sidecar."""
+def square(centre, side: float) -> list[float]:
+    return rounded([centre[0] - side / 2, centre[1] - side / 2, centre[0] + side / 2, centre[1] + side / 2], 2)
+
+
+def looks_seed(seed: int, looks: str) -> list[int]:
+    """The random streams of a clip: the training generator's clip `seed` keeps its own stream; other looks mix
+    their name in, so the held-out clip with the same seed is another person."""
+    return [seed] if looks == "train" else [seed, *looks.encode()]
+
+
+def render_clip(seed: int, seconds: float, size: int = 256, looks: str = "train") -> Clip:
+    """One clip, entirely determined by (seed, seconds, size, looks): round(seconds * 25) frames of size x size
+    pixels, the speech (espeak-ng) cut to exactly as long, and the sidecar."""
     frames = round(seconds * FPS)
     if frames < 1 or size < 16:
         raise ValueError(f"a clip needs at least one frame and 16 pixels (got {seconds} s, {size} px)")
+    style_families(looks)
     check_espeak()
-    looks, moves, talk = np.random.default_rng(seed).spawn(3)
-    identity = sample_identity(looks)
+    identity_rng, moves, talk = np.random.default_rng(looks_seed(seed, looks)).spawn(3)
+    identity = sample_identity(identity_rng, looks)
 
     # head motion in head units first: the layout needs the head's full reach to fit the face box around it
     head_units = {"dx": wander(moves, frames, moves.uniform(0.03, 0.08)),
@@ -720,7 +276,7 @@ def render_clip(seed: int, seconds: float, size: int = 256) -> Clip:
                   "angle": wander(moves, frames, moves.uniform(1.5, 4.5)),
                   "scale": 1 + wander(moves, frames, moves.uniform(0.01, 0.03))}
     blink = blinks(moves, frames)
-    box, centre, unit = layout(moves, identity, head_units, size)
+    box, centre, unit = layout(identity, head_units, size)
     head = dict(head_units, dx=head_units["dx"] * unit, dy=head_units["dy"] * unit)
 
     audio, rate, text, voice = speech(talk, frames)
@@ -729,14 +285,15 @@ def render_clip(seed: int, seconds: float, size: int = 256) -> Clip:
     maps = transforms(head, centre, unit)
     painter = Painter(identity, size, centre, unit)
     pictures = np.stack([painter.frame(maps[i], openness[i], width[i], blink[i]) for i in range(frames)])
-    mouth_centre = np.stack([apply(m, np.array([0.0, identity["mouth"]["height"]])) for m in maps])
+    mouth_at = np.array([0.0, identity["mouth"]["height"]])
+    mouth_centre = np.stack([apply(m, mouth_at) for m in maps])
+    at_rest = centre + unit * mouth_at
 
     truth = {
-        "seed": int(seed), "fps": FPS, "frames": frames, "size": size, "sample_rate": rate,
+        "seed": int(seed), "looks": looks, "fps": FPS, "frames": frames, "size": size, "sample_rate": rate,
         "text": text, "voice": voice["voice"], "speech": voice,
         "identity": dict(identity, face_centre=rounded(centre, 2), unit_px=round(float(unit), 4)),
-        "mouth_colour": list(MOUTH),
-        "face_box": rounded(box, 2),
+        "face_box": rounded(box, 2), "mouth_box": square(at_rest, MOUTH_BOX * unit),
         "mouth_open": rounded(openness), "mouth_width": rounded(width),
         "head": {"dx": rounded(head["dx"], 3), "dy": rounded(head["dy"], 3), "angle": rounded(head["angle"], 3),
                  "scale": rounded(head["scale"], 5)},
@@ -769,28 +326,6 @@ def write_clip(clip: Clip, path) -> tuple[Path, Path]:
     return video, sidecar
 
 
-def mouth_openness(frames) -> np.ndarray:
-    """How open the mouth is in each frame, from pixels alone: [T, H, W, 3] (uint8, or float in 0..1) -> [T].
-
-    The measurement is the share of the frame's area that shows the mouth interior: each pixel counts 1 within
-    RGB distance MOUTH_NEAR (45 of 255) of the interior colour MOUTH, fading linearly to 0 at MOUTH_FAR (100), and
-    the counts are averaged over the frame. Nothing else in the corpus comes within that distance, so the value is
-    0 for a closed mouth, and because the drawn interior's area is proportional to the sidecar's `mouth_open`, it
-    tracks it linearly. Partial counts make blurred or compressed edges still count partly, so the measure holds
-    on small, blurry or generated frames (e.g. 128x128 face crops); compare values between frames of the same
-    framing, since a tighter crop makes the mouth a larger share of the frame."""
-    x = np.asarray(frames)
-    if x.ndim == 3:
-        x = x[None]
-    scale = 1.0 if x.dtype == np.uint8 else 255.0
-    target = np.asarray(MOUTH, np.float32)
-    out = np.empty(len(x))
-    for i, frame in enumerate(x):
-        d = np.linalg.norm(frame.astype(np.float32) * scale - target, axis=-1)
-        out[i] = np.clip((MOUTH_FAR - d) / (MOUTH_FAR - MOUTH_NEAR), 0, 1).mean()
-    return out
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Command line.
 
@@ -802,6 +337,9 @@ def configure(parser):
     parser.add_argument("--seconds", type=float, default=8.0, help="clip length (default 8)")
     parser.add_argument("--size", type=int, default=256, help="square frame size in pixels (default 256)")
     parser.add_argument("--workers", type=int, default=1, help="processes rendering in parallel (default 1)")
+    parser.add_argument("--looks", default="train",
+                        help=f"drawing styles: train (the training generator: {', '.join(TRAIN_STYLES)}), heldout "
+                             f"(never in training: {', '.join(HELDOUT_STYLES)}) or one family's name")
 
 
 def clip_name(seed: int) -> str:
@@ -809,8 +347,8 @@ def clip_name(seed: int) -> str:
 
 
 def make(job: tuple) -> int:
-    seed, seconds, size, out = job
-    write_clip(render_clip(seed, seconds, size), Path(out) / clip_name(seed))
+    seed, seconds, size, looks, out = job
+    write_clip(render_clip(seed, seconds, size, looks), Path(out) / clip_name(seed))
     return seed
 
 
@@ -831,6 +369,7 @@ def run(args) -> int:
         raise ValueError(f"--size must be an even number of pixels, 32 or more, for H.264 (got {args.size})")
     if args.workers < 1:
         raise ValueError(f"--workers must be at least 1 (got {args.workers})")
+    style_families(args.looks)
     check_espeak()
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -843,7 +382,7 @@ def run(args) -> int:
     skipped = args.count - len(todo)
     if skipped:
         sys.stderr.write(f"{skipped} of {args.count} clips already in {out}, skipped\n")
-    jobs = [(s, args.seconds, args.size, str(out)) for s in todo]
+    jobs = [(s, args.seconds, args.size, args.looks, str(out)) for s in todo]
     started, done = time.perf_counter(), 0
 
     def report():
