@@ -1,21 +1,30 @@
-"""`python -m rest_core eval`: the trained model against held-out synthetic clips, with the paper's ablations.
+"""`python -m rest_core eval`: the trained model against held-out clips, held-out style families and photographs,
+with the paper's ablations.
 
-    python -m rest_core eval --checkpoint models/rest/rest-demo.safetensors --clips corpus/heldout \
-        --streams corpus/heldout-60s --teacher runs/demo/teacher/dit.safetensors \
-        --no-asd runs/demo/student-noasd/dit.safetensors --out docs
+    python -m rest_core eval --checkpoint models/rest-demo.safetensors --clips corpus/heldout \
+        --streams corpus/heldout-60s --families corpus/families-60s --photos \
+        --teacher runs/demo/teacher/dit.safetensors --no-asd runs/demo/student-noasd/dit.safetensors --out docs
 
 Every clip's first frame (face-cropped as in training) is the portrait; the speech starts one frame later, so
-generated frame t is ground-truth frame t + 1. Two tables:
+generated frame t is ground-truth frame t + 1. Tables:
 
 - training window: each held-out clip cut to K chunks (the length the teacher was trained on), for the streaming
   student and its ablations and the non-streaming teacher, which denoises all K chunks at once;
 - long streams (e.g. 60 s): the streaming variants only (a non-streaming model has no stream), with identity
-  drift = identity error over the last 10 s / over the first 10 s.
+  drift = identity error over the last 10 s / over the first 10 s;
+- held-out style families (`--families`: clips of `synth --looks heldout`, drawing styles the training generator
+  never produces), one table per family, long streams as above;
+- photographs (`--photos`): the public-domain portraits of `rest_core.data.images`, each speaking the speech of
+  the first family clip (or long stream); with no ground-truth video, drift is measured against the portrait.
+
+Every row has appearance fidelity (PSNR against the portrait outside the mouth box, at the best shift within
+1/32 of the width, `metrics.appearance_fidelity`) and lip-sync: Pearson r between the opening the mouth-opening
+expert (`rest_core.mouth_expert`) reads off the frames and the true opening under the speech.
 
 Variants: full (ID sink + context cache), no ID sink, no context cache (the same weights with that part of the
 cache switched off at inference, Table 2), student trained without ASD (Table 3), teacher. Two reference rows
 calibrate the measurements: the ground truth itself and its VAE reconstruction (the best any generation through
-this VAE can do). Writes OUT/RESULTS.md, OUT/results/results.json and a contact sheet per variant.
+this VAE can do). Writes OUT/RESULTS.md, OUT/results/results.json and contact sheets.
 """
 
 from __future__ import annotations
@@ -33,14 +42,16 @@ from PIL import Image, ImageDraw
 
 from . import metrics
 from .config import VAE_TEMPORAL
+from .data.images import PORTRAITS, photo
 from .data.prepare import crop_resize, face_box, find_videos, read_frames_25fps
-from .data.synth import mouth_openness
 from .media import read_audio
+from .mouth_expert import MouthExpert, load_expert, read_openness
 from .pipeline import RESTPipeline
 from .sampling import sample_sequence
 from .train.state import load_part
 
 SHEET_COLUMNS = 12
+FIDELITY_FRAMES = 100  # frames (evenly spaced) that appearance fidelity is measured on
 
 
 @dataclass
@@ -50,6 +61,8 @@ class HeldOutClip:
     audio: torch.Tensor  # [channels, samples]
     rate: int
     mouth_open: np.ndarray  # [T] the corpus' true openness
+    mouth_box: list[float]  # [x0, y0, x1, y1] in the face-cropped frames' pixels: where the expert reads the mouth
+    family: str = ""  # the drawing style family of a synthetic clip
 
 
 def load_clip(path: Path, resolution: int) -> HeldOutClip:
@@ -58,12 +71,37 @@ def load_clip(path: Path, resolution: int) -> HeldOutClip:
         raise ValueError(f"{path}: no {sidecar.name} beside it; eval needs the synthetic corpus' ground truth "
                          f"(python -m rest_core synth)")
     truth = json.loads(sidecar.read_text())
+    if "mouth_box" not in truth:
+        raise ValueError(f"{sidecar}: no mouth_box; this corpus predates the mouth expert, render it again with "
+                         f"python -m rest_core synth")
     frames = read_frames_25fps(path)
-    pixels = crop_resize(frames, face_box(path, *frames.shape[1:3]), resolution)
+    top, left, size = face_box(path, *frames.shape[1:3])
+    pixels = crop_resize(frames, (top, left, size), resolution)
     audio, rate = read_audio(path)
     count = min(len(pixels), len(truth["mouth_open"]))
+    box = in_crop(truth["mouth_box"], (top, left, size), resolution)
     return HeldOutClip(path.stem, torch.from_numpy(pixels[:count]).float() / 255, audio, rate,
-                       np.asarray(truth["mouth_open"][:count]))
+                       np.asarray(truth["mouth_open"][:count]), box, truth["identity"]["style"]["family"])
+
+
+def in_crop(box, crop: tuple[int, int, int], resolution: int) -> list[float]:
+    """A box [x0, y0, x1, y1] in source pixels -> in the pixels of the (top, left, size) crop resized to
+    resolution."""
+    top, left, size = crop
+    scale = resolution / size
+    x0, y0, x1, y1 = box
+    return [(x0 - left) * scale, (y0 - top) * scale, (x1 - left) * scale, (y1 - top) * scale]
+
+
+def photo_clip(name: str, speech: HeldOutClip, resolution: int) -> HeldOutClip:
+    """A photograph as a clip with no ground-truth video: its face box is the portrait, `speech`'s audio and true
+    mouth opening the speech."""
+    entry = PORTRAITS[name]
+    x0, y0, x1, _ = entry.face_box
+    crop = (y0, x0, x1 - x0)
+    portrait = crop_resize(photo(name)[None], crop, resolution)
+    return HeldOutClip(f"photo {name}", torch.from_numpy(portrait).float() / 255, speech.audio, speech.rate,
+                       speech.mouth_open, in_crop(entry.mouth_box, crop, resolution), "photograph")
 
 
 def after_first_frame(clip: HeldOutClip, frames: int) -> tuple[torch.Tensor, int]:
@@ -100,12 +138,20 @@ def reconstructed(pipe: RESTPipeline, clip: HeldOutClip, frames: int) -> torch.T
 
 # --- measuring -------------------------------------------------------------------------------------------------
 
-def measure(frames: torch.Tensor, clip: HeldOutClip, chunk_frames: int, drift_seconds: float | None = None) -> dict:
-    truth = clip.frames[1:1 + len(frames)]
-    opening = mouth_openness(frames.numpy())
-    row = {"lipsync": metrics.pearson(opening, clip.mouth_open[1:1 + len(frames)]),
-           "psnr": metrics.psnr(frames, truth), "ssim": metrics.ssim(frames, truth),
+def measure(frames: torch.Tensor, clip: HeldOutClip, chunk_frames: int, expert: MouthExpert,
+            drift_seconds: float | None = None) -> dict:
+    """One variant's frames against the clip. Without ground-truth video (a photograph) the truth columns are
+    left out and drift is measured against the portrait."""
+    portrait = clip.frames[0]
+    picks = np.unique(np.linspace(0, len(frames) - 1, min(len(frames), FIDELITY_FRAMES)).round().astype(int))
+    row = {"fidelity": float(metrics.appearance_fidelity(frames[picks], portrait, clip.mouth_box).mean()),
+           "lipsync": metrics.pearson(read_openness(expert, frames, clip.mouth_box, portrait),
+                                      clip.mouth_open[1:1 + len(frames)]),
            "seam": metrics.seam_ratio(frames, chunk_frames)}
+    has_truth = len(clip.frames) > len(frames)
+    truth = clip.frames[1:1 + len(frames)] if has_truth else portrait.expand_as(frames)
+    if has_truth:
+        row |= {"psnr": metrics.psnr(frames, truth), "ssim": metrics.ssim(frames, truth)}
     if drift_seconds:
         n = round(drift_seconds * 25)
         error = metrics.identity_error(frames, truth)
@@ -138,8 +184,8 @@ def contact_sheet(path: Path, truth: torch.Tensor, frames: torch.Tensor, title: 
 
 # --- the report ------------------------------------------------------------------------------------------------
 
-COLUMNS_SHORT = [("lipsync", "lip-sync r", "{:.3f}"), ("psnr", "PSNR dB", "{:.2f}"), ("ssim", "SSIM", "{:.3f}"),
-                 ("seam", "seam ratio", "{:.3f}")]
+COLUMNS_SHORT = [("fidelity", "appearance fidelity dB", "{:.2f}"), ("lipsync", "lip-sync r", "{:.3f}"),
+                 ("psnr", "PSNR dB", "{:.2f}"), ("ssim", "SSIM", "{:.3f}"), ("seam", "seam ratio", "{:.3f}")]
 
 
 def columns_long(seconds: float) -> list:
@@ -165,9 +211,19 @@ TARGETS = [
     ("no context cache has worse seams", "long", "no context cache", "seam", lambda v, ref: v > ref),
     ("student without ASD has worse lip-sync", "short", "student without ASD", "lipsync", lambda v, ref: v < ref),
 ]
+# Held to every held-out style family, and to every photograph: a one-shot model keeps a look it never saw.
+FAMILY_TARGETS = [
+    ("appearance fidelity >= 24 dB", "full", "fidelity", lambda v: v >= 24),
+    ("VAE reconstruction PSNR >= 26 dB", "VAE reconstruction", "psnr", lambda v: v >= 26),
+    ("lip-sync r >= 0.5", "full", "lipsync", lambda v: v >= 0.5),
+    ("identity drift <= 1.2", "full", "drift", lambda v: v <= 1.2),
+    ("seam ratio <= 1.3", "full", "seam", lambda v: v <= 1.3),
+]
+PHOTO_TARGETS = [("appearance fidelity >= 20 dB", "full", "fidelity", lambda v: v >= 20)]
 
 
-def acceptance(short: dict, long: dict) -> list[tuple[str, str, bool]]:
+def acceptance(short: dict, long: dict, families: dict | None = None,
+               photographs: dict | None = None) -> list[tuple[str, str, bool]]:
     """(target, what was measured, met) for every target whose rows exist."""
     checks = []
     for target, section, variant, key, met in TARGETS:
@@ -177,12 +233,20 @@ def acceptance(short: dict, long: dict) -> list[tuple[str, str, bool]]:
         value, ref = rows[variant][key], rows["full"][key]
         measured = f"{variant}: {value:.3f}" + ("" if variant == "full" else f" vs full {ref:.3f}")
         checks.append((target, measured, bool(met(value, ref))))
+    for group, targets in ((families or {}, FAMILY_TARGETS), (photographs or {}, PHOTO_TARGETS)):
+        for name, rows in group.items():
+            for target, variant, key, met in targets:
+                if key in rows.get(variant, {}):
+                    value = rows[variant][key]
+                    checks.append((f"{name}: {target}", f"{variant}: {value:.3f}", bool(met(value))))
     return checks
 
 
-def report(out: Path, short: dict, long: dict, setup: dict, command: str) -> str:
+def report(out: Path, results: dict, command: str) -> str:
+    setup, short, long = results["setup"], results["training_window"], results["long_streams"]
+    families, photographs = results["families"], results["photographs"]
     text = [
-        "# Results: the shipped demo model on held-out synthetic clips",
+        "# Results: the shipped demo model on held-out clips, held-out style families and photographs",
         "",
         "Made by (from the repository root):",
         "",
@@ -192,20 +256,26 @@ def report(out: Path, short: dict, long: dict, setup: dict, command: str) -> str
         "",
         f"Setup: {json.dumps(setup)}",
         "",
-        f"## Training window ({setup['short_clips']} clips x {setup['short_frames']} frames)",
-        "",
-        table(short, COLUMNS_SHORT),
-        "",
     ]
-    checks = acceptance(short, long)
+    checks = acceptance(short, long, families, photographs)
     if checks:
         text += ["## Targets", "", "| target | measured | met |", "|---|---|---|"]
         text += [f"| {target} | {measured} | {'yes' if met else '**no**'} |" for target, measured, met in checks]
         text += [""]
+    if short:
+        text += [f"## Training window ({setup['short_clips']} clips x {setup['short_frames']} frames)", "",
+                 table(short, COLUMNS_SHORT), ""]
     if long:
         text += [f"## Long streams ({setup['streams']} streams x {setup['stream_frames']} frames)", "",
                  table(long, columns_long(setup["drift_seconds"])), ""]
-    text += ["Contact sheets (ground truth above, the variant below, first long stream or first clip): "
+    for family, rows in families.items():
+        count = setup["family_clips"][family]
+        text += [f"## Held-out style family: {family} ({count} streams)", "",
+                 table(rows, columns_long(setup["drift_seconds"])), ""]
+    for name, rows in photographs.items():
+        text += [f"## Photograph: {name} ({PORTRAITS[name].source})", "",
+                 table(rows, columns_long(setup["drift_seconds"])), ""]
+    text += ["Contact sheets (ground truth or the portrait above, the variant below; first clip of each table): "
              + ", ".join(f"[{p.stem}](results/{p.name})" for p in sorted((out / "results").glob("*.png"))), ""]
     return "\n".join(text)
 
@@ -216,6 +286,7 @@ VARIANTS = {"full": {}, "no ID sink": {"id_sink": False}, "no context cache": {"
 @torch.no_grad()
 def evaluate(args) -> dict:
     pipe = RESTPipeline.from_pretrained(args.checkpoint, device=args.device)
+    expert = load_expert(args.expert)
     config = pipe.config
     chunk_frames = config.frames_per_chunk
     short_frames = args.chunks * chunk_frames
@@ -231,19 +302,22 @@ def evaluate(args) -> dict:
     def log(text):
         sys.stderr.write(f"[eval {time.perf_counter() - started:6.0f} s] {text}\n")
 
-    clips = [load_clip(p, config.resolution) for p in find_videos(args.clips)[: args.max_clips]]
+    clips = [load_clip(p, config.resolution) for p in find_videos(args.clips)[: args.max_clips]] if args.clips else []
     clips = [c for c in clips if len(c.frames) > short_frames]
-    if not clips:
+    if args.clips and not clips:
         raise ValueError(f"{args.clips}: no clip longer than {short_frames + 1} frames")
+    if not (args.clips or args.streams or args.families):
+        raise ValueError("nothing to evaluate: give --clips, --streams or --families")
     short: dict[str, list] = {}
 
     def add(table_rows, name, frames, clip, sheet_name=None, **kw):
         """Measure one clip of a variant; its first clip of a table draws the variant's contact sheet (the long
         streams' then replaces the training window's)."""
-        table_rows.setdefault(name, []).append(measure(frames, clip, chunk_frames, **kw))
+        table_rows.setdefault(name, []).append(measure(frames, clip, chunk_frames, expert, **kw))
         if sheet_name and len(table_rows[name]) == 1:
-            contact_sheet(sheets / f"{sheet_name}.png", clip.frames[1:1 + len(frames)], frames,
-                          f"{name}: {clip.name}")
+            above = clip.frames[1:1 + len(frames)] if len(clip.frames) > len(frames) else \
+                clip.frames[0].expand_as(frames)
+            contact_sheet(sheets / f"{sheet_name}.png", above, frames, f"{name}: {clip.name}")
 
     for clip in clips:
         log(f"training window: {clip.name}")
@@ -258,35 +332,71 @@ def evaluate(args) -> dict:
             add(short, "teacher (non-streaming)", non_streaming(pipe, teacher, clip, short_frames), clip,
                 "teacher")
 
-    long: dict[str, list] = {}
-    streams = []
-    if args.streams:
-        streams = [load_clip(p, config.resolution) for p in find_videos(args.streams)[: args.max_streams]]
-    for clip in streams:
+    def long_stream(table_rows, clip, variants, prefix):
         frames = (len(clip.frames) - 1) // VAE_TEMPORAL * VAE_TEMPORAL  # whole latent frames, for the VAE row
         if frames < 2 * round(args.drift_seconds * 25):
             raise ValueError(f"{clip.name}: {frames / 25:.1f} s is too short for a first and a last "
                              f"{args.drift_seconds:g} s")
         log(f"long stream: {clip.name} ({frames / 25:.0f} s)")
-        add(long, "ground truth", clip.frames[1:1 + frames], clip, drift_seconds=args.drift_seconds)
-        add(long, "VAE reconstruction", reconstructed(pipe, clip, frames), clip, drift_seconds=args.drift_seconds)
-        for name, options in VARIANTS.items():
-            add(long, name, streamed(pipe, clip, frames, **options), clip, sheet_name=slug(name),
+        add(table_rows, "ground truth", clip.frames[1:1 + frames], clip, drift_seconds=args.drift_seconds)
+        add(table_rows, "VAE reconstruction", reconstructed(pipe, clip, frames), clip,
+            drift_seconds=args.drift_seconds)
+        for name, make in variants.items():
+            add(table_rows, name, make(clip, frames), clip, sheet_name=prefix + slug(name),
                 drift_seconds=args.drift_seconds)
-        for name, other in others.items():
-            add(long, name, streamed(other, clip, frames), clip, sheet_name=slug(name),
-                drift_seconds=args.drift_seconds)
+
+    def stream_variants(with_others: bool) -> dict:
+        made = {name: (lambda c, n, o=options: streamed(pipe, c, n, **o)) for name, options in VARIANTS.items()}
+        if with_others:
+            made |= {name: (lambda c, n, p=other: streamed(p, c, n)) for name, other in others.items()}
+        return made
+
+    long: dict[str, list] = {}
+    streams = []
+    if args.streams:
+        streams = [load_clip(p, config.resolution) for p in find_videos(args.streams)[: args.max_streams]]
+    for clip in streams:
+        long_stream(long, clip, stream_variants(True), "")
+
+    families: dict[str, dict[str, list]] = {}
+    family_clips = [load_clip(p, config.resolution) for p in find_videos(args.families)] if args.families else []
+    for clip in family_clips:
+        rows = families.setdefault(clip.family, {})
+        if len(rows.get("full", [])) < args.max_streams_per_family:
+            long_stream(rows, clip, stream_variants(False), f"family_{clip.family}_")
+
+    photographs: dict[str, dict[str, list]] = {}
+    if args.photos:
+        speech = (family_clips or streams or [None])[0]
+        if speech is None:
+            raise ValueError("--photos needs the speech of a --families or --streams clip")
+        for name in PORTRAITS:
+            clip = photo_clip(name, speech, config.resolution)
+            frames = (len(speech.frames) - 1) // VAE_TEMPORAL * VAE_TEMPORAL
+            log(f"photograph: {name} ({frames / 25:.0f} s)")
+            for variant, make in stream_variants(False).items():
+                add(photographs.setdefault(name, {}), variant, make(clip, frames), clip,
+                    sheet_name=f"photo_{name}_{slug(variant)}", drift_seconds=args.drift_seconds)
+
     stream_frames = min(((len(c.frames) - 1) // VAE_TEMPORAL * VAE_TEMPORAL for c in streams), default=0)
     setup = {"checkpoint": Path(args.checkpoint).name, "steps": config.sampler.steps, "cfg": config.sampler.cfg,
              "seed": 0, "short_clips": len(clips), "short_frames": short_frames, "streams": len(streams),
-             "stream_frames": stream_frames, "drift_seconds": args.drift_seconds, "device": args.device}
-    results = {"setup": setup, "training_window": {k: mean_rows(v) for k, v in short.items()},
-               "long_streams": {k: mean_rows(v) for k, v in long.items()},
-               "per_clip": {"training_window": short, "long_streams": long}}
+             "stream_frames": stream_frames, "drift_seconds": args.drift_seconds, "device": args.device,
+             "family_clips": {f: len(rows["full"]) for f, rows in families.items()},
+             "expert": Path(args.expert).name if args.expert else "mouth-expert.safetensors"}
+
+    def means(section: dict) -> dict:
+        return {k: mean_rows(v) for k, v in section.items()}
+
+    results = {"setup": setup, "training_window": means(short), "long_streams": means(long),
+               "families": {f: means(rows) for f, rows in families.items()},
+               "photographs": {p: means(rows) for p, rows in photographs.items()},
+               "per_clip": {"training_window": short, "long_streams": long, "families": families,
+                            "photographs": photographs}}
     sheets.mkdir(parents=True, exist_ok=True)
     (sheets / "results.json").write_text(json.dumps(results, indent=1))
     command = "python -m rest_core " + " ".join(shlex.quote(a) for a in args.argv)
-    (out / "RESULTS.md").write_text(report(out, results["training_window"], results["long_streams"], setup, command))
+    (out / "RESULTS.md").write_text(report(out, results, command))
     log(f"wrote {out / 'RESULTS.md'}")
     return results
 
@@ -297,8 +407,12 @@ def slug(name: str) -> str:
 
 def configure(p):
     p.add_argument("--checkpoint", required=True, help="the REST checkpoint to evaluate (the full student)")
-    p.add_argument("--clips", required=True, help="folder of held-out synthetic clips (mp4 + json)")
+    p.add_argument("--clips", default=None, help="folder of held-out synthetic clips (mp4 + json)")
     p.add_argument("--streams", default=None, help="folder of long held-out clips for drift and seams (e.g. 60 s)")
+    p.add_argument("--families", default=None, help="folder of long clips of the held-out style families "
+                                                    "(synth --looks heldout): a table per family")
+    p.add_argument("--max-streams-per-family", type=int, default=2)
+    p.add_argument("--photos", action="store_true", help="also animate the public-domain photographs")
     p.add_argument("--teacher", default=None, help="the teacher's dit.safetensors (non-streaming row)")
     p.add_argument("--no-asd", default=None, help="dit.safetensors of the student trained without ASD")
     p.add_argument("--chunks", type=int, default=3, help="chunks in the training-window table")
@@ -307,6 +421,8 @@ def configure(p):
     p.add_argument("--drift-seconds", type=float, default=10.0)
     p.add_argument("--out", required=True, help="folder for RESULTS.md and results/")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--expert", default=None, help="mouth-opening expert for lip-sync (default: the shipped "
+                                                  "models/mouth-expert.safetensors)")
 
 
 def run(args) -> int:
@@ -314,4 +430,8 @@ def run(args) -> int:
     for section in ("training_window", "long_streams"):
         for name, row in results[section].items():
             print(section, name, json.dumps({k: round(v, 4) for k, v in row.items()}))
+    for section in ("families", "photographs"):
+        for group, rows in results[section].items():
+            for name, row in rows.items():
+                print(section, group, name, json.dumps({k: round(v, 4) for k, v in row.items()}))
     return 0

@@ -2,14 +2,17 @@
 
 Frames are float tensors [T, H, W, 3] in [0, 1]; generated frame t is compared with ground-truth frame t.
 
-- lip-sync: Pearson correlation over time between the mouth openness measured from the generated pixels
-  (`rest_core.data.synth.mouth_openness`) and the corpus' true openness.
+- lip-sync: Pearson correlation over time between the mouth opening the mouth-opening expert reads off the
+  generated frames (`rest_core.mouth_expert`) and the corpus' true opening.
 - identity error: mean absolute error between the frames' 8x8 area means. Pooling to 16-pixel cells (at 128 px)
   keeps skin, hair, clothes and background colours and the head's layout and drops what the speech and the
   sampler legitimately change (mouth, blinks, small head motion), so a rising error means drifting identity.
 - seam ratio: the mean absolute frame-to-frame change across chunk boundaries over the same within chunks; 1 is
   seamless, a chunk that jumps away from its predecessor shows as > 1.
 - PSNR and SSIM (Gaussian window 11, sigma 1.5, on luma), the usual frame-fidelity measures.
+- appearance fidelity: PSNR of each generated frame against the portrait itself, outside the mouth box, at the
+  best translation within 1/32 of the width. Head motion is allowed; a change of look (colours, hair, glasses,
+  background) is not. This is what a user sees of "is it still my character".
 """
 
 from __future__ import annotations
@@ -79,3 +82,25 @@ def ssim(frames: Tensor, truth: Tensor, window: int = 11, sigma: float = 1.5) ->
     vx, vy, cov = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
     s = ((2 * mx * my + c1) * (2 * cov + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
     return float(s.mean())
+
+
+def appearance_fidelity(frames: Tensor, portrait: Tensor, mouth_box, max_shift: int | None = None) -> Tensor:
+    """Per frame, the best PSNR against the portrait over integer shifts within +-max_shift pixels (default: 1/32
+    of the width), the mouth box left out.  frames [T, H, W, 3], portrait [H, W, 3] -> [T]"""
+    t, h, w, _ = frames.shape
+    s = max(1, round(w / 32)) if max_shift is None else max_shift
+    x0, y0, x1, y1 = (int(round(float(v))) for v in mouth_box)
+    keep = torch.ones(h, w)
+    keep[max(0, y0):max(0, y1), max(0, x0):max(0, x1)] = 0
+    a, ref = frames.float(), portrait.float()
+    best = torch.full((t,), -1.0)
+    for dy in range(-s, s + 1):
+        for dx in range(-s, s + 1):
+            # frame pixel (y + dy, x + dx) against portrait pixel (y, x), over the rows and columns both have
+            fy, py = slice(max(0, dy), h + min(0, dy)), slice(max(0, -dy), h + min(0, -dy))
+            fx, px = slice(max(0, dx), w + min(0, dx)), slice(max(0, -dx), w + min(0, -dx))
+            mask = keep[py, px][None, :, :, None]
+            se = (a[:, fy, fx] - ref[py, px]).square() * mask
+            mse = se.sum(dim=(1, 2, 3)) / (mask.sum() * 3).clamp_min(1)
+            best = torch.maximum(best, 10 * torch.log10(1 / mse.clamp_min(1e-10)))
+    return best

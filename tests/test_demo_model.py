@@ -8,6 +8,7 @@ import pytest
 from rest_core import RESTPipeline
 from rest_core.data.synth import render_clip, write_clip
 from rest_core.eval import load_clip, measure, streamed
+from rest_core.mouth_expert import load_expert
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "rest-demo.safetensors"
@@ -27,7 +28,7 @@ def talking(pipe, tmp_path_factory):
     video_path, _ = write_clip(render_clip(HELD_OUT_SEED, seconds=4.04), folder / "speaker")
     clip = load_clip(video_path, pipe.config.resolution)
     video = streamed(pipe, clip, len(clip.frames) - 1)
-    return video, clip, measure(video, clip, pipe.config.frames_per_chunk)
+    return video, clip, measure(video, clip, pipe.config.frames_per_chunk, load_expert())
 
 
 def test_demo_model_fits_the_repository_limit():

@@ -51,3 +51,17 @@ def test_psnr_and_ssim_are_perfect_for_identical_frames_and_fall_with_noise():
     assert metrics.psnr(truth, truth) > 90
     assert 15 < metrics.psnr(noisy, truth) < 25
     assert metrics.ssim(noisy, truth) < 0.9
+
+
+def test_appearance_fidelity_forgives_head_motion_and_the_mouth_but_not_a_new_look():
+    portrait = smooth_video(frames=1, size=64)[0]
+    box = [20, 40, 44, 60]
+    moved = torch.roll(portrait, shifts=(1, -2), dims=(0, 1))[None]  # the head moved 2 px: within 64 / 32
+    talking = portrait.clone()[None]
+    talking[0, 42:58, 22:42] = 1.0  # only the mouth changed
+    recoloured = (portrait * 0.7 + 0.2)[None]
+    assert metrics.appearance_fidelity(talking, portrait, box)[0] > 90
+    assert metrics.appearance_fidelity(moved, portrait, box)[0] > 35  # only the rolled-in edge differs
+    assert metrics.appearance_fidelity(moved, portrait, box, max_shift=0)[0] < 30
+    assert metrics.appearance_fidelity(recoloured, portrait, box)[0] < 25
+    assert metrics.appearance_fidelity(torch.cat([talking, recoloured]), portrait, box).shape == (2,)

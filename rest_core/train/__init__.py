@@ -4,6 +4,8 @@
     speechae   SpeechAE on the clips' Whisper windows                          -> speech_ae.safetensors
     teacher    the non-streaming DiT on prepared segments                      -> dit.safetensors
     student    the streaming DiT (from the teacher's weights), ASD losses      -> dit.safetensors
+    expert     the mouth-opening expert eval reads lip-sync with (renders its own stills into --data)
+                                                                               -> mouth_expert.safetensors
     export     VAE + SpeechAE + DiT parts -> one REST checkpoint for RESTPipeline / the ComfyUI loader
 
 Every stage reads a TOML config (configs/<preset>/<stage>.toml: `preset` or a [model] table, a [train] table of
@@ -17,7 +19,7 @@ from pathlib import Path
 
 from .loop import read_settings, stop_processes
 
-STAGES = ("vae", "speechae", "teacher", "student")
+STAGES = ("vae", "speechae", "teacher", "student", "expert")
 
 
 def configure(p):
@@ -25,7 +27,8 @@ def configure(p):
     for stage in STAGES:
         s = sub.add_parser(stage, help=f"train the {stage}")
         s.add_argument("--config", default=None, help=f"TOML config (e.g. configs/rest-demo/{stage}.toml)")
-        s.add_argument("--data", required=True, help="the data folder `prepare` wrote")
+        s.add_argument("--data", required=True, help="the data folder `prepare` wrote (expert: where its rendered "
+                                                     "stills are kept)")
         s.add_argument("--out", required=True, help="run folder: checkpoints, losses.csv, losses.png")
         s.add_argument("--steps", type=int, default=None, help="total steps (overrides the config)")
         s.add_argument("--batch", type=int, default=None, help="batch per process (overrides the config)")
@@ -61,6 +64,9 @@ def run(args) -> int:
         if args.stage == "vae":
             from . import vae
             return vae.run(args, settings, config)
+        if args.stage == "expert":
+            from . import expert
+            return expert.run(args, settings, config)
         if args.stage == "speechae":
             from . import speechae
             return speechae.run(args, settings, config)

@@ -183,11 +183,12 @@ def train(*, stage: str, part: str, module: nn.Module, config: RESTConfig, setti
           losses: Callable[[nn.Module, object], dict[str, Tensor]], finish: Callable[[nn.Module], None] | None = None,
           params: list[nn.Parameter] | None = None,
           before_step: Callable[[int, nn.Module, nn.Module | None, torch.optim.Optimizer], None] | None = None,
-          ) -> nn.Module:
+          info: Callable[[], dict] | None = None) -> nn.Module:
     """Run (or resume) a stage and return the EMA module (or the module, with EMA off). `finish(module)` runs on
     the main process before the part file is written (e.g. to set the VAE's latent statistics).
     `before_step(step, module, ema, optimizer)` runs before each step on every process, resumed or not, so a
-    change made at a given step (e.g. the VAE's switch from images to clips) happens exactly once."""
+    change made at a given step (e.g. the VAE's switch from images to clips) happens exactly once. `info()`, called
+    after `finish`, adds to what the part file's metadata says of the run (e.g. a validation result)."""
     out = Path(out)
     if settings.threads:
         torch.set_num_threads(settings.threads)
@@ -246,7 +247,7 @@ def train(*, stage: str, part: str, module: nn.Module, config: RESTConfig, setti
         if finish is not None:
             finish(result)
         save_part(out / f"{part}.safetensors", part, result, config, stage=stage, steps=step,
-                  settings=asdict(settings), world=procs.world)
+                  settings=asdict(settings), world=procs.world, **(info() if info is not None else {}))
     if procs.world > 1:
         dist.barrier()
     return result
