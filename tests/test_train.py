@@ -352,3 +352,16 @@ def test_a_loss_term_that_starts_part_way_gets_its_own_column(tmp_path):
     assert (tmp_path / "losses.png").stat().st_size > 1000
     truncate_log(log, 2)
     assert [r["step"] for r in csv.DictReader(log.open())] == ["1", "2"]
+
+
+def test_vae_augmentation_zooms_and_recolours_the_whole_window_alike():
+    from rest_core.train.vae import augment_video
+
+    g = torch.Generator().manual_seed(0)
+    still = torch.rand(1, 3, 1, 32, 32).expand(1, 3, 9, 32, 32) * 2 - 1
+    outs = [augment_video(still, g) for _ in range(6)]
+    for out in outs:
+        assert out.shape == still.shape and out.min() >= -1 and out.max() <= 1
+        assert torch.allclose(out[:, :, :1].expand_as(out), out)  # every frame changed the same way
+    assert min((a - still).abs().mean() for a in outs) > 0.02
+    assert (outs[0] - outs[1]).abs().mean() > 0.02

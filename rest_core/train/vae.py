@@ -1,6 +1,7 @@
 """Stage 1a: the causal temporal VAE, trained on prepared clips (paper §3.2).
 
-Each sample is a random window of 1 + 8k frames of a random clip (random horizontal flip), encoded, sampled from
+Each sample is a random window of 1 + 8k frames of a random clip (random horizontal flip, or the augmentation
+below), encoded, sampled from
 the posterior, decoded. Loss: L1 + MSE reconstruction and a small KL term that keeps the latent space smooth
 enough for the DiT to model. The L1 term is weighted up where the window moves (distance from its mean frame):
 in a talking head that is the mouth, the eyes and the head's outline, a small share of the pixels that carries
@@ -20,6 +21,10 @@ first clip step `video_path_from_images` sums each conv's taps into the newest o
 second half into its first. Single frames decode exactly as before, and a clip starts as a sequence of such
 frames: each latent frame holds its newest video frame for 8 frames. The clip steps then learn motion from a
 decoder that already draws the mouth, rather than from one that blurs it away.
+
+With `augment = true` every sample is also zoomed into (a random crop of 74-100 % of the side, resized back),
+recoloured (channels shuffled, per-channel gains, saturation, brightness, contrast) and flipped, the same for all
+its frames: the VAE has to reconstruct whatever it is shown, not the corpus' palettes and framings.
 
 At the end the per-channel latent statistics are measured on the training clips and stored in the VAE
 (`latents_mean`, `latents_std`), so the DiT sees unit-scale latents.
@@ -44,8 +49,31 @@ from .loop import Settings, start_processes, train
 from .state import load_part
 
 DEFAULTS = {"frames": 17, "kl": 1e-4, "mse": 1.0, "motion_weight": 1.0, "missed_motion": 0.0, "log_var_init": -6.0,
-            "stats_clips": 64, "image_steps": 0, "image_batch": 16, "train_encoder": True}
+            "stats_clips": 64, "image_steps": 0, "image_batch": 16, "train_encoder": True, "augment": False}
 IMAGE_WINDOW = 17  # frames around an image sample whose motion sets its weights (0.68 s: a syllable or two)
+
+
+def augment_video(video: Tensor, g: torch.Generator) -> Tensor:
+    """One random zoom and recolouring for the whole window.  [1, 3, T, H, W] in [-1, 1] -> the same shape"""
+    _, _, t, h, w = video.shape
+    u = lambda *shape: torch.rand(*shape, generator=g)  # noqa: E731
+    side = 1 - 0.26 * float(u(1))
+    ch, cw = max(8, round(h * side)), max(8, round(w * side))
+    top, left = int(u(1) * (h - ch + 1)), int(u(1) * (w - cw + 1))
+    x = video[0, :, :, top:top + ch, left:left + cw].transpose(0, 1)  # [T, 3, ch, cw]
+    if (ch, cw) != (h, w):
+        x = F.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
+    x = (x + 1) / 2
+    if float(u(1)) < 0.3:
+        x = x[:, torch.randperm(3, generator=g)]
+    x = x * (0.85 + 0.3 * u(1, 3, 1, 1))
+    grey = x.mean(dim=1, keepdim=True)
+    x = grey + (x - grey) * (0.5 + 0.8 * float(u(1)))  # less or more saturated
+    mean = x.mean()
+    x = (x - mean) * (0.8 + 0.4 * float(u(1))) + mean + (float(u(1)) - 0.5) * 0.16
+    if float(u(1)) < 0.5:
+        x = x.flip(-1)
+    return (x.clamp(0, 1) * 2 - 1).transpose(0, 1)[None]
 
 
 def motion_weights(video: Tensor, strength: float) -> Tensor:
@@ -153,7 +181,9 @@ def run(args, settings: Settings, config: RESTConfig) -> int:
             i = usable[torch.randint(len(usable), (1,), generator=g).item()]
             start = torch.randint(clips.clips[i]["frames"] - length + 1, (1,), generator=g).item()
             video = to_video(clips.frames(i, start, length))  # [1, 3, length, H, W]
-            if torch.rand(1, generator=g).item() < 0.5:
+            if opts["augment"]:
+                video = augment_video(video, g)
+            elif torch.rand(1, generator=g).item() < 0.5:
                 video = video.flip(-1)
             weight = motion_weights(video, opts["motion_weight"])
             if images:
