@@ -99,7 +99,7 @@ def photo_clip(name: str, speech: HeldOutClip, resolution: int) -> HeldOutClip:
     entry = PORTRAITS[name]
     x0, y0, x1, _ = entry.face_box
     crop = (y0, x0, x1 - x0)
-    portrait = crop_resize(photo(name)[None], crop, resolution)
+    portrait = crop_resize(np.array(photo(name)[None]), crop, resolution)  # a copy: the cached photo is read-only
     return HeldOutClip(f"photo {name}", torch.from_numpy(portrait).float() / 255, speech.audio, speech.rate,
                        speech.mouth_open, in_crop(entry.mouth_box, crop, resolution), "photograph")
 

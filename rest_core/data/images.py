@@ -64,7 +64,7 @@ def skimage_data() -> Path:
 
 @lru_cache(maxsize=None)
 def photo(name: str) -> np.ndarray:
-    """A named photograph as uint8 RGB [H, W, 3]."""
+    """A named photograph as uint8 RGB [H, W, 3], read once and shared: the array is read-only."""
     from PIL import Image
 
     entry = BACKGROUND_PHOTOS.get(name) or PORTRAITS.get(name)
@@ -78,4 +78,6 @@ def photo(name: str) -> np.ndarray:
         raise ValueError(f"{path}: SHA-256 {digest} is not the recorded {entry.sha256}; this scikit-image carries "
                          f"another picture under that name")
     with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
+        picture = np.array(image.convert("RGB"))
+    picture.setflags(write=False)
+    return picture
