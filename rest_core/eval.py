@@ -383,7 +383,7 @@ def evaluate(args) -> dict:
              "seed": 0, "short_clips": len(clips), "short_frames": short_frames, "streams": len(streams),
              "stream_frames": stream_frames, "drift_seconds": args.drift_seconds, "device": args.device,
              "family_clips": {f: len(rows["full"]) for f, rows in families.items()},
-             "expert": Path(args.expert).name if args.expert else "mouth-expert.safetensors"}
+             "expert": Path(args.expert).name if args.expert else "the shipped mouth expert"}
 
     def means(section: dict) -> dict:
         return {k: mean_rows(v) for k, v in section.items()}
@@ -422,7 +422,7 @@ def configure(p):
     p.add_argument("--out", required=True, help="folder for RESULTS.md and results/")
     p.add_argument("--device", default="cpu")
     p.add_argument("--expert", default=None, help="mouth-opening expert for lip-sync (default: the shipped "
-                                                  "models/mouth-expert.safetensors)")
+                                                  "rest_core/mouth_expert.safetensors)")
 
 
 def run(args) -> int:

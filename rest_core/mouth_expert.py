@@ -8,7 +8,7 @@ what lets it read a style it was never trained on: a closed mouth looks like the
 the drawing. It never looks at a colour rule: both crops are normalised by the reference's per-channel mean and
 spread, and training shows it every palette and drawing style of the corpus under blur, compression, noise, colour
 shuffles and small misplacements of the box. It is validated on the held-out style families
-(`rest_core.train.expert`), and ships as `models/mouth-expert.safetensors` so anyone can re-run `eval`.
+(`rest_core.train.expert`), and ships beside this file (`mouth_expert.safetensors`) so anyone can re-run `eval`.
 
 The mouth box is a square in frame pixels around the mouth at rest (the corpus' sidecars carry one, `mouth_box`;
 0.8 head units), fixed for a clip: the head may move inside it, as generated heads do.
@@ -28,7 +28,8 @@ from safetensors import SafetensorError, safe_open
 from torch import Tensor, nn
 
 CROP = 48  # pixels per side of the crop the expert reads
-SHIPPED = Path(__file__).resolve().parents[1] / "models" / "mouth-expert.safetensors"
+# beside this file, not in models/: the plugin offers every file there as a checkpoint
+SHIPPED = Path(__file__).with_suffix(".safetensors")
 PART = "mouth_expert"
 
 
@@ -112,11 +113,12 @@ def read_openness(expert: MouthExpert, frames, box, portrait, batch: int = 256) 
 
 
 def load_expert(path: str | Path | None = None) -> MouthExpert:
-    """The expert from a part file written by `train expert` (default: the shipped models/mouth-expert)."""
+    """The expert from a part file written by `train expert` (default: the shipped one)."""
     path = Path(path) if path is not None else SHIPPED
     if not path.is_file():
-        raise ValueError(f"{path} not found: the mouth expert ships in models/ (or train one: python -m rest_core "
-                         f"train expert --config configs/mouth-expert.toml --data runs/expert-data --out runs/expert)")
+        raise ValueError(f"{path} not found: the mouth expert ships beside rest_core/mouth_expert.py (or train one: "
+                         f"python -m rest_core train expert --config configs/mouth-expert.toml "
+                         f"--data runs/expert-data --out runs/expert)")
     try:
         with safe_open(str(path), framework="pt") as f:
             tensors, metadata = {k: f.get_tensor(k) for k in f.keys()}, f.metadata() or {}
