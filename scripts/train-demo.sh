@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The rest-demo recipe end to end: synthetic corpus -> prepared clips -> SpeechAE and VAE -> segments -> teacher
-# -> student with ASD (and the "w/o ASD" student for the ablation) -> the exported checkpoint -> evaluation.
+# -> student with ASD (and the "w/o ASD" student for the ablation) -> the exported checkpoint -> evaluation. The
+# mouth-opening expert that evaluation reads lip-sync with ships in models/ (retrain it with
+# `python -m rest_core train expert --config configs/mouth-expert.toml --data runs/expert-data --out runs/expert`).
 # Run it again after an interruption: finished corpus clips and prepared data are kept, training stages resume
 # from their last state. RUNS (default runs/demo) holds everything; DEVICE picks cpu/cuda (default: auto).
 set -euo pipefail
@@ -14,10 +16,15 @@ MODEL=${MODEL:-models/rest-demo.safetensors}
 
 rest() { echo "+ python -m rest_core $*" >&2; "$PY" -m rest_core "$@"; }
 
-# 1. corpus: training seeds 0..319, held-out seeds from 1,000,000 (8 s clips) and 2,000,000 (60 s streams)
+# 1. corpus: training seeds 0..319, held-out seeds from 1,000,000 (8 s clips) and 2,000,000 (60 s streams), and
+#    60 s streams of the held-out style families (drawing styles the training generator never produces)
 rest synth --out "$RUNS/corpus/train" --count 320 --first-seed 0 --seconds 8 --workers "$WORKERS"
 rest synth --out "$RUNS/corpus/heldout" --count 8 --first-seed 1000000 --seconds 8 --workers "$WORKERS"
 rest synth --out "$RUNS/corpus/heldout-60s" --count 4 --first-seed 2000000 --seconds 60 --workers "$WORKERS"
+for family in halftone watercolour pixel duotone; do
+    rest synth --out "$RUNS/corpus/families-60s/$family" --looks "$family" --count 2 --first-seed 4000000 \
+        --seconds 60 --workers "$WORKERS"
+done
 
 # 2. clips: face crops at 128 px and the speech windows
 [ -f "$RUNS/data/clips/index.json" ] || rest prepare clips --videos "$RUNS/corpus/train" --out "$RUNS/data"
@@ -45,4 +52,5 @@ rest train student --config $CONFIGS/student.toml --data "$RUNS/data" --out "$RU
 rest train export --vae "$RUNS/vae-decoder/vae.safetensors" --speech-ae "$RUNS/speechae/speech_ae.safetensors" \
     --dit "$RUNS/student/dit.safetensors" --cfg 2 --out "$MODEL"
 rest eval --checkpoint "$MODEL" --clips "$RUNS/corpus/heldout" --streams "$RUNS/corpus/heldout-60s" \
+    --families "$RUNS/corpus/families-60s" --photos \
     --teacher "$RUNS/teacher/dit.safetensors" --no-asd "$RUNS/student-noasd/dit.safetensors" --out docs
