@@ -65,7 +65,7 @@ def luminance(rgb) -> float:
     return float(np.dot(rgb, (0.299, 0.587, 0.114)))
 
 
-def apart(rng: np.random.Generator, draw, others: list, margin: float, tries: int = 40) -> list[int]:
+def apart(draw, others: list, margin: float, tries: int = 40) -> list[int]:
     """A colour from `draw()` at least `margin` from every colour in `others` (the farthest of `tries` if none is)."""
     best, best_gap = None, -1.0
     for _ in range(tries):
@@ -116,8 +116,8 @@ def mouth_colours(rng: np.random.Generator, skin, lips) -> dict:
         if (min(distance(inside, skin), distance(inside, lips)) >= 90
                 and abs(luminance(inside) - luminance(skin)) >= 45):
             break
-    teeth = apart(rng, lambda: hsv(rng, saturation=(0, 0.25), value=(0.75, 1.0)), [inside], 70)
-    tongue = apart(rng, lambda: hsv(rng, hue=(-0.05, 0.05), saturation=(0.3, 0.8), value=(0.4, 0.95)), [inside], 50)
+    teeth = apart(lambda: hsv(rng, saturation=(0, 0.25), value=(0.75, 1.0)), [inside], 70)
+    tongue = apart(lambda: hsv(rng, hue=(-0.05, 0.05), saturation=(0.3, 0.8), value=(0.4, 0.95)), [inside], 50)
     return {"interior": inside, "teeth": teeth if chance(rng, 0.7) else None,
             "tongue": tongue if chance(rng, 0.4) else None}
 
@@ -190,8 +190,8 @@ def background(rng: np.random.Generator, skin) -> dict:
     kind = pick(rng, BACKGROUNDS)
     muted = chance(rng, 0.5)
     draw = lambda: hsv(rng, saturation=(0.0, 0.35) if muted else (0.3, 0.95), value=(0.2, 1.0))  # noqa: E731
-    first = apart(rng, draw, [skin], 60)
-    second = apart(rng, draw, [first], 40) if chance(rng, 0.6) else shade(first, u(0.5, 0.85))
+    first = apart(draw, [skin], 60)
+    second = apart(draw, [first], 40) if chance(rng, 0.6) else shade(first, u(0.5, 0.85))
     return {"kind": kind, "colours": [first, second], "angle": u(0, 180), "spacing": u(0.04, 0.2),
             "size": u(0.2, 0.6), "photo": None, "crop": [u(), u(), u(0.3, 1.0)], "seed": int(rng.integers(2**31))}
 
