@@ -59,7 +59,7 @@ def render_identity(job: tuple) -> tuple[np.ndarray, np.ndarray, int]:
     size = int(rng.integers(64, 113)) * 2  # 128-224 px frames: the mouth at many scales
     reach = {"dx": np.array([0.1, -0.1, 0, 0]), "dy": np.array([0, 0, 0.08, -0.08]),
              "angle": np.array([6.0, -6.0, 0, 0]), "scale": np.array([1.04, 0.96, 1, 1])}
-    box, centre, unit = synth.layout(identity, reach, size)
+    _, centre, unit = synth.layout(identity, reach, size)
     painter = drawing.Painter(identity, size, centre, unit)
     mouth = centre + unit * np.array([0.0, identity["mouth"]["height"]])
     side = synth.MOUTH_BOX * unit * MARGIN
