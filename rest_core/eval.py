@@ -104,6 +104,19 @@ def photo_clip(name: str, speech: HeldOutClip, resolution: int) -> HeldOutClip:
                        speech.mouth_open, in_crop(entry.mouth_box, crop, resolution), "photograph")
 
 
+def truth_or_portrait(clip: HeldOutClip, frames: int) -> torch.Tensor:
+    """What `frames` generated frames are compared with: the ground truth under them, or for a clip without video
+    (a photograph) the portrait held still.  [frames, R, R, 3]"""
+    if len(clip.frames) > frames:
+        return clip.frames[1:1 + frames]
+    return clip.frames[0].expand(frames, -1, -1, -1)
+
+
+def whole_latent_frames(clip: HeldOutClip) -> int:
+    """Video frames after the portrait, cut to whole latent frames (so the VAE row covers them all)."""
+    return (len(clip.frames) - 1) // VAE_TEMPORAL * VAE_TEMPORAL
+
+
 def after_first_frame(clip: HeldOutClip, frames: int) -> tuple[torch.Tensor, int]:
     """The speech under ground-truth frames 1 .. frames: cut so the video is exactly `frames` long."""
     start, stop = round(clip.rate / 25), round(clip.rate * (1 + frames) / 25)
@@ -148,9 +161,8 @@ def measure(frames: torch.Tensor, clip: HeldOutClip, chunk_frames: int, expert: 
            "lipsync": metrics.pearson(read_openness(expert, frames, clip.mouth_box, portrait),
                                       clip.mouth_open[1:1 + len(frames)]),
            "seam": metrics.seam_ratio(frames, chunk_frames)}
-    has_truth = len(clip.frames) > len(frames)
-    truth = clip.frames[1:1 + len(frames)] if has_truth else portrait.expand_as(frames)
-    if has_truth:
+    truth = truth_or_portrait(clip, len(frames))
+    if len(clip.frames) > len(frames):
         row |= {"psnr": metrics.psnr(frames, truth), "ssim": metrics.ssim(frames, truth)}
     if drift_seconds:
         n = round(drift_seconds * 25)
@@ -315,9 +327,8 @@ def evaluate(args) -> dict:
         streams' then replaces the training window's)."""
         table_rows.setdefault(name, []).append(measure(frames, clip, chunk_frames, expert, **kw))
         if sheet_name and len(table_rows[name]) == 1:
-            above = clip.frames[1:1 + len(frames)] if len(clip.frames) > len(frames) else \
-                clip.frames[0].expand_as(frames)
-            contact_sheet(sheets / f"{sheet_name}.png", above, frames, f"{name}: {clip.name}")
+            contact_sheet(sheets / f"{sheet_name}.png", truth_or_portrait(clip, len(frames)), frames,
+                          f"{name}: {clip.name}")
 
     for clip in clips:
         log(f"training window: {clip.name}")
@@ -333,7 +344,7 @@ def evaluate(args) -> dict:
                 "teacher")
 
     def long_stream(table_rows, clip, variants, prefix):
-        frames = (len(clip.frames) - 1) // VAE_TEMPORAL * VAE_TEMPORAL  # whole latent frames, for the VAE row
+        frames = whole_latent_frames(clip)
         if frames < 2 * round(args.drift_seconds * 25):
             raise ValueError(f"{clip.name}: {frames / 25:.1f} s is too short for a first and a last "
                              f"{args.drift_seconds:g} s")
@@ -372,13 +383,13 @@ def evaluate(args) -> dict:
             raise ValueError("--photos needs the speech of a --families or --streams clip")
         for name in PORTRAITS:
             clip = photo_clip(name, speech, config.resolution)
-            frames = (len(speech.frames) - 1) // VAE_TEMPORAL * VAE_TEMPORAL
+            frames = whole_latent_frames(speech)
             log(f"photograph: {name} ({frames / 25:.0f} s)")
             for variant, make in stream_variants(False).items():
                 add(photographs.setdefault(name, {}), variant, make(clip, frames), clip,
                     sheet_name=f"photo_{name}_{slug(variant)}", drift_seconds=args.drift_seconds)
 
-    stream_frames = min(((len(c.frames) - 1) // VAE_TEMPORAL * VAE_TEMPORAL for c in streams), default=0)
+    stream_frames = min((whole_latent_frames(c) for c in streams), default=0)
     setup = {"checkpoint": Path(args.checkpoint).name, "steps": config.sampler.steps, "cfg": config.sampler.cfg,
              "seed": 0, "short_clips": len(clips), "short_frames": short_frames, "streams": len(streams),
              "stream_frames": stream_frames, "drift_seconds": args.drift_seconds, "device": args.device,

@@ -249,8 +249,11 @@ def rounded(values, digits=4) -> list:
     return [round(float(v), digits) for v in np.asarray(values).ravel()]
 
 
-def square(centre, side: float) -> list[float]:
-    return rounded([centre[0] - side / 2, centre[1] - side / 2, centre[0] + side / 2, centre[1] + side / 2], 2)
+def mouth_box(identity: dict, centre: np.ndarray, unit: float, margin: float = 1.0) -> list[float]:
+    """The square of margin x MOUTH_BOX head units around the mouth at rest: [x0, y0, x1, y1] in pixels."""
+    x, y = centre + unit * np.array([0.0, identity["mouth"]["height"]])
+    half = margin * MOUTH_BOX * unit / 2
+    return [float(x - half), float(y - half), float(x + half), float(y + half)]
 
 
 def looks_seed(seed: int, looks: str) -> list[int]:
@@ -285,15 +288,13 @@ def render_clip(seed: int, seconds: float, size: int = 256, looks: str = "train"
     maps = transforms(head, centre, unit)
     painter = Painter(identity, size, centre, unit)
     pictures = np.stack([painter.frame(maps[i], openness[i], width[i], blink[i]) for i in range(frames)])
-    mouth_at = np.array([0.0, identity["mouth"]["height"]])
-    mouth_centre = np.stack([apply(m, mouth_at) for m in maps])
-    at_rest = centre + unit * mouth_at
+    mouth_centre = np.stack([apply(m, np.array([0.0, identity["mouth"]["height"]])) for m in maps])
 
     truth = {
         "seed": int(seed), "looks": looks, "fps": FPS, "frames": frames, "size": size, "sample_rate": rate,
         "text": text, "voice": voice["voice"], "speech": voice,
         "identity": dict(identity, face_centre=rounded(centre, 2), unit_px=round(float(unit), 4)),
-        "face_box": rounded(box, 2), "mouth_box": square(at_rest, MOUTH_BOX * unit),
+        "face_box": rounded(box, 2), "mouth_box": rounded(mouth_box(identity, centre, unit), 2),
         "mouth_open": rounded(openness), "mouth_width": rounded(width),
         "head": {"dx": rounded(head["dx"], 3), "dy": rounded(head["dy"], 3), "angle": rounded(head["angle"], 3),
                  "scale": rounded(head["scale"], 5)},

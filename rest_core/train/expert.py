@@ -61,8 +61,7 @@ def render_identity(job: tuple) -> tuple[np.ndarray, np.ndarray, int]:
              "angle": np.array([6.0, -6.0, 0, 0]), "scale": np.array([1.04, 0.96, 1, 1])}
     _, centre, unit = synth.layout(identity, reach, size)
     painter = drawing.Painter(identity, size, centre, unit)
-    mouth = centre + unit * np.array([0.0, identity["mouth"]["height"]])
-    side = synth.MOUTH_BOX * unit * MARGIN
+    box = synth.mouth_box(identity, centre, unit, MARGIN)
     crops, opens = [], []
     for _ in range(poses):
         head = {"dx": np.array([rng.uniform(-0.1, 0.1) * unit]), "dy": np.array([rng.uniform(-0.08, 0.08) * unit]),
@@ -73,7 +72,6 @@ def render_identity(job: tuple) -> tuple[np.ndarray, np.ndarray, int]:
         buffer = io.BytesIO()  # the compression a video's frames went through
         Image.fromarray(frame).save(buffer, "JPEG", quality=int(rng.integers(35, 96)))
         frame = np.array(Image.open(buffer).convert("RGB"))
-        box = [mouth[0] - side / 2, mouth[1] - side / 2, mouth[0] + side / 2, mouth[1] + side / 2]
         crop = mouth_crops(torch.from_numpy(frame)[None], box, STORED)[0]
         crops.append((crop.permute(1, 2, 0) * 255).round().clamp(0, 255).to(torch.uint8).numpy())
         opens.append(openness)
