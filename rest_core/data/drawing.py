@@ -535,19 +535,19 @@ class Painter:
         for part in self.head:
             if part == "clothes":
                 for p, xy in self.clothes:
-                    self.stroke(draw, p, xy, None)
+                    self.stroke(draw, p, xy)
                 continue
             if isinstance(part, str):
                 moving = eye_parts(self.identity, blink) if part == "eyes" else mouth_parts(self.identity, openness,
                                                                                                width)
                 for p in moving:
-                    self.stroke(draw, p, apply(scale, p.points), scale)
+                    self.stroke(draw, p, apply(scale, p.points))
             else:
-                self.stroke(draw, part, apply(scale, part.points), scale)
+                self.stroke(draw, part, apply(scale, part.points))
         return self.finish(np.asarray(image.reduce(SUPERSAMPLE)))
 
-    def stroke(self, draw, part: Part, xy: np.ndarray, scale: np.ndarray | None):
-        """Draw one part at supersampled pixels xy; scale (the frame's map) places the cel shadow's light."""
+    def stroke(self, draw, part: Part, xy: np.ndarray):
+        """Draw one part at supersampled pixels xy, with the style's outline and cel shading where it takes them."""
         pen = self.unit * SUPERSAMPLE
         if part.line is not None:
             draw.line(xy.ravel().tolist(), fill=tuple(part.colour), width=max(1, round(part.line * pen)),
