@@ -5,7 +5,7 @@ with the paper's ablations.
         --streams corpus/heldout-60s --families corpus/families-60s --photos \
         --teacher runs/demo/teacher/dit.safetensors --no-asd runs/demo/student-noasd/dit.safetensors --out docs
 
-Every clip's first frame (face-cropped as in training) is the portrait; the speech starts one frame later, so
+Every clip's first frame (cropped as the training clips were, `--crop`) is the portrait; the speech starts one frame later, so
 generated frame t is ground-truth frame t + 1. Tables:
 
 - training window: each held-out clip cut to K chunks (the length the teacher was trained on), for the streaming
@@ -42,8 +42,9 @@ from PIL import Image, ImageDraw
 
 from . import metrics
 from .config import VAE_TEMPORAL
+from .data.faces import FRAMING
 from .data.images import PORTRAITS, photo
-from .data.prepare import crop_resize, face_box, find_videos, read_frames_25fps
+from .data.prepare import CROPS, crop_resize, crop_square, find_videos, read_frames_25fps
 from .media import read_audio
 from .mouth_expert import MouthExpert, load_expert, read_openness
 from .pipeline import RESTPipeline
@@ -57,15 +58,15 @@ FIDELITY_FRAMES = 100  # frames (evenly spaced) that appearance fidelity is meas
 @dataclass
 class HeldOutClip:
     name: str
-    frames: torch.Tensor  # [T, R, R, 3] float in [0, 1], face-cropped ground truth
+    frames: torch.Tensor  # [T, R, R, 3] float in [0, 1], cropped ground truth
     audio: torch.Tensor  # [channels, samples]
     rate: int
     mouth_open: np.ndarray  # [T] the corpus' true openness
-    mouth_box: list[float]  # [x0, y0, x1, y1] in the face-cropped frames' pixels: where the expert reads the mouth
+    mouth_box: list[float]  # [x0, y0, x1, y1] in the cropped frames' pixels: where the expert reads the mouth
     family: str = ""  # the drawing style family of a synthetic clip
 
 
-def load_clip(path: Path, resolution: int) -> HeldOutClip:
+def load_clip(path: Path, resolution: int, crop: str = CROPS[0]) -> HeldOutClip:
     sidecar = path.with_suffix(".json")
     if not sidecar.is_file():
         raise ValueError(f"{path}: no {sidecar.name} beside it; eval needs the synthetic corpus' ground truth "
@@ -75,7 +76,7 @@ def load_clip(path: Path, resolution: int) -> HeldOutClip:
         raise ValueError(f"{sidecar}: no mouth_box; this corpus predates the mouth expert, render it again with "
                          f"python -m rest_core synth")
     frames = read_frames_25fps(path)
-    top, left, size = face_box(path, *frames.shape[1:3])
+    top, left, size = crop_square(path, *frames.shape[1:3], crop)
     pixels = crop_resize(frames, (top, left, size), resolution)
     audio, rate = read_audio(path)
     count = min(len(pixels), len(truth["mouth_open"]))
@@ -93,12 +94,25 @@ def in_crop(box, crop: tuple[int, int, int], resolution: int) -> list[float]:
     return [(x0 - left) * scale, (y0 - top) * scale, (x1 - left) * scale, (y1 - top) * scale]
 
 
-def photo_clip(name: str, speech: HeldOutClip, resolution: int) -> HeldOutClip:
-    """A photograph as a clip with no ground-truth video: its face box is the portrait, `speech`'s audio and true
-    mouth opening the speech."""
+def photo_square(name: str, crop: str = CROPS[0]) -> tuple[int, int, int]:
+    """(top, left, size) of the portrait cut from a photograph: its face box ("face"), or ("full") the square that
+    frames the face box as the synthetic corpus frames its faces, at the middle of its framings, moved inside the
+    photograph."""
+    x0, y0, x1, y1 = PORTRAITS[name].face_box
+    if crop == "face":
+        return y0, x0, x1 - x0
+    height, width = photo(name).shape[:2]
+    size = min(round((x1 - x0) / (sum(FRAMING) / 2)), height, width)
+    top = min(max(round((y0 + y1 - size) / 2), 0), height - size)
+    left = min(max(round((x0 + x1 - size) / 2), 0), width - size)
+    return top, left, size
+
+
+def photo_clip(name: str, speech: HeldOutClip, resolution: int, crop: str = CROPS[0]) -> HeldOutClip:
+    """A photograph as a clip with no ground-truth video: its portrait square (`photo_square`) is the portrait,
+    `speech`'s audio and true mouth opening the speech."""
     entry = PORTRAITS[name]
-    x0, y0, x1, _ = entry.face_box
-    crop = (y0, x0, x1 - x0)
+    crop = photo_square(name, crop)
     portrait = crop_resize(np.array(photo(name)[None]), crop, resolution)  # a copy: the cached photo is read-only
     return HeldOutClip(f"photo {name}", torch.from_numpy(portrait).float() / 255, speech.audio, speech.rate,
                        speech.mouth_open, in_crop(entry.mouth_box, crop, resolution), "photograph")
@@ -314,7 +328,7 @@ def evaluate(args) -> dict:
     def log(text):
         sys.stderr.write(f"[eval {time.perf_counter() - started:6.0f} s] {text}\n")
 
-    clips = [load_clip(p, config.resolution) for p in find_videos(args.clips)[: args.max_clips]] if args.clips else []
+    clips = [load_clip(p, config.resolution, args.crop) for p in find_videos(args.clips)[: args.max_clips]] if args.clips else []
     clips = [c for c in clips if len(c.frames) > short_frames]
     if args.clips and not clips:
         raise ValueError(f"{args.clips}: no clip longer than {short_frames + 1} frames")
@@ -365,12 +379,12 @@ def evaluate(args) -> dict:
     long: dict[str, list] = {}
     streams = []
     if args.streams:
-        streams = [load_clip(p, config.resolution) for p in find_videos(args.streams)[: args.max_streams]]
+        streams = [load_clip(p, config.resolution, args.crop) for p in find_videos(args.streams)[: args.max_streams]]
     for clip in streams:
         long_stream(long, clip, stream_variants(True), "")
 
     families: dict[str, dict[str, list]] = {}
-    family_clips = [load_clip(p, config.resolution) for p in find_videos(args.families)] if args.families else []
+    family_clips = [load_clip(p, config.resolution, args.crop) for p in find_videos(args.families)] if args.families else []
     for clip in family_clips:
         rows = families.setdefault(clip.family, {})
         if len(rows.get("full", [])) < args.max_streams_per_family:
@@ -382,7 +396,7 @@ def evaluate(args) -> dict:
         if speech is None:
             raise ValueError("--photos needs the speech of a --families or --streams clip")
         for name in PORTRAITS:
-            clip = photo_clip(name, speech, config.resolution)
+            clip = photo_clip(name, speech, config.resolution, args.crop)
             frames = whole_latent_frames(speech)
             log(f"photograph: {name} ({frames / 25:.0f} s)")
             for variant, make in stream_variants(False).items():
@@ -424,6 +438,9 @@ def configure(p):
                                                     "(synth --looks heldout): a table per family")
     p.add_argument("--max-streams-per-family", type=int, default=2)
     p.add_argument("--photos", action="store_true", help="also animate the public-domain photographs")
+    p.add_argument("--crop", choices=CROPS, default=CROPS[0],
+                   help="the square cut from each clip and photograph, as `prepare clips --crop` cut the training "
+                        "clips (default: full)")
     p.add_argument("--teacher", default=None, help="the teacher's dit.safetensors (non-streaming row)")
     p.add_argument("--no-asd", default=None, help="dit.safetensors of the student trained without ASD")
     p.add_argument("--chunks", type=int, default=3, help="chunks in the training-window table")

@@ -16,9 +16,9 @@ MODEL=${MODEL:-models/rest-demo.safetensors}
 
 rest() { echo "+ python -m rest_core $*" >&2; "$PY" -m rest_core "$@"; }
 
-# 1. corpus: training seeds 0..319, held-out seeds from 1,000,000 (8 s clips) and 2,000,000 (60 s streams), and
+# 1. corpus: training seeds 0..1199 (5 s each, a new identity per clip), held-out seeds from 1,000,000 (8 s clips) and 2,000,000 (60 s streams), and
 #    60 s streams of the held-out style families (drawing styles the training generator never produces)
-rest synth --out "$RUNS/corpus/train" --count 320 --first-seed 0 --seconds 8 --workers "$WORKERS"
+rest synth --out "$RUNS/corpus/train" --count 1200 --first-seed 0 --seconds 5 --workers "$WORKERS"
 rest synth --out "$RUNS/corpus/heldout" --count 8 --first-seed 1000000 --seconds 8 --workers "$WORKERS"
 rest synth --out "$RUNS/corpus/heldout-60s" --count 4 --first-seed 2000000 --seconds 60 --workers "$WORKERS"
 for family in halftone watercolour pixel duotone; do
@@ -26,7 +26,7 @@ for family in halftone watercolour pixel duotone; do
         --seconds 60 --workers "$WORKERS"
 done
 
-# 2. clips: face crops at 128 px and the speech windows
+# 2. clips: the whole 256 px frames (the corpus frames its faces at any size and place) and the speech windows
 [ -f "$RUNS/data/clips/index.json" ] || rest prepare clips --videos "$RUNS/corpus/train" --out "$RUNS/data"
 
 # 3. the frozen encoders

@@ -7,7 +7,10 @@ import pytest
 import torch
 
 from rest_core.__main__ import main
+from rest_core.data.faces import FRAMING
+from rest_core.data.images import PORTRAITS, photo
 from rest_core.data.synth import render_clip, write_clip
+from rest_core.eval import photo_square
 from rest_core.pipeline import RESTPipeline
 from rest_core.train.state import save_part
 from rest_core.whisper import WhisperEncoder
@@ -132,3 +135,14 @@ def test_targets_hold_each_ablation_to_the_metric_it_hurts():
 def test_results_list_the_targets(report):
     text = (report / "RESULTS.md").read_text()
     assert "## Targets" in text and "| lip-sync r >= 0.6 | full:" in text
+
+
+@pytest.mark.parametrize("name", sorted(PORTRAITS))
+def test_a_photographs_full_square_frames_its_face_as_the_corpus_frames_faces(name):
+    x0, y0, x1, y1 = PORTRAITS[name].face_box
+    assert photo_square(name, "face") == (y0, x0, x1 - x0)
+    top, left, size = photo_square(name, "full")
+    height, width = photo(name).shape[:2]
+    assert 0 <= top and 0 <= left and top + size <= height and left + size <= width
+    assert top <= y0 and left <= x0 and y1 <= top + size and x1 <= left + size
+    assert FRAMING[0] < (x1 - x0) / size < FRAMING[1]

@@ -57,12 +57,13 @@ def test_shipped_expert_is_small():
 
 @pytest.fixture(scope="module")
 def held_out_clips(tmp_path_factory):
-    """One clip of every held-out style family, written to mp4 and read back face-cropped as eval does."""
+    """One clip of every held-out style family, written to mp4 and read back as eval does: face-cropped at 128 px
+    and whole at 256 px (where the mouth box is a third to a half as wide)."""
     folder = tmp_path_factory.mktemp("held-out-styles")
     clips = []
     for i, family in enumerate(HELDOUT_STYLES):
         path, _ = write_clip(render_clip(6_000_000 + i, 4.0, size=256, looks=family), folder / family)
-        clips.append(load_clip(path, 128))
+        clips += [load_clip(path, 128, crop="face"), load_clip(path, 256, crop="full")]
     return clips
 
 

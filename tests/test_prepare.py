@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from rest_core.data.prepare import (ClipSet, SegmentSet, crop_resize, face_box, find_videos, prepare_clips,
+from rest_core.data.prepare import (ClipSet, SegmentSet, crop_resize, crop_square, find_videos, prepare_clips,
                                     prepare_segments, read_frames_25fps, segment_starts, to_video)
 from rest_core.data.synth import render_clip, write_clip
 from rest_core.speech import speech_features
@@ -69,14 +69,18 @@ def test_a_50_fps_video_is_resampled_to_25_by_timestamp(tmp_path):
     assert np.allclose(frames[:, 16, 16, 0], np.arange(0, 100, 2) * 255 / 100, atol=4)  # every other frame
 
 
-def test_the_face_box_comes_from_the_sidecar_else_the_centred_square(tmp_path, corpus):
+def test_the_crop_is_the_centred_square_or_the_sidecars_face_box(tmp_path, corpus):
     folder, clips = corpus
     x0, y0, x1, _ = clips["clip_3"].truth["face_box"]
-    assert face_box(folder / "clip_3.mp4", 96, 96) == (round(y0), round(x0), min(round(x1) - round(x0), 96))
-    assert face_box(tmp_path / "plain.mp4", 90, 160) == (0, 35, 90)
+    face = (round(y0), round(x0), min(round(x1) - round(x0), 96))
+    assert crop_square(folder / "clip_3.mp4", 96, 96, "face") == face
+    assert crop_square(folder / "clip_3.mp4", 96, 96) == (0, 0, 96)  # "full", the default
+    assert crop_square(tmp_path / "plain.mp4", 90, 160, "face") == (0, 35, 90)  # no sidecar
     (tmp_path / "bad.json").write_text(json.dumps({"face_box": [80, 0, 200, 120]}))
     with pytest.raises(ValueError, match="inside the"):
-        face_box(tmp_path / "bad.mp4", 96, 96)
+        crop_square(tmp_path / "bad.mp4", 96, 96, "face")
+    with pytest.raises(ValueError, match="choose one of full, face"):
+        crop_square(tmp_path / "bad.mp4", 96, 96, "head")
 
 
 def test_crop_resize_gives_the_model_resolution():

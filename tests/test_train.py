@@ -104,6 +104,14 @@ def test_vae_reconstruction_loss_goes_down_and_the_part_carries_latent_statistic
     assert (vae_run / "losses.png").stat().st_size > 1000
 
 
+def test_a_bfloat16_vae_run_learns_and_keeps_float32_weights(data, tmp_path):
+    run = run_stage(tmp_path, "vae", data, steps=30, batch=2, lr=2e-3,
+                    extra='precision = "bfloat16"\n[vae]\nframes = 9\nstats_clips = 2\n')
+    assert falls(losses(run)), losses(run)
+    vae, _ = load_part(run / "vae.safetensors", "vae")
+    assert {p.dtype for p in vae.parameters()} == {torch.float32}
+
+
 def test_speechae_reconstruction_loss_goes_down(speechae_run):
     assert falls(losses(speechae_run)), losses(speechae_run)
 
@@ -199,6 +207,9 @@ def test_settings_reject_unknown_keys_and_bad_toml(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[train]\nstep = 3\n")
     with pytest.raises(ValueError, match="unknown \\[train\\] setting 'step'"):
+        read_settings(bad, "vae")
+    bad.write_text('[train]\nprecision = "float16"\n')
+    with pytest.raises(ValueError, match="precision='float16': choose one of"):
         read_settings(bad, "vae")
     bad.write_text("[train\n")
     with pytest.raises(ValueError, match="not valid TOML"):

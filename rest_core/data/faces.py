@@ -37,6 +37,7 @@ GLASSES = ("round", "square", "cateye", "aviator", "halfrim", "big")
 HATS = ("beanie", "cap", "tophat", "bow", "headband")
 BEARDS = ("full", "goatee", "moustache", "chinstrap")
 COLLARS = ("crew", "v", "shirt", "turtle", "hoodie")
+FRAMING = (0.42, 0.85)  # the face box's share of the frame's side
 BACKGROUNDS = ("solid", "gradient", "radial", "stripes", "dots", "checks", "noise", "photo")
 
 
@@ -244,7 +245,7 @@ def sample_identity(rng: np.random.Generator, looks: str = "train") -> dict:
         "freckles": {"colour": shade(skin, u(0.6, 0.8)), "seed": int(rng.integers(2**31))} if chance(rng, 0.12)
         else None,
         "earrings": hsv(rng, value=(0.5, 1.0)) if chance(rng, 0.2) else None,
-        "framing": {"face": u(0.42, 0.85), "dx": u(-1, 1), "dy": u(-1, 1)},
+        "framing": {"face": u(*FRAMING), "dx": u(-1, 1), "dy": u(-1, 1)},
     }
     if chance(rng, 0.3):
         lens = hsv(rng, value=(0.05, 0.6)) if chance(rng, 0.2) else None

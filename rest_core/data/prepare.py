@@ -5,11 +5,13 @@
                                         --speech-ae runs/speechae/speech_ae.safetensors
 
 `clips` reads every video (mp4, mov, mkv, webm, avi, m4v; synthetic or HDTF/MEAD), resamples it to 25 fps by
-nearest timestamp, crops the face box and resizes it (antialiased bilinear, as the pipeline treats a portrait) to
+nearest timestamp, crops a square and resizes it (antialiased bilinear, as the pipeline treats a portrait) to
 the model's resolution, and computes the Whisper feature window of every latent frame from the audio, exactly as
-the streaming speech path does at inference. The face box comes from a sidecar `<video>.json` with
-`"face_box": [x0, y0, x1, y1]` (the synthetic corpus writes one; for other footage any face detector can); without
-one, the largest centred square is used, which suits pre-cropped datasets such as HDTF.
+the streaming speech path does at inference. The square (`--crop`) is the largest centred one by default ("full"),
+the framing the video has: the synthetic corpus places its faces at any size and position, as users' portraits
+are, and pre-cropped datasets such as HDTF need nothing else. "face" crops the face box of a sidecar
+`<video>.json` with `"face_box": [x0, y0, x1, y1]` instead (the synthetic corpus writes one; for other footage any
+face detector can), the centred square where there is none.
 Output: clips/shard-NNNNN.safetensors (`<name>/frames` uint8 [T, R, R, 3], `<name>/windows` float16
 [latent frames, H_w, 384]) and clips/index.json.
 
@@ -79,10 +81,16 @@ def read_frames_25fps(path: Path) -> np.ndarray:
     return np.stack([frames[i] for i in pick])
 
 
-def face_box(path: Path, height: int, width: int) -> tuple[int, int, int]:
-    """(top, left, size) of the square to crop: the sidecar's face_box, or the largest centred square."""
+CROPS = ("full", "face")  # the squares `prepare clips` and `eval` can cut from a video; the first is the default
+
+
+def crop_square(path: Path, height: int, width: int, crop: str = CROPS[0]) -> tuple[int, int, int]:
+    """(top, left, size) of the square to crop: for "face" the sidecar's face_box, else (and without one) the
+    largest centred square."""
+    if crop not in CROPS:
+        raise ValueError(f"crop={crop!r}: choose one of {', '.join(CROPS)}")
     sidecar = path.with_suffix(".json")
-    if sidecar.is_file():
+    if crop == "face" and sidecar.is_file():
         box = json.loads(sidecar.read_text()).get("face_box")
         if box is not None:
             x0, y0, x1, y1 = (int(round(v)) for v in box)
@@ -110,7 +118,7 @@ def crop_resize(frames: np.ndarray, box: tuple[int, int, int], resolution: int) 
 # --- pass 1: clips ---------------------------------------------------------------------------------------------
 
 def prepare_clips(videos: str | Path, out: str | Path, config: RESTConfig, whisper=None, shard_clips: int = 32,
-                  log=sys.stderr) -> dict:
+                  crop: str = CROPS[0], log=sys.stderr) -> dict:
     from ..media import read_audio
 
     paths = find_videos(videos)
@@ -118,8 +126,8 @@ def prepare_clips(videos: str | Path, out: str | Path, config: RESTConfig, whisp
     out.mkdir(parents=True, exist_ok=True)
     encoder = whisper if whisper is not None else default_whisper_encoder()
     left, right = config.speech.context_left, config.speech.context_right
-    index = {"resolution": config.resolution, "context_left": left, "context_right": right, "clips": [],
-             "shards": []}
+    index = {"resolution": config.resolution, "crop": crop, "context_left": left, "context_right": right,
+             "clips": [], "shards": []}
     shard: dict[str, torch.Tensor] = {}
     started = time.perf_counter()
 
@@ -137,7 +145,7 @@ def prepare_clips(videos: str | Path, out: str | Path, config: RESTConfig, whisp
         if count < 1 + VAE_TEMPORAL:
             log.write(f"skipping {path}: {count} frames with audio; a clip needs at least {1 + VAE_TEMPORAL}\n")
             continue
-        box = face_box(path, *frames.shape[1:3])
+        box = crop_square(path, *frames.shape[1:3], crop)
         pixels = crop_resize(frames[:count], box, config.resolution)
         windows = speech_features(encoder, audio, SAMPLE_RATE, left, right)  # [latent frames, H_w, width]
         name = path.relative_to(videos).with_suffix("").as_posix()
@@ -271,11 +279,13 @@ class SegmentSet:
 
 def configure(p):
     sub = p.add_subparsers(dest="pass_", required=True)
-    c = sub.add_parser("clips", help="videos -> 25 fps face crops at the model's resolution + speech windows")
+    c = sub.add_parser("clips", help="videos -> 25 fps square crops at the model's resolution + speech windows")
     c.add_argument("--videos", required=True, help="folder of talking-head videos (searched recursively)")
     c.add_argument("--out", required=True, help="data folder to write (clips/ inside it)")
     c.add_argument("--preset", default="rest-demo", help="model preset: sets the resolution and speech windows")
     c.add_argument("--whisper", default=None, help="Whisper weights (default: the pinned tiny.en)")
+    c.add_argument("--crop", choices=CROPS, default=CROPS[0],
+                   help="full: the largest centred square (default); face: the sidecar's face_box")
     c.add_argument("--shard-clips", type=int, default=32)
     s = sub.add_parser("latents", help="clips -> training segments encoded by the trained VAE and SpeechAE")
     s.add_argument("--data", required=True, help="the data folder `prepare clips` wrote")
@@ -290,7 +300,7 @@ def run(args) -> int:
     if args.pass_ == "clips":
         config = RESTConfig.preset(args.preset)
         whisper = load_whisper_encoder(args.whisper) if args.whisper else None
-        index = prepare_clips(args.videos, args.out, config, whisper, args.shard_clips)
+        index = prepare_clips(args.videos, args.out, config, whisper, args.shard_clips, args.crop)
         print(f"{len(index['clips'])} clips -> {Path(args.out) / 'clips'}")
         return 0
     from ..train.loop import resolve_device
