@@ -38,8 +38,11 @@ chunk boundary, since chunks start on latent frames.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import Tensor
 
 from ..config import RESTConfig
@@ -53,27 +56,49 @@ DEFAULTS = {"frames": 17, "kl": 1e-4, "mse": 1.0, "motion_weight": 1.0, "missed_
 IMAGE_WINDOW = 17  # frames around an image sample whose motion sets its weights (0.68 s: a syllable or two)
 
 
-def augment_video(video: Tensor, g: torch.Generator) -> Tensor:
-    """One random zoom and recolouring for the whole window.  [1, 3, T, H, W] in [-1, 1] -> the same shape"""
-    _, _, t, h, w = video.shape
-    u = lambda *shape: torch.rand(*shape, generator=g)  # noqa: E731
-    side = 1 - 0.26 * float(u(1))
-    ch, cw = max(8, round(h * side)), max(8, round(w * side))
-    top, left = int(u(1) * (h - ch + 1)), int(u(1) * (w - cw + 1))
-    x = video[0, :, :, top:top + ch, left:left + cw].transpose(0, 1)  # [T, 3, ch, cw]
-    if (ch, cw) != (h, w):
-        x = F.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
-    x = (x + 1) / 2
-    if float(u(1)) < 0.3:
-        x = x[:, torch.randperm(3, generator=g)]
-    x = x * (0.85 + 0.3 * u(1, 3, 1, 1))
-    grey = x.mean(dim=1, keepdim=True)
-    x = grey + (x - grey) * (0.5 + 0.8 * float(u(1)))  # less or more saturated
-    mean = x.mean()
-    x = (x - mean) * (0.8 + 0.4 * float(u(1))) + mean + (float(u(1)) - 0.5) * 0.16
-    if float(u(1)) < 0.5:
-        x = x.flip(-1)
-    return (x.clamp(0, 1) * 2 - 1).transpose(0, 1)[None]
+@dataclass(frozen=True)
+class Augmentation:
+    """One random zoom, recolouring and flip, drawn once and applied alike to every frame of a sample (and, the
+    geometry only, to its loss weights)."""
+
+    crop: tuple[int, int, int, int]  # top, left, height, width of the zoomed-in window
+    channels: tuple[int, int, int]  # channel order (a shuffle 30 % of the time)
+    gains: tuple[float, float, float]
+    saturation: float
+    contrast: float
+    brightness: float
+    flip: bool
+
+    @classmethod
+    def draw(cls, height: int, width: int, g: torch.Generator) -> "Augmentation":
+        u = lambda: float(torch.rand(1, generator=g))  # noqa: E731
+        side = 1 - 0.26 * u()
+        ch, cw = max(8, round(height * side)), max(8, round(width * side))
+        top, left = int(u() * (height - ch + 1)), int(u() * (width - cw + 1))
+        channels = tuple(torch.randperm(3, generator=g).tolist()) if u() < 0.3 else (0, 1, 2)
+        gains = tuple(0.85 + 0.3 * float(v) for v in torch.rand(3, generator=g))
+        return cls((top, left, ch, cw), channels, gains, saturation=0.5 + 0.8 * u(), contrast=0.8 + 0.4 * u(),
+                   brightness=(u() - 0.5) * 0.16, flip=u() < 0.5)
+
+    def geometry(self, x: Tensor) -> Tensor:
+        """Zoom and flip.  [B, C, T, H, W] -> the same shape"""
+        b, c, t, h, w = x.shape
+        top, left, ch, cw = self.crop
+        x = rearrange(x[..., top:top + ch, left:left + cw], "b c t h w -> (b t) c h w")
+        if (ch, cw) != (h, w):
+            x = F.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
+        x = rearrange(x, "(b t) c h w -> b c t h w", b=b)
+        return x.flip(-1) if self.flip else x
+
+    def __call__(self, video: Tensor) -> Tensor:
+        """[B, 3, T, H, W] in [-1, 1] -> the same shape"""
+        x = (self.geometry(video) + 1) / 2
+        x = x[:, list(self.channels)] * torch.tensor(self.gains).view(1, 3, 1, 1, 1)
+        grey = x.mean(dim=1, keepdim=True)
+        x = grey + (x - grey) * self.saturation  # less or more saturated
+        mean = x.mean()
+        x = (x - mean) * self.contrast + mean + self.brightness
+        return x.clamp(0, 1) * 2 - 1
 
 
 def motion_weights(video: Tensor, strength: float) -> Tensor:
@@ -181,14 +206,15 @@ def run(args, settings: Settings, config: RESTConfig) -> int:
             i = usable[torch.randint(len(usable), (1,), generator=g).item()]
             start = torch.randint(clips.clips[i]["frames"] - length + 1, (1,), generator=g).item()
             video = to_video(clips.frames(i, start, length))  # [1, 3, length, H, W]
-            if opts["augment"]:
-                video = augment_video(video, g)
-            elif torch.rand(1, generator=g).item() < 0.5:
-                video = video.flip(-1)
             weight = motion_weights(video, opts["motion_weight"])
             if images:
                 t = torch.randint(length, (1,), generator=g).item()
                 video, weight = video[:, :, t:t + 1], weight[:, :, t:t + 1]
+            if opts["augment"]:  # after the frame is picked: an image step augments one frame, not its window
+                augmentation = Augmentation.draw(*video.shape[-2:], g)
+                video, weight = augmentation(video), augmentation.geometry(weight)
+            elif torch.rand(1, generator=g).item() < 0.5:
+                video, weight = video.flip(-1), weight.flip(-1)
             videos.append(video)
             weights.append(weight)
         return torch.cat(videos).to(procs.device), torch.cat(weights).to(procs.device), g
