@@ -14,6 +14,7 @@ import torch
 from rest_core.__main__ import main
 from rest_core.data.prepare import SegmentSet, prepare_clips
 from rest_core.data.synth import render_clip, write_clip
+from rest_core.dit import A2VDiT
 from rest_core.pipeline import RESTPipeline
 from rest_core.train.dit import contrastive_loss, noisy_batch, second_difference, smoothness_loss
 from rest_core.train.loop import read_settings
@@ -118,6 +119,15 @@ def test_teacher_flow_matching_loss_goes_down(teacher_run):
     assert part_info(teacher_run / "dit.safetensors")["stage"] == "teacher"
 
 
+def test_a_compiled_bfloat16_teacher_learns_and_saves_float32_weights_under_their_names(segments, tmp_path):
+    run = run_stage(tmp_path, "teacher", segments, steps=30, batch=4, lr=2e-3,
+                    extra='precision = "bfloat16"\n[teacher]\ncompile = true\ncfg_dropout = 0.0\n')  # one shape: one compile
+    assert falls(losses(run)), losses(run)
+    dit, _ = load_part(run / "dit.safetensors", "dit")
+    assert {p.dtype for p in dit.parameters()} == {torch.float32}
+    assert set(dit.state_dict()) == set(A2VDiT(TINY_REST.dit).state_dict())
+
+
 def test_student_with_asd_starts_from_the_teacher_and_logs_every_term(segments, teacher_run, tmp_path):
     teacher = teacher_run / "dit.safetensors"
     run = run_stage(tmp_path, "student", segments, "--init", teacher, "--teacher", teacher, steps=10, batch=4,
@@ -199,6 +209,9 @@ def test_settings_reject_unknown_keys_and_bad_toml(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[train]\nstep = 3\n")
     with pytest.raises(ValueError, match="unknown \\[train\\] setting 'step'"):
+        read_settings(bad, "vae")
+    bad.write_text('[train]\nprecision = "float16"\n')
+    with pytest.raises(ValueError, match="precision='float16': choose one of"):
         read_settings(bad, "vae")
     bad.write_text("[train\n")
     with pytest.raises(ValueError, match="not valid TOML"):

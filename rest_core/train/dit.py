@@ -12,7 +12,9 @@ ASD (eq. 21-24) adds, against the frozen teacher's velocity on the same noisy in
          it out as eq. 21 is printed.
   L_SMO  the student's second temporal difference v[i+1] - 2 v[i] + v[i-1] should match the teacher's, over the
          whole sequence and so across chunk boundaries.
-Joint-CFG training drops speech (and text) together with probability `cfg_dropout`.
+Joint-CFG training drops speech (and text) together with probability `cfg_dropout`. `compile = true` compiles each
+block (torch.compile, a minute or two before the first step); with `[train] precision = "bfloat16"` that is what
+makes bfloat16 pay on the CPU.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from .loop import Settings, start_processes, train
 from .state import load_part
 
 DEFAULTS = {"cfg_dropout": 0.1, "logit_mean": 0.0, "logit_std": 1.0, "shift": None,
-            "con": 0.1, "smo": 1.0, "tau": 0.1, "contrastive": "standard", "id_sink": True, "context_cache": True}
+            "con": 0.1, "smo": 1.0, "tau": 0.1, "contrastive": "standard", "id_sink": True, "context_cache": True,
+            "compile": False}
 
 
 def chunk_noise_times(batch: int, chunks: int, shift: float, mean: float, std: float, g: torch.Generator) -> Tensor:
@@ -106,6 +109,10 @@ def run(args, settings: Settings, config: RESTConfig, student: bool) -> int:
                              "(or turn ASD off with --no-con --no-smo)")
         teacher, _ = load_part(args.teacher, "dit")
         teacher = teacher.to(procs.device).eval().requires_grad_(False)
+    if opts["compile"]:  # in place, block by block: the weights keep their names
+        for dit in (model, teacher) if teacher is not None else (model,):
+            for block in dit.transformer_blocks:
+                block.compile()
     streaming = dict(global_attention=not student, id_sink=bool(opts["id_sink"]),
                      context_cache=bool(opts["context_cache"]))
 
