@@ -82,7 +82,7 @@ class Augmentation:
 
     def geometry(self, x: Tensor) -> Tensor:
         """Zoom and flip.  [B, C, T, H, W] -> the same shape"""
-        b, c, t, h, w = x.shape
+        b, _, _, h, w = x.shape
         top, left, ch, cw = self.crop
         x = rearrange(x[..., top:top + ch, left:left + cw], "b c t h w -> (b t) c h w")
         if (ch, cw) != (h, w):
