@@ -299,6 +299,16 @@ def test_vae_image_steps_train_on_single_frames_then_on_clips(data, tmp_path, mo
     assert len(losses(run)) == 5
 
 
+def test_a_compiled_vae_run_computes_what_the_plain_one_does(data, tmp_path):
+    extra = "[vae]\nframes = 9\nstats_clips = 1\nimage_steps = 3\nimage_batch = 2\n"
+    (tmp_path / "plain").mkdir(), (tmp_path / "compiled").mkdir()
+    plain = run_stage(tmp_path / "plain", "vae", data, steps=6, batch=1, lr=1e-3, extra=extra)
+    compiled = run_stage(tmp_path / "compiled", "vae", data, steps=6, batch=1, lr=1e-3, extra=extra + "compile = true\n")
+    assert losses(compiled) == pytest.approx(losses(plain), rel=1e-3)  # images, then clips after the switch
+    vae, _ = load_part(compiled / "vae.safetensors", "vae")
+    assert set(vae.state_dict()) == set(load_part(plain / "vae.safetensors", "vae")[0].state_dict())
+
+
 def test_a_decoder_only_vae_run_keeps_the_latents_and_tunes_the_decoder(data, vae_run, tmp_path, capsys):
     from safetensors.torch import load_file
 
