@@ -94,13 +94,14 @@ class Attention(nn.Module):
 
 
 class FeedForward(nn.Module):
-    def __init__(self, hidden: int, mult: int):
+    def __init__(self, hidden: int, mult: int, gelu: str):
         super().__init__()
         self.fc1 = nn.Linear(hidden, mult * hidden)
         self.fc2 = nn.Linear(mult * hidden, hidden)
+        self.gelu = gelu
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+        return self.fc2(F.gelu(self.fc1(x), approximate=self.gelu))
 
 
 class Block(nn.Module):
@@ -114,7 +115,7 @@ class Block(nn.Module):
         self.speech_norm = nn.RMSNorm(d, eps=cfg.norm_eps, elementwise_affine=False)
         self.speech_attn = Attention(d, cfg.heads, cfg.speech_dim, cfg.norm_eps)
         self.norm2 = nn.RMSNorm(d, eps=cfg.norm_eps, elementwise_affine=False)
-        self.ff = FeedForward(d, cfg.ffn_mult)
+        self.ff = FeedForward(d, cfg.ffn_mult, cfg.ffn_gelu)
         self.scale_shift_table = nn.Parameter(torch.randn(6, d) / d**0.5)
 
     def forward(self, x, mod, attend, text_kv, speech, n_ref, frame_tokens):

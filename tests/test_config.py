@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from rest_core import A2VDiT, DiTConfig, RESTConfig, SpeechConfig
+from rest_core.dit import FeedForward
 
 
 def test_presets_have_the_design_shapes():
@@ -37,6 +38,20 @@ def test_bad_config_values_are_rejected(kwargs, word):
 def test_heads_must_divide_hidden():
     with pytest.raises(ValueError, match="divisible"):
         DiTConfig(hidden=100, heads=3)
+
+
+def test_the_feed_forward_gelu_is_the_configured_one():
+    with pytest.raises(ValueError, match="ffn_gelu='erf': choose 'tanh' or 'none'"):
+        DiTConfig(ffn_gelu="erf")
+    assert RESTConfig.preset("rest-2b").dit.ffn_gelu == "tanh"  # LTX-Video's
+    assert RESTConfig.from_dict({"dit": {"hidden": 64, "heads": 2}}).dit.ffn_gelu == "tanh"  # older checkpoints
+    x = torch.randn(3, 64)
+    for gelu in ("tanh", "none"):
+        ff = FeedForward(64, 2, gelu)
+        assert torch.allclose(ff(x), ff.fc2(torch.nn.functional.gelu(ff.fc1(x), approximate=gelu)))
+    ff_tanh, ff_none = FeedForward(64, 2, "tanh"), FeedForward(64, 2, "none")
+    ff_none.load_state_dict(ff_tanh.state_dict())
+    assert not torch.allclose(ff_tanh(x), ff_none(x))
 
 
 def test_rest_2b_on_meta_device_has_about_two_billion_parameters():
