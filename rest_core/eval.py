@@ -5,8 +5,8 @@ with the paper's ablations.
         --streams corpus/heldout-60s --families corpus/families-60s --photos \
         --teacher runs/demo/teacher/dit.safetensors --no-asd runs/demo/student-noasd/dit.safetensors --out docs
 
-Every clip's first frame (cropped as the training clips were, `--crop`) is the portrait; the speech starts one frame later, so
-generated frame t is ground-truth frame t + 1. Tables:
+Every clip's first frame (cropped as the training clips were, `--crop`) is the portrait; the speech starts one
+frame later, so generated frame t is ground-truth frame t + 1. Tables:
 
 - training window: each held-out clip cut to K chunks (the length the teacher was trained on), for the streaming
   student and its ablations and the non-streaming teacher, which denoises all K chunks at once;
@@ -328,7 +328,10 @@ def evaluate(args) -> dict:
     def log(text):
         sys.stderr.write(f"[eval {time.perf_counter() - started:6.0f} s] {text}\n")
 
-    clips = [load_clip(p, config.resolution, args.crop) for p in find_videos(args.clips)[: args.max_clips]] if args.clips else []
+    def clips_in(folder, limit=None) -> list[HeldOutClip]:
+        return [load_clip(p, config.resolution, args.crop) for p in find_videos(folder)[:limit]] if folder else []
+
+    clips = clips_in(args.clips, args.max_clips)
     clips = [c for c in clips if len(c.frames) > short_frames]
     if args.clips and not clips:
         raise ValueError(f"{args.clips}: no clip longer than {short_frames + 1} frames")
@@ -377,14 +380,12 @@ def evaluate(args) -> dict:
         return made
 
     long: dict[str, list] = {}
-    streams = []
-    if args.streams:
-        streams = [load_clip(p, config.resolution, args.crop) for p in find_videos(args.streams)[: args.max_streams]]
+    streams = clips_in(args.streams, args.max_streams)
     for clip in streams:
         long_stream(long, clip, stream_variants(True), "")
 
     families: dict[str, dict[str, list]] = {}
-    family_clips = [load_clip(p, config.resolution, args.crop) for p in find_videos(args.families)] if args.families else []
+    family_clips = clips_in(args.families)
     for clip in family_clips:
         rows = families.setdefault(clip.family, {})
         if len(rows.get("full", [])) < args.max_streams_per_family:

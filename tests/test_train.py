@@ -120,8 +120,8 @@ def test_teacher_flow_matching_loss_goes_down(teacher_run):
 
 
 def test_a_compiled_bfloat16_teacher_learns_and_saves_float32_weights_under_their_names(segments, tmp_path):
-    run = run_stage(tmp_path, "teacher", segments, steps=30, batch=4, lr=2e-3,
-                    extra='precision = "bfloat16"\n[teacher]\ncompile = true\ncfg_dropout = 0.0\n')  # one shape: one compile
+    run = run_stage(tmp_path, "teacher", segments, steps=30, batch=4, lr=2e-3,  # no dropout: one shape, one compile
+                    extra='precision = "bfloat16"\n[teacher]\ncompile = true\ncfg_dropout = 0.0\n')
     assert falls(losses(run)), losses(run)
     dit, _ = load_part(run / "dit.safetensors", "dit")
     assert {p.dtype for p in dit.parameters()} == {torch.float32}
@@ -303,7 +303,8 @@ def test_a_compiled_vae_run_computes_what_the_plain_one_does(data, tmp_path):
     extra = "[vae]\nframes = 9\nstats_clips = 1\nimage_steps = 3\nimage_batch = 2\n"
     (tmp_path / "plain").mkdir(), (tmp_path / "compiled").mkdir()
     plain = run_stage(tmp_path / "plain", "vae", data, steps=6, batch=1, lr=1e-3, extra=extra)
-    compiled = run_stage(tmp_path / "compiled", "vae", data, steps=6, batch=1, lr=1e-3, extra=extra + "compile = true\n")
+    compiled = run_stage(tmp_path / "compiled", "vae", data, steps=6, batch=1, lr=1e-3,
+                         extra=extra + "compile = true\n")
     assert losses(compiled) == pytest.approx(losses(plain), rel=1e-3)  # images, then clips after the switch
     vae, _ = load_part(compiled / "vae.safetensors", "vae")
     assert set(vae.state_dict()) == set(load_part(plain / "vae.safetensors", "vae")[0].state_dict())
