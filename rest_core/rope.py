@@ -36,8 +36,11 @@ def grid_positions(times: Tensor, size: int) -> Tensor:
 
 
 class RotaryTable(NamedTuple):
-    cos: Tensor  # [N, head_dim/2]
-    sin: Tensor  # [N, head_dim/2]
+    """Laid out like the head dims, so rotating is two products and a sum (in bfloat16 a third of the time of
+    slicing the pairs apart and stacking them again)."""
+
+    cos: Tensor  # [N, head_dim]: each pair's cos, on both of its entries
+    sin: Tensor  # [N, head_dim]: each pair's -sin on its first entry, +sin on its second
 
 
 def axis_pairs(head_dim: int) -> tuple[int, int, int]:
@@ -56,11 +59,12 @@ def rotary_table(positions: Tensor, head_dim: int, theta: float, dtype: torch.dt
         inv_freq = theta ** (-torch.arange(n, dtype=torch.float64) / n)  # [n]
         angles.append(positions[:, axis : axis + 1] * inv_freq)  # [N, n]
     angle = torch.cat(angles, dim=-1)  # [N, head_dim/2]
-    return RotaryTable(angle.cos().to(device=device, dtype=dtype), angle.sin().to(device=device, dtype=dtype))
+    cos = angle.cos().repeat_interleave(2, dim=-1)  # [N, head_dim]
+    sin = torch.stack([-angle.sin(), angle.sin()], dim=-1).flatten(-2)
+    return RotaryTable(cos.to(device=device, dtype=dtype), sin.to(device=device, dtype=dtype))
 
 
 def apply_rope(x: Tensor, table: RotaryTable) -> Tensor:
-    """Rotate adjacent pairs of the last dim.  x: [B, H, N, head_dim]"""
-    x1, x2 = x[..., 0::2], x[..., 1::2]
-    cos, sin = table.cos, table.sin
-    return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
+    """Rotate adjacent pairs of the last dim: (x1, x2) -> (x1 cos - x2 sin, x1 sin + x2 cos).  x: [B, H, N, head_dim]"""
+    swapped = x.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)  # (x2, x1) in every pair
+    return x * table.cos + swapped * table.sin
