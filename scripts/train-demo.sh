@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The rest-demo recipe end to end: synthetic corpus -> prepared clips -> SpeechAE and VAE -> segments -> teacher
 # -> student with ASD (and the "w/o ASD" student for the ablation) -> the exported checkpoint -> evaluation. The
-# mouth-opening expert that evaluation reads lip-sync with ships in models/ (retrain it with
+# mouth-opening expert that evaluation reads lip-sync with ships as rest_core/mouth_expert.safetensors (retrain it with
 # `python -m rest_core train expert --config configs/mouth-expert.toml --data runs/expert-data --out runs/expert`).
 # Run it again after an interruption: finished corpus clips and prepared data are kept, training stages resume
 # from their last state. RUNS (default runs/demo) holds everything; DEVICE picks cpu/cuda (default: auto).
