@@ -110,7 +110,7 @@ def run(args, settings: Settings, config: RESTConfig, student: bool) -> int:
         teacher, _ = load_part(args.teacher, "dit")
         teacher = teacher.to(procs.device).eval().requires_grad_(False)
     if opts["compile"]:  # in place, block by block: the weights keep their names
-        for dit in (model, teacher) if teacher is not None else (model,):
+        for dit in [m for m in (model, teacher) if m is not None]:
             for block in dit.transformer_blocks:
                 block.compile()
     streaming = dict(global_attention=not student, id_sink=bool(opts["id_sink"]),
