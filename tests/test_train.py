@@ -299,6 +299,30 @@ def test_vae_image_steps_train_on_single_frames_then_on_clips(data, tmp_path, mo
     assert len(losses(run)) == 5
 
 
+def test_vae_trains_on_random_crops_of_the_chosen_side(data, tmp_path, monkeypatch):
+    from rest_core.train import vae as vae_stage
+
+    seen = []
+    original = vae_stage.reconstruction_losses
+
+    def recording(vae, video, weights, *args, **kwargs):
+        seen.append((tuple(video.shape), tuple(weights.shape)))
+        return original(vae, video, weights, *args, **kwargs)
+
+    monkeypatch.setattr(vae_stage, "reconstruction_losses", recording)
+    run = run_stage(tmp_path, "vae", data, steps=4, batch=2, lr=1e-3,
+                    extra="[vae]\nframes = 9\nstats_clips = 1\nimage_steps = 2\nimage_batch = 3\ncrop = 32\n")
+    assert seen == [((3, 3, 1, 32, 32), (3, 1, 1, 32, 32))] * 2 + [((2, 3, 9, 32, 32), (2, 1, 9, 32, 32))] * 2
+    vae, _ = load_part(run / "vae.safetensors", "vae")
+    assert (vae.latents_std != 1).all()  # the latent statistics were measured (on whole frames)
+
+
+def test_a_vae_crop_that_is_no_multiple_of_the_latent_grid_is_refused(data, tmp_path, capsys):
+    path = write_config(tmp_path, "vae", steps=2, batch=1, lr=1e-3, extra="[vae]\nframes = 9\ncrop = 48\n")
+    assert cli("train", "vae", "--config", path, "--data", data, "--out", tmp_path / "run", "--device", "cpu") != 0
+    assert "crop=48: choose a multiple of 32 px" in capsys.readouterr().err
+
+
 def test_a_compiled_vae_run_computes_what_the_plain_one_does(data, tmp_path):
     extra = "[vae]\nframes = 9\nstats_clips = 1\nimage_steps = 3\nimage_batch = 2\n"
     (tmp_path / "plain").mkdir(), (tmp_path / "compiled").mkdir()
