@@ -4,6 +4,7 @@ from .decode import RESTDecode, RESTPasteBack
 from .encode import RESTReferenceEncoder, RESTSpeechEncoder
 from .live import RESTLiveSampler
 from .model import RESTModelLoader
+from .render import RESTRenderVideo
 from .sampler import RESTStreamingSampler
 
 NODE_CLASS_MAPPINGS = {
@@ -14,6 +15,7 @@ NODE_CLASS_MAPPINGS = {
     "RESTLiveSampler": RESTLiveSampler,
     "RESTDecode": RESTDecode,
     "RESTPasteBack": RESTPasteBack,
+    "RESTRenderVideo": RESTRenderVideo,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -24,4 +26,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "RESTLiveSampler": "REST Live Sampler",
     "RESTDecode": "REST Decode",
     "RESTPasteBack": "REST Paste Back",
+    "RESTRenderVideo": "REST Render Video",
 }

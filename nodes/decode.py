@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
 from torch import Tensor
+
+from rest_core import even_size, paste_back
 
 from .encode import RESTReference
 from .model import RESTModel
@@ -36,15 +36,6 @@ class RESTDecode:
         return (frames, fps)
 
 
-def edge_mask(size: int, feather: int) -> Tensor:
-    """[size, size] weights: 1 inside, falling linearly to 0 over `feather` pixels at the square's border."""
-    if feather <= 0:
-        return torch.ones(size, size)
-    d = torch.arange(size, dtype=torch.float32)
-    ramp = (torch.minimum(d, size - 1 - d) + 1).div(feather).clamp(max=1)
-    return torch.minimum(ramp[:, None], ramp[None, :])
-
-
 class RESTPasteBack:
     @classmethod
     def INPUT_TYPES(cls):
@@ -59,16 +50,8 @@ class RESTPasteBack:
     RETURN_NAMES = ("images",)
     FUNCTION = "paste"
     CATEGORY = "REST"
-    DESCRIPTION = "Puts the generated square back into the full source image, frame by frame."
+    DESCRIPTION = ("Puts the generated square back into the full source image, frame by frame. An odd side gets its "
+                   "last row or column repeated once, so the frames can go to a video encoder.")
 
     def paste(self, images: Tensor, reference: RESTReference, feather: int):
-        if images.dim() != 4 or images.shape[-1] != 3:
-            raise ValueError(f"images: expected IMAGE frames [N, H, W, 3], got {list(images.shape)}")
-        box, source = reference.crop, reference.source
-        square = F.interpolate(images.permute(0, 3, 1, 2).float(), size=(box.size, box.size), mode="bilinear",
-                               antialias=True, align_corners=False).permute(0, 2, 3, 1).clamp(0, 1)
-        weight = edge_mask(box.size, min(feather, box.size // 2))[None, :, :, None]
-        out = source[None].expand(images.shape[0], -1, -1, -1).clone()  # [N, H, W, 3]
-        region = out[:, box.top:box.top + box.size, box.left:box.left + box.size]
-        out[:, box.top:box.top + box.size, box.left:box.left + box.size] = weight * square + (1 - weight) * region
-        return (out,)
+        return (even_size(paste_back(images, reference.source, reference.crop, feather)),)

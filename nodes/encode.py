@@ -1,13 +1,18 @@
-"""REST Reference Encoder (IMAGE -> REST_REFERENCE) and REST Speech Encoder (AUDIO -> REST_SPEECH + AUDIO)."""
+"""REST Reference Encoder (IMAGE -> REST_REFERENCE + the crop it animates) and REST Speech Encoder (AUDIO ->
+REST_SPEECH + AUDIO)."""
 
 from __future__ import annotations
 
+import os
+import uuid
 from dataclasses import dataclass
 
+import folder_paths
 import torch
+from PIL import Image
 from torch import Tensor
 
-from rest_core import CropBox, SpeechLatents
+from rest_core import CropBox, SpeechLatents, portrait_pixels, prepare_reference
 from rest_core.speech import check_sample_rate, mono_clip, prepare_audio
 
 from .model import RESTModel
@@ -46,26 +51,82 @@ def fit_audio(waveform: Tensor, sample_rate: int, frames: int, fps: int) -> Tens
     return torch.cat([waveform, waveform.new_zeros(*waveform.shape[:-1], n - waveform.shape[-1])], dim=-1)
 
 
+PREVIEW_SIDE = 512  # the longer side of the crop preview shown on the node
+
+
+def face_box(x: int, y: int, size: int, mask: Tensor | None, height: int, width: int) -> CropBox | None:
+    """The node's box inputs -> the square to animate inside a height x width portrait; None: the largest centred
+    square."""
+    if mask is not None:
+        if tuple(mask.shape[-2:]) != (height, width):
+            raise ValueError(f"face_mask is {mask.shape[-1]}x{mask.shape[-2]} but the image is {width}x{height}; "
+                             f"give a mask of the portrait itself")
+        return CropBox.holding(mask)
+    return CropBox(top=y, left=x, size=size).check(height, width) if size > 0 else None
+
+
+def crop_preview(source: Tensor, box: CropBox) -> Image.Image:
+    """The source [H, W, 3] with everything outside the box darkened and the box outlined, at most PREVIEW_SIDE px."""
+    shown = source * 0.35
+    inside = (slice(box.top, box.top + box.size), slice(box.left, box.left + box.size))
+    shown[inside] = source[inside]
+    line = max(1, max(source.shape[:2]) // 200)
+    edges = torch.zeros(source.shape[:2], dtype=torch.bool)
+    edges[inside] = True
+    edges[box.top + line:box.top + box.size - line, box.left + line:box.left + box.size - line] = False
+    shown[edges] = torch.tensor([1.0, 0.8, 0.0])
+    image = Image.fromarray((shown.clamp(0, 1) * 255).round().byte().numpy())
+    image.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
+    return image
+
+
+def save_preview(image: Image.Image) -> dict:
+    """A PNG in ComfyUI's temp folder, as a node's ui image entry."""
+    name = f"rest_crop_{uuid.uuid4().hex[:12]}.png"
+    image.save(os.path.join(folder_paths.get_temp_directory(), name))
+    return {"filename": name, "subfolder": "", "type": "temp"}
+
+
 class RESTReferenceEncoder:
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {
-            "model": ("REST_MODEL",),
-            "image": ("IMAGE", {"tooltip": "The portrait. The largest centred square is used, resized to the "
-                                           "model's resolution; the crop is kept for REST Paste Back."}),
-        }}
+        box = {"min": 0, "max": 16384, "step": 1}
+        return {
+            "required": {
+                "model": ("REST_MODEL",),
+                "image": ("IMAGE", {"tooltip": "The portrait. The face box below (default: the largest centred "
+                                               "square) is animated, resized to the model's resolution; REST Paste "
+                                               "Back puts it back."}),
+            },
+            "optional": {
+                "face_x": ("INT", {"default": 0, **box, "tooltip": "Left edge of the face box, in source pixels."}),
+                "face_y": ("INT", {"default": 0, **box, "tooltip": "Top edge of the face box, in source pixels."}),
+                "face_size": ("INT", {"default": 0, **box, "tooltip": "Side of the square face box in source "
+                                                                      "pixels; 0: the largest centred square. Best "
+                                                                      "when the head fills about half of it."}),
+                "face_mask": ("MASK", {"tooltip": "Instead of the box: the smallest square holding this mask's "
+                                                  "region (e.g. from a segmentation or a painted mask)."}),
+            },
+        }
 
-    RETURN_TYPES = ("REST_REFERENCE",)
-    RETURN_NAMES = ("reference",)
+    RETURN_TYPES = ("REST_REFERENCE", "IMAGE")
+    RETURN_NAMES = ("reference", "crop")
+    OUTPUT_TOOLTIPS = ("z_R, the crop box and the source image (for REST Paste Back).",
+                       "The square the model animates, at its resolution.")
     FUNCTION = "encode"
     CATEGORY = "REST"
-    DESCRIPTION = "Encodes the portrait with the causal VAE into the reference latent z_R (the ID sink)."
+    DESCRIPTION = ("Encodes the portrait's face box with the causal VAE into the reference latent z_R (the ID sink). "
+                   "The node shows the box on the portrait.")
 
-    def encode(self, model: RESTModel, image: Tensor):
+    def encode(self, model: RESTModel, image: Tensor, face_x: int = 0, face_y: int = 0, face_size: int = 0,
+               face_mask: Tensor | None = None):
+        source = portrait_pixels(image).cpu()  # a bad portrait or box is refused before the model loads
+        box = face_box(face_x, face_y, face_size, face_mask, *source.shape[:2])
         model.load()
-        latent, crop = model.pipe.encode_reference(image)
-        source = image[0] if image.dim() == 4 else image
-        return (RESTReference(latent, crop, source[..., :3].float().cpu()),)
+        pixels, crop = prepare_reference(source, model.pipe.config.resolution, box)  # [1, 3, R, R] in [-1, 1]
+        reference = RESTReference(model.pipe.encode_square(pixels), crop, source)
+        return {"ui": {"images": [save_preview(crop_preview(source, crop))]},
+                "result": (reference, ((pixels + 1) / 2).permute(0, 2, 3, 1))}
 
 
 class RESTSpeechEncoder:

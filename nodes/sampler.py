@@ -9,6 +9,7 @@ within one chunk; nothing outlives the call but its outputs.
 from __future__ import annotations
 
 import uuid
+from typing import Iterator
 
 import comfy.model_management
 import comfy.utils
@@ -117,27 +118,35 @@ class RESTStreamingSampler:
     def sample(self, model: RESTModel, reference: RESTReference, speech: RESTSpeech, steps: int, cfg: float,
                seed: int, id_sink: bool, context_cache: bool, context_refresh: str, live_player: bool,
                conditioning=None, unique_id: str | None = None):
-        text = text_condition(conditioning, model)
-        pipe, chunk_latents = model.pipe, model.pipe.config.chunk_latents
-        parts = speech.speech.latents.split(chunk_latents, dim=1)
-        model.load()
-        progress = ChunkProgress(unique_id, len(parts), steps)
-        stream = uuid.uuid4().hex
-        made: list[VideoChunk] = []
-        try:
-            video = pipe.video_stream(reference.latent.to(model.device), steps=steps, cfg=cfg, seed=seed,
-                                      id_sink=id_sink, context_cache=context_cache, context_refresh=context_refresh,
-                                      text=None if text is None else text.to(model.device), on_step=progress.step)
-            for e in parts:
-                video.add(e)
-            video.end(speech.speech.video_frames)
-            for chunk in video.pull():
-                made.append(chunk)
-                progress.chunk_done(chunk)
-                if live_player:
-                    chunk_audio = audio_span(speech.audio_16k, chunk.first_frame, chunk.frames.shape[0])
-                    send_chunk(unique_id, stream, chunk, chunk_audio, pipe.config.fps, speech.speech.video_frames,
-                               final=len(made) == len(parts))
-        finally:
-            comfy.model_management.soft_empty_cache()
+        options = {"steps": steps, "cfg": cfg, "seed": seed, "id_sink": id_sink, "context_cache": context_cache,
+                   "context_refresh": context_refresh}
+        made = list(stream_chunks(model, reference, speech, options, conditioning, live_player, unique_id))
         return (stream_latent(reference, speech.speech.video_frames, made),)
+
+
+def stream_chunks(model: RESTModel, reference: RESTReference, speech: RESTSpeech, options: dict, conditioning,
+                  live_player: bool, unique_id: str | None) -> Iterator[VideoChunk]:
+    """The clip's chunks as Algorithm 1 makes them, each shown in the progress preview (and, with live_player, sent
+    to the node's player) before it is handed on. options: steps, cfg, seed, id_sink, context_cache,
+    context_refresh."""
+    text = text_condition(conditioning, model)
+    pipe, chunk_latents = model.pipe, model.pipe.config.chunk_latents
+    parts = speech.speech.latents.split(chunk_latents, dim=1)
+    model.load()
+    progress = ChunkProgress(unique_id, len(parts), options["steps"])
+    stream = uuid.uuid4().hex
+    try:
+        video = pipe.video_stream(reference.latent.to(model.device), **options,
+                                  text=None if text is None else text.to(model.device), on_step=progress.step)
+        for e in parts:
+            video.add(e)
+        video.end(speech.speech.video_frames)
+        for chunk in video.pull():
+            progress.chunk_done(chunk)
+            if live_player:
+                chunk_audio = audio_span(speech.audio_16k, chunk.first_frame, chunk.frames.shape[0])
+                send_chunk(unique_id, stream, chunk, chunk_audio, pipe.config.fps, speech.speech.video_frames,
+                           final=chunk.index == len(parts) - 1)
+            yield chunk
+    finally:
+        comfy.model_management.soft_empty_cache()

@@ -2,7 +2,8 @@
 the audio muxed (H.264 + AAC), written chunk by chunk as the frames are made.
 
 The muxed audio is cut or silence-padded to the video's exact duration (frames / fps), so the two tracks end
-together.
+together. H.264 in yuv420p needs even sides: an odd width or height gets its last column or row repeated once
+(`even_size`), never cropped, so every source pixel stays in the video.
 """
 
 from __future__ import annotations
@@ -52,6 +53,16 @@ def read_audio(path: str | Path) -> tuple[Tensor, int]:
     return torch.from_numpy(np.concatenate(pieces, axis=1)), rate
 
 
+def even_size(frames: Tensor) -> Tensor:
+    """[n, H, W, C] -> [n, H + H % 2, W + W % 2, C]: an odd side's last row or column repeated once."""
+    h, w = frames.shape[1:3]
+    if h % 2:
+        frames = torch.cat([frames, frames[:, -1:]], dim=1)
+    if w % 2:
+        frames = torch.cat([frames, frames[:, :, -1:]], dim=2)
+    return frames
+
+
 class VideoWriter:
     """An mp4 written as frames arrive: `write([n, H, W, 3] float in [0, 1])` per chunk, then `close(audio)`.
 
@@ -70,11 +81,12 @@ class VideoWriter:
         if audio_rate is not None:
             self.audio = self.container.add_stream("aac", rate=audio_rate)
             self.audio.layout = "stereo" if audio_channels >= 2 else "mono"
-        self.started = False
+        self.started = self.closed = False
 
     def write(self, frames: Tensor):
         import av
 
+        frames = even_size(frames)
         if not self.started:
             self.video.height, self.video.width = frames.shape[1:3]
             self.started = True
@@ -84,9 +96,13 @@ class VideoWriter:
         self.frames += pixels.shape[0]
 
     def close(self, audio: Tensor | None = None):
-        """Finish the file, muxing `audio` ([channels, samples] at audio_rate) cut or padded to the video."""
+        """Finish the file, muxing `audio` ([channels, samples] at audio_rate) cut or padded to the video. Closing
+        again does nothing."""
         import av
 
+        if self.closed:
+            return
+        self.closed = True
         try:
             self.container.mux(self.video.encode(None))
             if self.audio is not None and audio is not None:

@@ -1,6 +1,6 @@
 """RESTPipeline: a portrait and speech in, talking-head frames out, chunk by chunk (paper Algorithm 1 end to end).
 
-    portrait -> crop/resize -> VAE encoder -> z_R ------------------------------------\
+    portrait -> crop/resize (reference.py) -> VAE encoder -> z_R -----------------------\
     audio pieces -> SpeechLatentStream (Whisper -> SpeechAE) -> E, one chunk at a time -> VideoStream
                                                               (stream_latents -> VAE decode_stream) -> frames
 
@@ -22,14 +22,13 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import torch
-import torch.nn.functional as F
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
-from .checks import as_tensor, unbatch
 from .config import RESTConfig
 from .dit import A2VDiT
+from .reference import CropBox, prepare_reference
 from .sampling import stream_latents
 from .speech import SAMPLES_PER_LATENT, SpeechWindows, check_sample_rate, mono_clip, video_frames
 from .speech_ae import SpeechAE
@@ -39,16 +38,6 @@ from .whisper_import import default_whisper_encoder, encoder_from_state_dict, lo
 
 CHECKPOINT_FORMAT = "rest"
 CHECKPOINT_VERSION = "1"
-MIN_IMAGE_SIDE = 32
-
-
-@dataclass(frozen=True)
-class CropBox:
-    """The square of the source image the reference was taken from, in source pixels (for paste-back)."""
-
-    top: int
-    left: int
-    size: int
 
 
 @dataclass
@@ -57,34 +46,6 @@ class VideoChunk:
     frames: Tensor  # [n, H, W, 3] float in [0, 1] on the CPU; n = 24 except for a trimmed last chunk
     latents: Tensor  # [1, C, chunk_latents, h, w]
     first_frame: int  # position of frames[0] in the whole video
-
-
-def prepare_reference(image, resolution: int) -> tuple[Tensor, CropBox]:
-    """A portrait -> [1, 3, resolution, resolution] in [-1, 1] and its crop box.
-
-    image: [H, W, C] or [1, H, W, C] (ComfyUI IMAGE), float in [0, 1] or uint8; C = 1 (grey), 3, or 4 (alpha is
-    dropped). The largest centred square is cropped and resized (antialiased) to the model's resolution.
-    """
-    image = as_tensor("image", image, "[H, W, C]")
-    x = unbatch("image", image, 4, "give one portrait (pick one with ImageFromBatch)")
-    if x.dim() == 2:
-        x = x[..., None]
-    if x.dim() != 3 or x.shape[-1] not in (1, 3, 4):
-        raise ValueError(f"image: expected [H, W, C] with C = 1, 3 or 4 channels, got {list(image.shape)}")
-    height, width = x.shape[:2]
-    if min(height, width) < MIN_IMAGE_SIDE:
-        raise ValueError(f"image: {height}x{width} pixels is too small; give a portrait of at least "
-                         f"{MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE}")
-    x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
-    if not torch.isfinite(x).all():
-        raise ValueError("image contains NaN or Inf values")
-    x = x[..., :3] if x.shape[-1] >= 3 else x.expand(-1, -1, 3)
-    size = min(height, width)
-    box = CropBox(top=(height - size) // 2, left=(width - size) // 2, size=size)
-    x = x[box.top:box.top + size, box.left:box.left + size].permute(2, 0, 1)[None]  # [1, 3, S, S]
-    if size != resolution:
-        x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False)
-    return x.clamp(0, 1) * 2 - 1, box
 
 
 def to_images(video: Tensor) -> Tensor:
@@ -256,12 +217,16 @@ class RESTPipeline:
 
     # --- generation ------------------------------------------------------------------------------------------
 
+    def encode_reference(self, image, box: CropBox | None = None) -> tuple[Tensor, CropBox]:
+        """A portrait -> (z_R [1, C, 1, h, w], its crop box: `box`, or the largest centred square)."""
+        pixels, box = prepare_reference(image, self.config.resolution, box)
+        return self.encode_square(pixels), box
+
     @torch.no_grad()
-    def encode_reference(self, image) -> tuple[Tensor, CropBox]:
-        """A portrait -> (z_R [1, C, 1, h, w], its crop box)."""
-        pixels, box = prepare_reference(image, self.config.resolution)
+    def encode_square(self, pixels: Tensor) -> Tensor:
+        """The portrait's square as `prepare_reference` gives it, [1, 3, R, R] in [-1, 1] -> z_R [1, C, 1, h, w]"""
         p = next(self.vae.parameters())
-        return self.vae.encode_image(pixels.to(p.device, p.dtype)), box
+        return self.vae.encode_image(pixels.to(p.device, p.dtype))
 
     def speech_stream(self, sample_rate: int) -> SpeechLatentStream:
         return SpeechLatentStream(self.whisper, self.speech_ae, self.config, sample_rate)

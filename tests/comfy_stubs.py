@@ -1,5 +1,5 @@
 """Stand-ins for the ComfyUI modules the nodes import (folder_paths, comfy.utils, comfy.model_management,
-comfy.model_patcher, server), with the real ones' signatures and semantics: the progress hook is the cancel point,
+comfy.model_patcher, comfy_api.input_impl, server), with the real ones' signatures and semantics: the progress hook is the cancel point,
 and an interrupt is raised from it as InterruptProcessingException."""
 
 from __future__ import annotations
@@ -62,6 +62,8 @@ def install() -> ComfyState:
                 return path
         return None
 
+    temp_dir = tempfile.mkdtemp(prefix="comfy-temp-")
+    folder_paths.get_temp_directory = lambda: temp_dir
     folder_paths.add_model_folder_path = add_model_folder_path
     folder_paths.get_filename_list = get_filename_list
     folder_paths.get_full_path = get_full_path
@@ -107,6 +109,19 @@ def install() -> ComfyState:
     patcher.ModelPatcher = ModelPatcher
     comfy.utils, comfy.model_management, comfy.model_patcher = utils, mm, patcher
 
+    comfy_api = types.ModuleType("comfy_api")
+    input_impl = types.ModuleType("comfy_api.input_impl")
+
+    class VideoFromFile:
+        def __init__(self, file):
+            self.file = file
+
+        def get_stream_source(self):
+            return self.file
+
+    input_impl.VideoFromFile = VideoFromFile
+    comfy_api.input_impl = input_impl
+
     server = types.ModuleType("server")
 
     class PromptServer:
@@ -120,5 +135,6 @@ def install() -> ComfyState:
     server.PromptServer = PromptServer
 
     sys.modules.update({"folder_paths": folder_paths, "comfy": comfy, "comfy.utils": utils,
-                        "comfy.model_management": mm, "comfy.model_patcher": patcher, "server": server})
+                        "comfy.model_management": mm, "comfy.model_patcher": patcher, "comfy_api": comfy_api,
+                        "comfy_api.input_impl": input_impl, "server": server})
     return state

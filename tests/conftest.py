@@ -129,7 +129,7 @@ def portrait_image() -> torch.Tensor:
 def rest_reference(rest_model, portrait_image):
     from nodes.encode import RESTReferenceEncoder
 
-    return RESTReferenceEncoder().encode(rest_model, portrait_image)[0]
+    return RESTReferenceEncoder().encode(rest_model, portrait_image)["result"][0]
 
 
 def audio_dict(waveform: torch.Tensor, rate: int) -> dict:

@@ -15,7 +15,7 @@ from conftest import write_wav
 
 WORKFLOWS = Path(__file__).resolve().parents[1] / "workflows" / "api"
 NODES = {"RESTModelLoader", "RESTReferenceEncoder", "RESTSpeechEncoder", "RESTStreamingSampler", "RESTLiveSampler",
-         "RESTDecode", "RESTPasteBack"}
+         "RESTDecode", "RESTPasteBack", "RESTRenderVideo"}
 
 
 def workflow(name: str) -> dict:

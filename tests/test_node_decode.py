@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from conftest import SAMPLING, audio_dict
-from nodes.decode import RESTDecode, RESTPasteBack, edge_mask
+from nodes.decode import RESTDecode, RESTPasteBack
 from nodes.encode import RESTSpeechEncoder
 from nodes.sampler import RESTStreamingSampler
 
@@ -51,13 +51,6 @@ def test_feathering_blends_the_border_and_keeps_the_centre(comfy, rest_reference
     soft, = RESTPasteBack().paste(frames, rest_reference, feather=8)
     assert torch.equal(soft[0, 45, 35], hard[0, 45, 35])  # centre
     assert not torch.equal(soft[0, 10, 35], hard[0, 10, 35])  # the crop's top edge
-
-
-def test_the_edge_mask_ramps_from_the_border_to_one():
-    m = edge_mask(10, 3)
-    assert m[5, 5] == 1 and m[0, 5] == pytest.approx(1 / 3) and m[0, 0] == pytest.approx(1 / 3)
-    assert torch.equal(m, m.flip(0)) and torch.equal(m, m.T)
-    assert torch.equal(edge_mask(10, 0), torch.ones(10, 10))
 
 
 def test_paste_back_refuses_non_image_input(comfy, rest_reference):

@@ -1,9 +1,15 @@
+import os
+
+import numpy as np
 import pytest
 import torch
 
 from conftest import audio_dict
+import folder_paths
 from nodes.encode import RESTReferenceEncoder, RESTSpeechEncoder
-from rest_core.pipeline import CropBox
+from PIL import Image
+
+from rest_core import CropBox
 
 
 def test_the_reference_keeps_its_crop_and_source_for_paste_back(rest_model, rest_reference, portrait_image):
@@ -11,6 +17,40 @@ def test_the_reference_keeps_its_crop_and_source_for_paste_back(rest_model, rest
     assert rest_reference.crop == CropBox(top=10, left=0, size=70)
     assert torch.equal(rest_reference.source, portrait_image[0])
     assert torch.equal(rest_reference.latent, rest_model.pipe.encode_reference(portrait_image)[0])
+
+
+def test_the_face_box_chooses_the_square_and_the_node_shows_it(comfy, rest_model):
+    image = torch.rand(1, 120, 200, 3)
+    out = RESTReferenceEncoder().encode(rest_model, image, face_x=130, face_y=20, face_size=64)
+    reference, crop = out["result"]
+    assert reference.crop == CropBox(top=20, left=130, size=64)
+    assert torch.equal(reference.latent, rest_model.pipe.encode_reference(image, CropBox(20, 130, 64))[0])
+    expected = torch.nn.functional.interpolate(image[0, 20:84, 130:194].permute(2, 0, 1)[None], size=64,
+                                               mode="bilinear", antialias=True).permute(0, 2, 3, 1)
+    assert crop.shape == (1, 64, 64, 3) and torch.allclose(crop, expected.clamp(0, 1), atol=1e-6)
+    shown, = out["ui"]["images"]
+    assert shown["type"] == "temp"
+    preview = Image.open(os.path.join(folder_paths.get_temp_directory(), shown["subfolder"], shown["filename"]))
+    assert preview.size == (200, 120)
+    pixels = torch.from_numpy(np.asarray(preview, dtype=np.float32) / 255)
+    assert pixels[60, 160].sub(image[0, 60, 160]).abs().max() < 0.01  # inside the box: the portrait
+    assert (pixels[60, 40] < image[0, 60, 40] * 0.4 + 0.01).all()  # outside: darkened
+
+
+def test_a_face_mask_sets_the_box_and_overrides_the_numbers(comfy, rest_model):
+    mask = torch.zeros(1, 120, 200)
+    mask[0, 30:70, 50:110] = 1
+    out = RESTReferenceEncoder().encode(rest_model, torch.rand(1, 120, 200, 3), face_x=5, face_y=5, face_size=40,
+                                        face_mask=mask)
+    assert out["result"][0].crop == CropBox(top=20, left=50, size=60)
+
+
+def test_a_face_box_outside_the_portrait_is_refused_before_the_model_loads(comfy, rest_model):
+    with pytest.raises(ValueError, match="reaches outside the 70x90 image"):
+        RESTReferenceEncoder().encode(rest_model, torch.rand(1, 90, 70, 3), face_x=30, face_size=64)
+    with pytest.raises(ValueError, match="face_mask is 200x120 but the image is 70x90"):
+        RESTReferenceEncoder().encode(rest_model, torch.rand(1, 90, 70, 3), face_mask=torch.ones(1, 120, 200))
+    assert comfy.loaded == []
 
 
 @pytest.mark.parametrize("image, message", [

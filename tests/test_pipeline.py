@@ -3,7 +3,7 @@ import torch
 from safetensors.torch import save_file
 
 from conftest import TINY_REST as TINY
-from rest_core.pipeline import RESTPipeline, prepare_reference
+from rest_core.pipeline import RESTPipeline
 from rest_core.speech import video_frames
 from rest_core.whisper import WhisperEncoder
 
@@ -146,33 +146,6 @@ def test_a_checkpoint_that_does_not_match_its_config_names_the_tensor(pipe, tmp_
     save_file(tensors, str(path), metadata=metadata)
     with pytest.raises(ValueError, match=r"dit\.proj_out\.weight has shape \[3, 3\]"):
         RESTPipeline.from_pretrained(path, whisper=pipe.whisper)
-
-
-def test_reference_is_centre_cropped_and_resized_with_its_crop_box():
-    image = torch.zeros(1, 100, 160, 3)
-    image[:, :, 30:130] = 1.0  # the centred 100x100 square is white
-    pixels, box = prepare_reference(image, 64)
-    assert (box.top, box.left, box.size) == (0, 30, 100)
-    assert pixels.shape == (1, 3, 64, 64) and torch.allclose(pixels, torch.ones_like(pixels))
-
-
-@pytest.mark.parametrize("image", [torch.rand(80, 80), torch.rand(80, 80, 1), torch.rand(1, 80, 80, 4),
-                                   (torch.rand(80, 80, 3) * 255).to(torch.uint8)])
-def test_grey_rgba_and_uint8_portraits_are_accepted(image):
-    pixels, _ = prepare_reference(image, 64)
-    assert pixels.shape == (1, 3, 64, 64) and pixels.min() >= -1 and pixels.max() <= 1
-
-
-@pytest.mark.parametrize("image, word", [
-    (torch.rand(2, 80, 80, 3), "one portrait"),
-    (torch.rand(20, 80, 3), "too small"),
-    (torch.rand(80, 80, 2), "C = 1, 3 or 4"),
-    (torch.full((80, 80, 3), float("nan")), "NaN"),
-    ("face.png", "tensor or array"),
-])
-def test_bad_portraits_get_clear_errors(image, word):
-    with pytest.raises(ValueError, match=word):
-        prepare_reference(image, 64)
 
 
 def test_a_whisper_of_the_wrong_width_is_rejected():

@@ -24,7 +24,7 @@ def plugin(tiny_checkpoint):
 def test_the_plugin_exposes_every_node_with_a_display_name(plugin):
     names = set(plugin.NODE_CLASS_MAPPINGS)
     assert names == {"RESTModelLoader", "RESTReferenceEncoder", "RESTSpeechEncoder", "RESTStreamingSampler",
-                     "RESTLiveSampler", "RESTDecode", "RESTPasteBack"}
+                     "RESTLiveSampler", "RESTDecode", "RESTPasteBack", "RESTRenderVideo"}
     assert set(plugin.NODE_DISPLAY_NAME_MAPPINGS) == names
 
 

@@ -1,0 +1,118 @@
+"""The portrait's square: where it is cut from the source image, how it becomes the model's reference, and how the
+generated frames go back into the source.
+
+The square is the largest centred one unless the caller chooses it: a box (top, left, size in source pixels) or the
+smallest square holding a mask's region. The model was trained on squares whose face fills roughly 40-85 % of the
+side, so a box around the head with some margin works best. Paste-back is the inverse of the crop: the frames are
+resized to the box and blended into the source over a feathered border.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .checks import as_tensor, unbatch
+
+MIN_IMAGE_SIDE = 32
+
+
+@dataclass(frozen=True)
+class CropBox:
+    """The square of the source image the reference is taken from, in source pixels."""
+
+    top: int
+    left: int
+    size: int
+
+    @classmethod
+    def centred(cls, height: int, width: int) -> "CropBox":
+        size = min(height, width)
+        return cls(top=(height - size) // 2, left=(width - size) // 2, size=size)
+
+    @classmethod
+    def holding(cls, mask: Tensor) -> "CropBox":
+        """The smallest square holding the mask's region (values > 0.5), moved inside the image where it would
+        cross its border, and no larger than the image's short side.  mask: [H, W] or [1, H, W]"""
+        mask = as_tensor("mask", mask, "[H, W]")
+        mask = unbatch("mask", mask, 3, "give one mask")
+        if mask.dim() != 2:
+            raise ValueError(f"mask: expected [H, W], got {list(mask.shape)}")
+        rows, cols = (mask > 0.5).any(dim=1).nonzero(), (mask > 0.5).any(dim=0).nonzero()
+        if not len(rows):
+            raise ValueError("mask: it is empty (no value above 0.5); paint the face, or disconnect the mask to use "
+                             "the centred square")
+        height, width = mask.shape
+        top, bottom, left, right = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+        size = min(max(bottom - top, right - left, MIN_IMAGE_SIDE), height, width)
+        centre_y, centre_x = (top + bottom) // 2, (left + right) // 2
+        top = min(max(centre_y - size // 2, 0), height - size)
+        left = min(max(centre_x - size // 2, 0), width - size)
+        return cls(top=top, left=left, size=size)
+
+    def check(self, height: int, width: int) -> "CropBox":
+        """This box, if it lies inside a height x width image; else a ValueError that says what fits."""
+        if self.size < MIN_IMAGE_SIDE:
+            raise ValueError(f"face box: size {self.size} is too small; give at least {MIN_IMAGE_SIDE} pixels")
+        if self.top < 0 or self.left < 0 or self.top + self.size > height or self.left + self.size > width:
+            raise ValueError(f"face box x={self.left}, y={self.top}, size={self.size} reaches outside the "
+                             f"{width}x{height} image; choose x + size <= {width} and y + size <= {height}")
+        return self
+
+
+def portrait_pixels(image) -> Tensor:
+    """Any portrait `prepare_reference` accepts -> [H, W, 3] float in [0, 1]."""
+    image = as_tensor("image", image, "[H, W, C]")
+    x = unbatch("image", image, 4, "give one portrait (pick one with ImageFromBatch)")
+    if x.dim() == 2:
+        x = x[..., None]
+    if x.dim() != 3 or x.shape[-1] not in (1, 3, 4):
+        raise ValueError(f"image: expected [H, W, C] with C = 1, 3 or 4 channels, got {list(image.shape)}")
+    if min(x.shape[:2]) < MIN_IMAGE_SIDE:
+        raise ValueError(f"image: {x.shape[0]}x{x.shape[1]} pixels is too small; give a portrait of at least "
+                         f"{MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE}")
+    x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
+    if not torch.isfinite(x).all():
+        raise ValueError("image contains NaN or Inf values")
+    return x[..., :3] if x.shape[-1] >= 3 else x.expand(-1, -1, 3)
+
+
+def prepare_reference(image, resolution: int, box: CropBox | None = None) -> tuple[Tensor, CropBox]:
+    """A portrait -> [1, 3, resolution, resolution] in [-1, 1] and its crop box.
+
+    image: [H, W, C] or [1, H, W, C] (ComfyUI IMAGE), float in [0, 1] or uint8; C = 1 (grey), 3, or 4 (alpha is
+    dropped). The box (default: the largest centred square) is cut and resized (antialiased) to the resolution.
+    """
+    x = portrait_pixels(image)
+    height, width = x.shape[:2]
+    box = CropBox.centred(height, width) if box is None else box.check(height, width)
+    x = x[box.top:box.top + box.size, box.left:box.left + box.size].permute(2, 0, 1)[None]  # [1, 3, S, S]
+    if box.size != resolution:
+        x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False)
+    return x.clamp(0, 1) * 2 - 1, box
+
+
+def edge_mask(size: int, feather: int) -> Tensor:
+    """[size, size] weights: 1 inside, falling linearly to 0 over `feather` pixels at the square's border."""
+    if feather <= 0:
+        return torch.ones(size, size)
+    d = torch.arange(size, dtype=torch.float32)
+    ramp = (torch.minimum(d, size - 1 - d) + 1).div(feather).clamp(max=1)
+    return torch.minimum(ramp[:, None], ramp[None, :])
+
+
+def paste_back(frames: Tensor, source: Tensor, box: CropBox, feather: int) -> Tensor:
+    """Generated frames [n, R, R, 3] -> the source [H, W, 3] with each frame resized into the box and blended over
+    `feather` source pixels at its border (at most half the box).  -> [n, H, W, 3] float in [0, 1]"""
+    if frames.dim() != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"images: expected IMAGE frames [N, H, W, 3], got {list(frames.shape)}")
+    square = F.interpolate(frames.permute(0, 3, 1, 2).float(), size=(box.size, box.size), mode="bilinear",
+                           antialias=True, align_corners=False).permute(0, 2, 3, 1).clamp(0, 1)
+    weight = edge_mask(box.size, min(feather, box.size // 2))[None, :, :, None]
+    out = source[None].expand(frames.shape[0], -1, -1, -1).clone()  # [n, H, W, 3]
+    inside = (slice(None), slice(box.top, box.top + box.size), slice(box.left, box.left + box.size))
+    out[inside] = weight * square + (1 - weight) * out[inside]
+    return out
