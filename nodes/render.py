@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from pathlib import Path
 
 import folder_paths
 from comfy_api.input_impl import VideoFromFile
@@ -81,7 +82,7 @@ class RESTRenderVideo:
         except BaseException:
             chunks.close()
             writer.close()
-            os.remove(path)  # a cancelled or failed render leaves no half-written file behind
+            Path(path).unlink(missing_ok=True)  # a cancelled or failed render leaves no half-written file
             raise
         shown = {"filename": name, "subfolder": SUBFOLDER, "type": "temp"}
         return {"ui": {"images": [shown], "animated": (True,)}, "result": (VideoFromFile(path),)}

@@ -31,6 +31,33 @@ def screenshot(browser, name: str) -> Path:
     return path
 
 
+def default(spec: list):
+    """The default of an /object_info input spec: its "default", else a combo's first option."""
+    options = spec[1] if len(spec) > 1 else {}
+    if "default" in options:
+        return options["default"]
+    return spec[0][0] if isinstance(spec[0], list) else (options.get("options") or [None])[0]
+
+
+def comparable(sent: dict, twin: dict, info: dict) -> dict:
+    """The inputs the frontend sent for a node, as its API twin would have them: only declared inputs (the frontend
+    also sends its display widgets, LoadAudio's audioUI), and none the twin leaves out at its default (optional
+    inputs of our nodes, and inputs newer cores add, such as CreateVideo's bit_depth)."""
+    spec = info[sent["class_type"]]["input"]
+    declared = spec.get("required", {}) | spec.get("optional", {})
+    return {k: v for k, v in sent["inputs"].items()
+            if k in declared and (k in twin.get("inputs", {}) or v != default(declared[k]))}
+
+
+def test_the_comparison_drops_only_inputs_the_twin_leaves_at_their_default():
+    info = {"N": {"input": {"required": {"a": ["INT", {"default": 1}], "c": [["x", "y"], {}]},
+                            "optional": {"b": ["INT", {"default": 0}]}}}}
+    sent = {"class_type": "N", "inputs": {"a": 1, "b": 0, "c": "x", "audioUI": ""}}
+    assert comparable(sent, {"inputs": {"a": 1}}, info) == {"a": 1}
+    assert comparable(dict(sent, inputs={"a": 1, "b": 5, "c": "y"}), {"inputs": {"a": 1}}, info) == \
+        {"a": 1, "b": 5, "c": "y"}
+
+
 def test_every_api_workflow_has_a_ui_twin():
     assert UI_WORKFLOWS == sorted(p.stem for p in (WORKFLOWS / "api").glob("*.json"))
     assert {"talking_head", "long_audio", "ablation", "live_session"} <= set(UI_WORKFLOWS)
@@ -48,12 +75,7 @@ def test_a_ui_workflow_loads_and_queues_as_its_api_twin(comfyui, browser, name):
     api = json.loads((WORKFLOWS / "api" / f"{name}.json").read_text())
     info = comfyui.get("/object_info")
 
-    def declared(node: dict) -> dict:  # the frontend also sends its own display widgets (LoadAudio's audioUI)
-        spec = info[node["class_type"]]["input"]
-        names = {*spec.get("required", {}), *spec.get("optional", {})}
-        return {k: v for k, v in node["inputs"].items() if k in names}
-
-    assert {k: (v["class_type"], declared(v)) for k, v in prompt.items()} == \
+    assert {k: (v["class_type"], comparable(v, api.get(k, {}), info)) for k, v in prompt.items()} == \
            {k: (v["class_type"], v["inputs"]) for k, v in api.items()}
     assert [e for e in console_errors(browser) if OFFLINE not in e] == []
     assert screenshot(browser, name).stat().st_size > 10_000

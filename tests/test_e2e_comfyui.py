@@ -2,16 +2,21 @@
 POST /prompt into mp4 files checked with PyAV; cancel, bad input and the live session are exercised as an API
 client would. The checkpoint is the tiny random-weight model of the node tests, saved as rest-demo.safetensors."""
 
+import io
 import json
 import math
 import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-from conftest import write_wav
+from conftest import portrait, write_wav
 
 WORKFLOWS = Path(__file__).resolve().parents[1] / "workflows" / "api"
 NODES = {"RESTModelLoader", "RESTReferenceEncoder", "RESTSpeechEncoder", "RESTStreamingSampler", "RESTLiveSampler",
@@ -74,6 +79,43 @@ def test_an_api_workflow_makes_an_mp4_with_the_audios_frame_count(server, name, 
     assert abs(facts["audio_seconds"] - frames / 25) < 0.05  # AAC frames round the track up by < 1024 samples
 
 
+@pytest.mark.parametrize("width, height", [(159, 159), (1001, 667)])
+def test_long_audio_on_an_odd_sized_portrait_saves_an_even_sized_mp4(server, width, height):
+    name = f"rest_odd_{width}x{height}.png"
+    portrait(server.base / "input" / name, width, height)
+    prompt = workflow("long_audio")
+    prompt["1"]["inputs"]["image"] = name
+    facts = video_facts(server.output_file(server.run(prompt), "9"))
+    assert (facts["width"], facts["height"]) == (width + width % 2, height + height % 2)
+    assert facts["frames"] == expected_frames(server.base / "input" / "rest_speech_long.wav")
+
+
+def test_the_image_path_pastes_an_odd_sized_portrait_into_an_even_sized_mp4(server):
+    portrait(server.base / "input" / "rest_odd_159x159.png", 159, 159)
+    prompt = workflow("talking_head")
+    prompt["1"]["inputs"]["image"] = "rest_odd_159x159.png"
+    prompt["10"] = {"class_type": "RESTPasteBack", "inputs": {"images": ["7", 0], "reference": ["4", 0],
+                                                              "feather": 16}}
+    prompt["8"]["inputs"]["images"] = ["10", 0]
+    facts = video_facts(server.output_file(server.run(prompt), "9"))
+    assert (facts["width"], facts["height"]) == (160, 160)
+
+
+def test_a_face_box_through_the_api_is_previewed_and_pasted_back_into_the_whole_portrait(server):
+    prompt = workflow("long_audio")
+    prompt["4"]["inputs"] |= {"face_x": 8, "face_y": 24, "face_size": 64}
+    entry = server.run(prompt)
+    shown, = entry["outputs"]["4"]["images"]
+    with urllib.request.urlopen(f"{server.url}/view?{urllib.parse.urlencode(shown)}", timeout=30) as r:
+        preview = np.asarray(Image.open(io.BytesIO(r.read())).convert("RGB"), dtype=np.float32)
+    source = np.asarray(Image.open(server.base / "input" / "rest_portrait.png").convert("RGB"), dtype=np.float32)
+    assert preview.shape == source.shape == (96, 80, 3)
+    assert np.abs(preview[40:80, 20:60] - source[40:80, 20:60]).max() <= 1  # inside the box: as it is
+    assert (preview[5:20] < source[5:20] * 0.4 + 1).all()  # above it: darkened
+    facts = video_facts(server.output_file(entry, "9"))
+    assert (facts["width"], facts["height"]) == (80, 96)
+
+
 def test_a_cancelled_job_returns_control_and_the_next_job_succeeds(server):
     seen = len(server.messages)
     prompt = workflow("long_audio")
@@ -87,7 +129,7 @@ def test_a_cancelled_job_returns_control_and_the_next_job_succeeds(server):
     server.post("/interrupt")
     entry = server.wait(prompt_id)
     assert entry["status"]["status_str"] == "error"
-    assert any(kind == "execution_interrupted" for kind, _ in entry["status"]["messages"])
+    assert any(kind == "execution_interrupted" for kind, _ in entry["status"]["messages"]), entry["status"]
     again = workflow("talking_head")
     again["6"]["inputs"]["seed"] = 2
     server.run(again)

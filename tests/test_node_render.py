@@ -75,10 +75,11 @@ def test_without_an_audio_input_the_soundtrack_is_the_speech_the_model_heard(com
     assert (rate, channels) == (16_000, 1)
 
 
-def test_a_cancelled_render_raises_and_leaves_no_file(comfy, rest_model, odd_reference, speech):
+@pytest.mark.parametrize("updates", [0, 3])  # before the first frame is written, inside the second chunk
+def test_a_cancelled_render_raises_and_leaves_no_file(comfy, rest_model, odd_reference, speech, updates):
     folder = os.path.join(folder_paths.get_temp_directory(), SUBFOLDER)
     before = set(os.listdir(folder)) if os.path.isdir(folder) else set()
-    comfy.interrupt_after = 3  # inside the second chunk
+    comfy.interrupt_after = updates
     with pytest.raises(comfy_stubs.InterruptProcessingException):
         render(rest_model, odd_reference, speech[0])
     assert set(os.listdir(folder)) == before
