@@ -1,11 +1,11 @@
-// The live chunk player on REST Streaming Sampler and REST Live Sampler: each `rest.chunk` event from the server
-// carries one decoded chunk (JPEG frames + its 16 kHz audio); the player shows the video as it grows, with the
-// sound in sync. When generation runs behind real time the player holds the last frame and the sound waits, then
+// The live chunk player on REST Streaming Sampler, REST Live Sampler and REST Render Video: each `rest.chunk` event
+// from the server carries one decoded chunk (JPEG frames + its 16 kHz audio); the player shows the video as it
+// grows, with the sound in sync. When generation runs behind real time the player holds the last frame and the sound waits, then
 // both go on together when the next chunk arrives.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
-const PLAYER_NODES = ["RESTStreamingSampler", "RESTLiveSampler"];
+const PLAYER_NODES = ["RESTStreamingSampler", "RESTLiveSampler", "RESTRenderVideo"];
 const LEAD_SECONDS = 0.15; // scheduling margin for a chunk that arrives when its time has already come
 const VIDEO_HEIGHT = 256; // pixels on the node, whatever the model's resolution
 

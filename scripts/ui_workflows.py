@@ -1,7 +1,8 @@
 """Writes the UI-format twins of workflows/api/*.json as the ComfyUI frontend itself builds them: each API graph is
 loaded into the real frontend (a local ComfyUI 0.3.75 with this plugin, in headless Chromium) and the graph it
-makes is saved, with seeds fixed so a queued template is reproducible, and Load Image tall enough for the
-portrait's preview (the frontend sizes it before the image loads, so it would grow over the node below). Run after changing an API workflow;
+makes is saved, with seeds fixed so a queued template is reproducible, and the nodes that show an image (Load
+Image, REST Reference Encoder's crop) tall enough for it: the frontend sizes them before there is an image, so they
+would grow over the node below. Run after changing an API workflow;
 tests/test_browser.py checks that the two formats still agree.
 
     python scripts/ui_workflows.py        (needs `make test`'s environment: ComfyUI, chromium, chromium-driver)
@@ -18,7 +19,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from browser import chromium, open_frontend  # noqa: E402
 from comfyui_server import ComfyServer  # noqa: E402
 
-LOAD_IMAGE_HEIGHT = 400  # room for the widgets and a portrait preview about 300 px tall
+IMAGE_ROOM = {"LoadImage": 400, "RESTReferenceEncoder": 420}  # node heights: the widgets and a ~300 px image
 
 
 def main():
@@ -35,11 +36,12 @@ def main():
                     for (const node of app.graph.nodes) {  // keep each seed as it is after a run
                         const control = node.widgets?.find((w) => w.name === "control_after_generate");
                         if (control) control.value = "fixed";
-                        if (node.type === "LoadImage") node.size[1] = Math.max(node.size[1], arguments[2]);
+                        const room = arguments[2][node.type];
+                        if (room) node.size[1] = Math.max(node.size[1], room);
                     }
                     app.graph.arrange();
                     return JSON.stringify(app.graph.serialize());  // as the frontend saves it: no undefined
-                """, json.loads(path.read_text()), path.stem, LOAD_IMAGE_HEIGHT))
+                """, json.loads(path.read_text()), path.stem, IMAGE_ROOM))
                 out = ROOT / "workflows" / path.name
                 out.write_text(json.dumps(graph, indent=1) + "\n")
                 print(f"wrote {out.relative_to(ROOT)}: {len(graph['nodes'])} nodes")

@@ -5,6 +5,7 @@ sampler receives and shows chunks while the job is still running. Screenshots go
 import json
 from pathlib import Path
 
+import av
 import pytest
 
 from browser import ARTIFACTS, alerts, chromium, console_errors, fit_view, open_frontend, wait_for
@@ -108,3 +109,36 @@ def test_the_live_player_shows_chunks_before_the_job_ends(browser):
     assert alerts(browser) == []
     assert [e for e in console_errors(browser) if OFFLINE not in e] == []
     screenshot(browser, "live_player")
+
+
+def test_a_face_box_set_in_the_browser_is_previewed_and_the_video_keeps_the_portraits_size(comfyui, browser):
+    graph = json.loads((WORKFLOWS / "long_audio.json").read_text())
+    browser.execute_script("""
+        const [graph] = arguments;
+        window.restDone = null;
+        window.comfyAPI.api.api.addEventListener("execution_success", () => { restDone = true; });
+        return app.loadGraphData(graph, true, true, "long_audio");
+    """, graph)
+    browser.execute_script("""
+        const set = (id, name, value) => { app.graph.getNodeById(id).widgets.find((w) => w.name === name).value = value; };
+        set(4, "face_x", 8); set(4, "face_y", 24); set(4, "face_size", 64);
+        set(6, "seed", 11);  // not a cached result
+        return app.queuePrompt(0, 1);
+    """)
+    wait_for(browser, "return restDone !== null", timeout=240)
+    wait_for(browser, "const im = app.graph.getNodeById(4).imgs?.[0]; return !!im && im.complete && im.naturalWidth > 0")
+    preview = browser.execute_script("""
+        const im = app.graph.getNodeById(4).imgs[0];
+        return {src: im.src, width: im.naturalWidth, height: im.naturalHeight};
+    """)
+    assert "rest_crop_" in preview["src"] and "type=temp" in preview["src"]
+    assert (preview["width"], preview["height"]) == (80, 96)  # the whole portrait, the box drawn on it
+    entry = next(iter(comfyui.get("/history?max_items=1").values()))
+    assert entry["prompt"][2]["4"]["inputs"]["face_size"] == 64
+    saved = comfyui.output_file(entry, "9")
+    with av.open(str(saved)) as container:
+        video = container.streams.video[0]
+        assert (video.width, video.height) == (80, 96)
+    assert alerts(browser) == []
+    assert [e for e in console_errors(browser) if OFFLINE not in e] == []
+    screenshot(browser, "face_box")
