@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import folder_paths
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
@@ -66,18 +67,23 @@ def face_box(x: int, y: int, size: int, mask: Tensor | None, height: int, width:
 
 
 def crop_preview(source: Tensor, box: CropBox) -> Image.Image:
-    """The source [H, W, 3] with everything outside the box darkened and the box outlined, at most PREVIEW_SIDE px."""
+    """The source [H, W, 3], scaled to at most PREVIEW_SIDE px, with everything outside the box darkened and the box
+    outlined."""
+    height, width = source.shape[:2]
+    scale = min(1.0, PREVIEW_SIDE / max(height, width))
+    if scale < 1:  # scaled first: a huge portrait never gets a second full-size copy
+        size = (max(1, round(height * scale)), max(1, round(width * scale)))
+        source = F.interpolate(source.permute(2, 0, 1)[None], size=size, mode="bilinear", antialias=True,
+                               align_corners=False)[0].permute(1, 2, 0)
+    top, left, side = (round(v * scale) for v in (box.top, box.left, box.size))
     shown = source * 0.35
-    inside = (slice(box.top, box.top + box.size), slice(box.left, box.left + box.size))
+    inside = (slice(top, top + side), slice(left, left + side))
     shown[inside] = source[inside]
-    line = max(1, max(source.shape[:2]) // 200)
-    edges = torch.zeros(source.shape[:2], dtype=torch.bool)
+    edges = torch.zeros(shown.shape[:2], dtype=torch.bool)
     edges[inside] = True
-    edges[box.top + line:box.top + box.size - line, box.left + line:box.left + box.size - line] = False
+    edges[top + 1:top + side - 1, left + 1:left + side - 1] = False
     shown[edges] = torch.tensor([1.0, 0.8, 0.0])
-    image = Image.fromarray((shown.clamp(0, 1) * 255).round().byte().numpy())
-    image.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
-    return image
+    return Image.fromarray((shown.clamp(0, 1) * 255).round().byte().numpy())
 
 
 def save_preview(image: Image.Image) -> dict:

@@ -37,6 +37,16 @@ def test_the_face_box_chooses_the_square_and_the_node_shows_it(comfy, rest_model
     assert (pixels[60, 40] < image[0, 60, 40] * 0.4 + 0.01).all()  # outside: darkened
 
 
+def test_a_huge_portraits_preview_is_scaled_down_with_its_box(comfy, rest_model):
+    image = torch.rand(1, 3000, 4000, 3)
+    out = RESTReferenceEncoder().encode(rest_model, image, face_x=2000, face_y=1000, face_size=1000)
+    shown, = out["ui"]["images"]
+    preview = np.asarray(Image.open(os.path.join(folder_paths.get_temp_directory(), shown["filename"])))
+    assert preview.shape == (384, 512, 3)
+    assert tuple(preview[128, 320]) == (255, 204, 0)  # the box's top edge, at 1000 / 7.8125 = 128 rows
+    assert preview[200:250, 260:380].mean() > 2 * preview[200:250, 20:120].mean()  # inside bright, outside dark
+
+
 def test_a_face_mask_sets_the_box_and_overrides_the_numbers(comfy, rest_model):
     mask = torch.zeros(1, 120, 200)
     mask[0, 30:70, 50:110] = 1
