@@ -32,6 +32,7 @@ def progress(done: int, total: int, started: float, note: str = ""):
 def generate(args) -> int:
     from .media import VideoWriter, read_audio, read_image
     from .pipeline import RESTPipeline
+    from .reference import CropBox
     from .resample import resampled_length
     from .speech import check_sample_rate, latent_frames, mono_clip
     from .whisper import SAMPLE_RATE
@@ -50,7 +51,8 @@ def generate(args) -> int:
         done[0] += 1
         progress(done[0], chunks * steps, started, f"(chunk {chunk + 1}/{chunks})")
 
-    stream = pipe.stream(image, waveform, rate, steps=steps, cfg=args.cfg, seed=args.seed,
+    box = None if args.box is None else CropBox(top=args.box[1], left=args.box[0], size=args.box[2])
+    stream = pipe.stream(image, waveform, rate, box, steps=steps, cfg=args.cfg, seed=args.seed,
                          id_sink=not args.no_id_sink, context_cache=not args.no_context_cache, on_step=on_step)
     writer = VideoWriter(args.out, pipe.config.fps, audio_rate=rate, audio_channels=waveform.shape[0])
     try:
@@ -90,6 +92,8 @@ def main(argv=None) -> int:
     g.add_argument("--image", required=True, help="the portrait")
     g.add_argument("--audio", required=True, help="the speech (any format ffmpeg reads)")
     g.add_argument("--out", required=True, help="the mp4 to write")
+    g.add_argument("--box", type=int, nargs=3, metavar=("X", "Y", "SIZE"), default=None,
+                   help="the square of the portrait to animate, in its pixels (default: the largest centred one)")
     g.add_argument("--whisper", default=None, help="Whisper weights (default: bundled in the checkpoint, or tiny.en)")
     g.add_argument("--steps", type=int, default=None, help="denoising steps per chunk (default: the model's)")
     g.add_argument("--cfg", type=float, default=None, help="Joint CFG scale (default: the model's)")

@@ -246,17 +246,20 @@ class RESTPipeline:
                            cfg=sampler.cfg if cfg is None else cfg, shift=sampler.shift, seed=seed, id_sink=id_sink,
                            context_cache=context_cache, context_refresh=context_refresh, on_step=on_step)
 
-    def stream(self, image, waveform, sample_rate: int, **options) -> Iterator[VideoChunk]:
-        """A whole clip, streamed: chunks come out as they are made. Options as for `video_stream`."""
+    def stream(self, image, waveform, sample_rate: int, box: CropBox | None = None,
+               **options) -> Iterator[VideoChunk]:
+        """A whole clip, streamed: chunks come out as they are made. `box`: the portrait's square (default: the
+        largest centred one). Options as for `video_stream`."""
         mono = mono_clip(waveform)  # checked here, before any work starts
         step = SAMPLES_PER_LATENT * self.config.chunk_latents * check_sample_rate(sample_rate) // SAMPLE_RATE
         pieces = (mono[i:i + step] for i in range(0, mono.shape[0], step))
-        return self.stream_live(image, pieces, sample_rate, **options)
+        return self.stream_live(image, pieces, sample_rate, box, **options)
 
-    def stream_live(self, image, pieces: Iterable, sample_rate: int, **options) -> Iterator[VideoChunk]:
+    def stream_live(self, image, pieces: Iterable, sample_rate: int, box: CropBox | None = None,
+                    **options) -> Iterator[VideoChunk]:
         """Audio arriving in pieces (any layout `as_mono` reads, at `sample_rate`); the video ends with the audio.
         Each chunk is made as soon as its audio (and the speech lookahead) is in."""
-        ref, _ = self.encode_reference(image)
+        ref, _ = self.encode_reference(image, box)
         speech = self.speech_stream(sample_rate)
         video = self.video_stream(ref, **options)
         return self._stream_live(pieces, speech, video)
@@ -284,9 +287,9 @@ class RESTPipeline:
             frames.append(decoded)
         return torch.cat(frames)[:video_frames]
 
-    def generate(self, image, waveform, sample_rate: int, **options) -> Tensor:
+    def generate(self, image, waveform, sample_rate: int, box: CropBox | None = None, **options) -> Tensor:
         """All frames at once: [round(seconds * 25), H, W, 3] float in [0, 1]."""
-        return torch.cat([chunk.frames for chunk in self.stream(image, waveform, sample_rate, **options)])
+        return torch.cat([chunk.frames for chunk in self.stream(image, waveform, sample_rate, box, **options)])
 
 
 def load_part(module: nn.Module, name: str, state: dict[str, Tensor], path: Path):

@@ -57,3 +57,14 @@ def test_generate_reports_bad_input_without_a_traceback(files):
                      "--audio", str(folder / "speech.wav"), "--out", str(folder / "x.mp4"))
     assert result.returncode == 2
     assert "nope.png not found" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_generate_animates_the_chosen_box_and_refuses_one_outside_the_portrait(files):
+    folder, _, _ = files
+    common = ["generate", "--checkpoint", str(folder / "tiny.safetensors"), "--image", str(folder / "face.png"),
+              "--audio", str(folder / "speech.wav"), "--steps", "1"]
+    result = run_cli(*common, "--out", str(folder / "box.mp4"), "--box", "10", "20", "40")
+    assert result.returncode == 0, result.stderr
+    result = run_cli(*common, "--out", str(folder / "outside.mp4"), "--box", "50", "0", "40")
+    assert result.returncode == 2
+    assert "face box x=50, y=0, size=40 reaches outside the 80x96 image" in result.stderr

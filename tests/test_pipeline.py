@@ -3,6 +3,7 @@ import torch
 from safetensors.torch import save_file
 
 from conftest import TINY_REST as TINY
+from rest_core import CropBox
 from rest_core.pipeline import RESTPipeline
 from rest_core.speech import video_frames
 from rest_core.whisper import WhisperEncoder
@@ -81,6 +82,13 @@ def test_a_video_stream_waits_for_its_speech_between_pulls(pipe, portrait):
         video.add(e)
         got.append([c.index for c in video.pull()])
     assert got == [[k] for k in range(len(parts))]
+
+
+def test_a_chosen_box_animates_that_square_of_the_portrait(pipe, portrait):
+    audio = torch.randn(1, 16_000) * 0.1
+    boxed = pipe.generate(portrait, audio, 16_000, CropBox(top=30, left=5, size=40), steps=1)
+    assert torch.equal(boxed, pipe.generate(portrait[:, 30:70, 5:45], audio, 16_000, steps=1))
+    assert not torch.equal(boxed, pipe.generate(portrait, audio, 16_000, steps=1))
 
 
 def test_same_seed_same_video_other_seed_other_video(pipe, portrait):
