@@ -47,9 +47,10 @@ from .data.images import PORTRAITS, photo
 from .data.prepare import CROPS, crop_resize, crop_square, find_videos, read_frames_25fps
 from .media import read_audio
 from .mouth_expert import MouthExpert, load_expert, read_openness
-from .pipeline import RESTPipeline
+from .pipeline import RESTPipeline, decode_latents
 from .sampling import sample_sequence
 from .train.state import load_part
+from .vae import CausalVAE
 
 SHEET_COLUMNS = 12
 FIDELITY_FRAMES = 100  # frames (evenly spaced) that appearance fidelity is measured on
@@ -156,11 +157,14 @@ def non_streaming(pipe: RESTPipeline, teacher, clip: HeldOutClip, frames: int) -
 
 
 @torch.no_grad()
-def reconstructed(pipe: RESTPipeline, clip: HeldOutClip, frames: int) -> torch.Tensor:
-    """Ground truth through the VAE: frame 0 primes the decoder as a portrait does, then the chunks."""
-    video = clip.frames[: 1 + frames].permute(3, 0, 1, 2)[None] * 2 - 1
-    z = pipe.vae.encode_video(video)
-    return pipe.decode_latents(z[:, :, :1], z[:, :, 1:], frames)
+def reconstructed(vae: CausalVAE, clip: HeldOutClip, frames: int, chunk_latents: int) -> torch.Tensor:
+    """Ground truth through the VAE: frame 0 primes the decoder as a portrait does, then the chunks.  A clip without
+    video (a photograph) is its portrait held still."""
+    video = truth_or_portrait(clip, frames)
+    video = torch.cat([clip.frames[:1], video]).permute(3, 0, 1, 2)[None] * 2 - 1
+    p = next(vae.parameters())
+    z = vae.encode_video(video.to(p.device, p.dtype))
+    return decode_latents(vae, z[:, :, :1], z[:, :, 1:], chunk_latents, frames)
 
 
 # --- measuring -------------------------------------------------------------------------------------------------
@@ -351,7 +355,7 @@ def evaluate(args) -> dict:
         log(f"training window: {clip.name}")
         truth = clip.frames[1:1 + short_frames]
         add(short, "ground truth", truth, clip)
-        add(short, "VAE reconstruction", reconstructed(pipe, clip, short_frames), clip)
+        add(short, "VAE reconstruction", reconstructed(pipe.vae, clip, short_frames, config.chunk_latents), clip)
         for name, options in VARIANTS.items():
             add(short, name, streamed(pipe, clip, short_frames, **options), clip, slug(name))
         for name, other in others.items():
@@ -367,7 +371,7 @@ def evaluate(args) -> dict:
                              f"{args.drift_seconds:g} s")
         log(f"long stream: {clip.name} ({frames / 25:.0f} s)")
         add(table_rows, "ground truth", clip.frames[1:1 + frames], clip, drift_seconds=args.drift_seconds)
-        add(table_rows, "VAE reconstruction", reconstructed(pipe, clip, frames), clip,
+        add(table_rows, "VAE reconstruction", reconstructed(pipe.vae, clip, frames, config.chunk_latents), clip,
             drift_seconds=args.drift_seconds)
         for name, make in variants.items():
             add(table_rows, name, make(clip, frames), clip, sheet_name=prefix + slug(name),
@@ -427,12 +431,49 @@ def evaluate(args) -> dict:
     return results
 
 
+def evaluate_vae(args) -> dict:
+    """The VAE stage alone, before any DiT is trained on it: reconstruction PSNR and SSIM of the first
+    `--vae-frames` frames of every clip (streamed as the product decodes them), by style family, and of every
+    photograph held still. Writes OUT/results/vae.json and a contact sheet per family."""
+    vae, config = load_part(args.vae, "vae")
+    vae = vae.to(args.device).eval()
+    sheets = Path(args.out) / "results"
+    sheets.mkdir(parents=True, exist_ok=True)
+    rows: dict[str, list] = {}
+
+    def add(group: str, clip: HeldOutClip, frames: int):
+        recon = reconstructed(vae, clip, frames, config.chunk_latents)
+        truth = truth_or_portrait(clip, frames)
+        rows.setdefault(group, []).append({"psnr": metrics.psnr(recon, truth), "ssim": metrics.ssim(recon, truth)})
+        if len(rows[group]) == 1:
+            contact_sheet(sheets / f"vae_{slug(group)}.png", truth, recon, f"VAE reconstruction: {clip.name}")
+
+    clips = [load_clip(path, config.resolution, args.crop)
+             for folder in (args.clips, args.streams, args.families) if folder for path in find_videos(folder)]
+    for clip in clips:
+        add(clip.family, clip, min(whole_latent_frames(clip), args.vae_frames))
+    if args.photos:
+        if not clips:
+            raise ValueError("--photos needs a --clips, --streams or --families clip for its length")
+        for name in PORTRAITS:
+            add(f"photo {name}", photo_clip(name, clips[0], config.resolution, args.crop), args.vae_frames)
+    if not rows:
+        raise ValueError("nothing to evaluate: give --clips, --streams, --families or --photos")
+    results = {"vae": Path(args.vae).name, "frames": args.vae_frames, "crop": args.crop,
+               "groups": {group: mean_rows(r) | {"clips": len(r)} for group, r in rows.items()}}
+    (sheets / "vae.json").write_text(json.dumps(results, indent=1))
+    return results
+
+
 def slug(name: str) -> str:
     return name.lower().replace(" ", "_").replace("(", "").replace(")", "")
 
 
 def configure(p):
-    p.add_argument("--checkpoint", required=True, help="the REST checkpoint to evaluate (the full student)")
+    p.add_argument("--checkpoint", default=None, help="the REST checkpoint to evaluate (the full student)")
+    p.add_argument("--vae", default=None, help="instead of --checkpoint: a VAE stage's vae.safetensors, measured "
+                                               "alone (reconstruction by family and of the photographs)")
+    p.add_argument("--vae-frames", type=int, default=48, help="frames per clip for --vae")
     p.add_argument("--clips", default=None, help="folder of held-out synthetic clips (mp4 + json)")
     p.add_argument("--streams", default=None, help="folder of long held-out clips for drift and seams (e.g. 60 s)")
     p.add_argument("--families", default=None, help="folder of long clips of the held-out style families "
@@ -455,6 +496,12 @@ def configure(p):
 
 
 def run(args) -> int:
+    if (args.checkpoint is None) == (args.vae is None):
+        raise ValueError("give --checkpoint (the whole model) or --vae (a VAE stage alone)")
+    if args.vae:
+        for group, row in evaluate_vae(args)["groups"].items():
+            print("vae", group, json.dumps({k: round(v, 4) for k, v in row.items()}))
+        return 0
     results = evaluate(args)
     for section in ("training_window", "long_streams"):
         for name, row in results[section].items():

@@ -135,6 +135,20 @@ class VideoStream:
             self.made += frames.shape[0]
 
 
+@torch.no_grad()
+def decode_latents(vae: CausalVAE, ref: Tensor, latents: Tensor, chunk_latents: int,
+                   video_frames: int | None = None) -> Tensor:
+    """Latents of a stream [1, C, K * chunk_latents, h, w] -> its frames [n, H, W, 3] in [0, 1], decoded chunk by
+    chunk as the stream was (the causal decoder primed on z_R), cut to `video_frames` when given."""
+    state = vae.decode_start()
+    vae.decode_stream(ref.to(next(vae.parameters()).dtype), state)
+    frames = []
+    for chunk in latents.split(chunk_latents, dim=2):
+        decoded, state = decode_chunk(vae, chunk, state)
+        frames.append(decoded)
+    return torch.cat(frames)[:video_frames]
+
+
 def decode_chunk(vae: CausalVAE, latents: Tensor, state) -> tuple[Tensor, object]:
     """One chunk [1, C, c, h, w] through the causal decoder -> ([8 c, H, W, 3] in [0, 1] on the CPU, new state)"""
     frames, state = vae.decode_stream(latents.to(next(vae.parameters()).dtype), state)
@@ -275,17 +289,9 @@ class RESTPipeline:
         video.end(speech.video_frames)
         yield from video.pull()
 
-    @torch.no_grad()
     def decode_latents(self, ref: Tensor, latents: Tensor, video_frames: int | None = None) -> Tensor:
-        """Latents of a stream [1, C, K * chunk_latents, h, w] -> its frames [n, H, W, 3] in [0, 1], decoded chunk
-        by chunk as the stream was (the causal decoder primed on z_R), cut to `video_frames` when given."""
-        state = self.vae.decode_start()
-        self.vae.decode_stream(ref.to(next(self.vae.parameters()).dtype), state)
-        frames = []
-        for chunk in latents.split(self.config.chunk_latents, dim=2):
-            decoded, state = decode_chunk(self.vae, chunk, state)
-            frames.append(decoded)
-        return torch.cat(frames)[:video_frames]
+        """Latents of a stream [1, C, K * chunk_latents, h, w] -> its frames (`decode_latents`)."""
+        return decode_latents(self.vae, ref, latents, self.config.chunk_latents, video_frames)
 
     def generate(self, image, waveform, sample_rate: int, box: CropBox | None = None, **options) -> Tensor:
         """All frames at once: [round(seconds * 25), H, W, 3] float in [0, 1]."""

@@ -146,3 +146,24 @@ def test_a_photographs_full_square_frames_its_face_as_the_corpus_frames_faces(na
     assert 0 <= top and 0 <= left and top + size <= height and left + size <= width
     assert top <= y0 and left <= x0 and y1 <= top + size and x1 <= left + size
     assert FRAMING[0] < (x1 - x0) / size < FRAMING[1]
+
+
+def test_a_vae_stage_is_measured_alone_as_the_whole_model_eval_measures_its_vae(report, capsys):
+    root = report.parent
+    pipe = RESTPipeline.from_pretrained(root / "model.safetensors")
+    save_part(root / "vae.safetensors", "vae", pipe.vae, TINY_REST)
+    args = ["eval", "--vae", root / "vae.safetensors", "--families", root / "families", "--photos",
+            "--vae-frames", "96", "--out", root / "vae-only"]
+    assert main([str(a) for a in args]) == 0
+    groups = json.loads((root / "vae-only" / "results" / "vae.json").read_text())["groups"]
+    assert set(groups) == {"halftone", "pixel"} | {f"photo {name}" for name in PORTRAITS}
+    whole = json.loads((report / "results" / "results.json").read_text())["families"]
+    for family in ("halftone", "pixel"):  # 4 s clips: 96 frames after the portrait, as the long-stream table
+        assert groups[family]["psnr"] == pytest.approx(whole[family]["VAE reconstruction"]["psnr"], abs=1e-4)
+    assert (root / "vae-only" / "results" / "vae_halftone.png").is_file()
+    assert "vae photo" in capsys.readouterr().out
+
+
+def test_eval_takes_a_checkpoint_or_a_vae(tmp_path, capsys):
+    assert main(["eval", "--out", str(tmp_path)]) == 2
+    assert "give --checkpoint (the whole model) or --vae" in capsys.readouterr().err
