@@ -2,7 +2,7 @@
 real ComfyUI, and `python -m rest_core generate`, for several minutes of speech each.
 
     python bench/memory_bench.py                                          # the shipped demo model, 1, 3, 10 min
-    python bench/memory_bench.py --resolution 512                         # random weights at 512 x 512
+    python bench/memory_bench.py --resolution 512 --dtype bfloat16 --only server   # random weights at 512 x 512
 
 Each length gets a fresh server: its peak resident memory (VmHWM) is read after the job, next to its resident memory
 idle (before the job) and after it. The CLI's peak comes from the finished process (ru_maxrss). Memory does not
@@ -67,7 +67,7 @@ def status_mb(pid: int, field: str) -> float:
     raise KeyError(field)
 
 
-def server_run(checkpoint: Path, image: Path, audio: Path, steps: int, cfg: float, root: Path) -> dict:
+def server_run(checkpoint: Path, image: Path, audio: Path, steps: int, cfg: float, dtype: str, root: Path) -> dict:
     server = ComfyServer(root)
     server.install()
     (server.base / "models" / "rest" / "bench.safetensors").symlink_to(checkpoint.resolve())
@@ -77,7 +77,7 @@ def server_run(checkpoint: Path, image: Path, audio: Path, steps: int, cfg: floa
     try:
         prompt = json.loads((ROOT / "workflows" / "api" / "long_audio.json").read_text())
         prompt["1"]["inputs"]["image"], prompt["2"]["inputs"]["audio"] = image.name, audio.name
-        prompt["3"]["inputs"]["checkpoint"] = "bench.safetensors"
+        prompt["3"]["inputs"] |= {"checkpoint": "bench.safetensors", "dtype": dtype}
         prompt["6"]["inputs"] |= {"steps": steps, "cfg": cfg, "live_player": False}
         pid = server.process.pid
         idle = status_mb(pid, "VmRSS")
@@ -92,11 +92,12 @@ def server_run(checkpoint: Path, image: Path, audio: Path, steps: int, cfg: floa
         server.stop()
 
 
-def cli_run(checkpoint: Path, image: Path, audio: Path, steps: int, cfg: float, out: Path) -> dict:
+def cli_run(checkpoint: Path, image: Path, audio: Path, steps: int, cfg: float, dtype: str, out: Path) -> dict:
     started = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-m", "rest_core", "generate", "--checkpoint", str(checkpoint),
                                 "--image", str(image), "--audio", str(audio), "--out", str(out),
-                                "--steps", str(steps), "--cfg", str(cfg)], cwd=ROOT, stderr=subprocess.DEVNULL)
+                                "--steps", str(steps), "--cfg", str(cfg),
+                                "--dtype", "float32" if dtype == "auto" else dtype], cwd=ROOT, stderr=subprocess.DEVNULL)
     _, code, usage = os.wait4(process.pid, 0)
     if code:
         raise RuntimeError(f"rest_core generate failed (status {code})")
@@ -119,6 +120,8 @@ def main(argv=None):
     p.add_argument("--minutes", type=float, nargs="+", default=[1, 3, 10])
     p.add_argument("--steps", type=int, default=1)
     p.add_argument("--cfg", type=float, default=1.0)
+    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto",
+                   help="the model's dtype (the loader's choice; auto is float32 for the CLI)")
     p.add_argument("--only", choices=["server", "cli"], default=None)
     args = p.parse_args(argv)
 
@@ -139,12 +142,13 @@ def main(argv=None):
                 if args.only not in (None, kind):
                     continue
                 if kind == "server":
-                    result = server_run(checkpoint, image, audio, args.steps, args.cfg, tmp / f"server-{minutes:g}")
+                    result = server_run(checkpoint, image, audio, args.steps, args.cfg, args.dtype,
+                                        tmp / f"server-{minutes:g}")
                 else:
-                    result = cli_run(checkpoint, image, audio, args.steps, args.cfg, tmp / "cli.mp4")
+                    result = cli_run(checkpoint, image, audio, args.steps, args.cfg, args.dtype, tmp / "cli.mp4")
                 peaks[kind].append(result["peak_mb"])
                 print(json.dumps({"bench": "memory", "run": kind, "minutes": minutes, "output_px": side,
-                                  "steps": args.steps, "cfg": args.cfg, **result}), flush=True)
+                                  "steps": args.steps, "cfg": args.cfg, "dtype": args.dtype, **result}), flush=True)
             audio.unlink()
         summary = {"bench": "memory", "output_px": side, "minutes": args.minutes}
         for kind, values in peaks.items():
