@@ -106,16 +106,16 @@ class VideoWriter:
         try:
             self.container.mux(self.video.encode(None))
             if self.audio is not None and audio is not None:
-                rate = self.audio.codec_context.sample_rate
-                tracks = audio[:2] if self.audio.layout.name == "stereo" else audio.mean(dim=0, keepdim=True)
-                tracks = tracks.expand(2, -1) if self.audio.layout.name == "stereo" and tracks.shape[0] == 1 else tracks
+                rate, layout = self.audio.codec_context.sample_rate, self.audio.layout.name
                 wanted = round(self.frames * rate / self.fps)
-                fitted = torch.zeros(tracks.shape[0], wanted)
-                fitted[:, :min(wanted, tracks.shape[1])] = tracks[:, :wanted]
-                frame = av.AudioFrame.from_ndarray(fitted.numpy().astype(np.float32), format="fltp",
-                                                   layout=self.audio.layout.name)
-                frame.sample_rate, frame.pts = rate, 0
-                self.container.mux(self.audio.encode(frame))
+                for start in range(0, wanted, rate):  # a second at a time: no copy of the whole track
+                    piece = audio[:, start:min(start + rate, wanted)].float()
+                    piece = piece[:2] if layout == "stereo" else piece.mean(dim=0, keepdim=True)
+                    block = torch.zeros(2 if layout == "stereo" else 1, min(rate, wanted - start))
+                    block[:, :piece.shape[1]] = piece  # a mono track fills both stereo channels
+                    frame = av.AudioFrame.from_ndarray(block.numpy(), format="fltp", layout=layout)
+                    frame.sample_rate, frame.pts = rate, start
+                    self.container.mux(self.audio.encode(frame))
                 self.container.mux(self.audio.encode(None))
         finally:
             self.container.close()
