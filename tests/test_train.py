@@ -403,21 +403,34 @@ def test_a_loss_term_that_starts_part_way_gets_its_own_column(tmp_path):
 
 
 def test_vae_augmentation_zooms_and_recolours_the_whole_window_alike():
+    from rest_core.data.prepare import to_video
     from rest_core.train.vae import Augmentation
 
     g = torch.Generator().manual_seed(0)
-    still = torch.rand(1, 3, 1, 32, 32).expand(1, 3, 9, 32, 32) * 2 - 1
+    still = torch.randint(0, 256, (1, 32, 32, 3), dtype=torch.uint8, generator=g).expand(9, -1, -1, -1)
     augmentations = [Augmentation.draw(32, 32, g) for _ in range(6)]
-    outs = [a(still) for a in augmentations]
+    outs = [a(to_video(a.cut(still))) for a in augmentations]
     for out in outs:
-        assert out.shape == still.shape and out.min() >= -1 and out.max() <= 1
+        assert out.shape == (1, 3, 9, 32, 32) and out.min() >= -1 and out.max() <= 1
         assert torch.allclose(out[:, :, :1].expand_as(out), out)  # every frame changed the same way
-    assert min((a - still).abs().mean() for a in outs) > 0.02
+    assert min((a - to_video(still)).abs().mean() for a in outs) > 0.02
     assert (outs[0] - outs[1]).abs().mean() > 0.02
     # the weights move with the pixels: a marked pixel's weight lands where the pixel itself went
-    plain = torch.zeros(1, 3, 1, 32, 32)
+    plain = torch.zeros(1, 32, 32, 3, dtype=torch.uint8)
     marked = plain.clone()
-    marked[..., 10, 20] = 1
+    marked[0, 10, 20] = 255
     for a in augmentations:
-        moved = (a(marked) - a(plain)).abs().sum(dim=1).flatten().argmax()
-        assert a.geometry(marked[:, :1]).flatten().argmax() == moved
+        moved = (a(to_video(a.cut(marked))) - a(to_video(a.cut(plain)))).abs().sum(dim=1).flatten().argmax()
+        assert a.geometry(to_video(a.cut(marked))[:, :1]).flatten().argmax() == moved
+
+
+def test_a_cropped_augmentation_cuts_a_zoomed_window_and_gives_the_crop_size():
+    from rest_core.train.vae import Augmentation
+
+    g = torch.Generator().manual_seed(1)
+    for _ in range(20):
+        a = Augmentation.draw(256, 256, g, out=128)
+        top, left, h, w = a.crop
+        assert a.out == (128, 128) and 94 <= h == w <= 128  # up to 1.35x zoom
+        assert 0 <= top <= 256 - h and 0 <= left <= 256 - w
+        assert a(torch.zeros(1, 3, 1, h, w)).shape == (1, 3, 1, 128, 128)

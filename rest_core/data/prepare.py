@@ -207,7 +207,7 @@ def segment_starts(frames: int, chunks: int, chunk_latents: int, stride: int) ->
 
 def to_video(frames: torch.Tensor) -> torch.Tensor:
     """uint8 [T, H, W, 3] -> [1, 3, T, H, W] in [-1, 1]"""
-    return (frames.permute(3, 0, 1, 2).float() / 127.5 - 1)[None]
+    return (frames.permute(3, 0, 1, 2).contiguous().float() / 127.5 - 1)[None]  # uint8 made contiguous: cheaper
 
 
 @torch.no_grad()

@@ -26,9 +26,11 @@ With `augment = true` every sample is also zoomed into (a random crop of 74-100 
 recoloured (channels shuffled, per-channel gains, saturation, brightness, contrast) and flipped, the same for all
 its frames: the VAE has to reconstruct whatever it is shown, not the corpus' palettes and framings.
 
-With `crop = N` every sample is then cut to a random N x N window (a multiple of the VAE's 32 px): the VAE is
-convolutional, so it learns the same weights from a quarter of the pixels at a quarter of the cost, and sees faces
-cut anywhere. At 256 px, 128 px crops make each step about four times cheaper.
+With `crop = N` every sample is an N x N window of the frames (a multiple of the VAE's 32 px; with `augment`, cut
+from a window up to 1.35x smaller and zoomed into): the VAE is convolutional, so it learns the same weights from a
+quarter of the pixels at a quarter of the cost, and sees faces cut anywhere. The window is cut before anything is
+computed on it, so at 256 px a 128 px crop makes the whole step, data included, about four times cheaper. The loss
+weights' motion is then measured within the window.
 
 `compile = true` compiles the encoder and the decoder (torch.compile, a few minutes before the first step and again
 when the clip steps start): a 256x256 image step takes three quarters of its time.
@@ -67,9 +69,11 @@ IMAGE_WINDOW = 17  # frames around an image sample whose motion sets its weights
 @dataclass(frozen=True)
 class Augmentation:
     """One random zoom, recolouring and flip, drawn once and applied alike to every frame of a sample (and, the
-    geometry only, to its loss weights)."""
+    geometry only, to its loss weights). The sample is cut from the source frames first (`cut`), so weights and
+    colours are computed on the window it shows, not on the whole frame."""
 
-    crop: tuple[int, int, int, int]  # top, left, height, width of the zoomed-in window
+    crop: tuple[int, int, int, int]  # top, left, height, width of the source window the sample shows
+    out: tuple[int, int]  # the sample's height and width
     channels: tuple[int, int, int]  # channel order (a shuffle 30 % of the time)
     gains: tuple[float, float, float]
     saturation: float
@@ -78,28 +82,35 @@ class Augmentation:
     flip: bool
 
     @classmethod
-    def draw(cls, height: int, width: int, g: torch.Generator) -> "Augmentation":
+    def draw(cls, height: int, width: int, g: torch.Generator, out: int | None = None) -> "Augmentation":
+        """For height x width frames; `out`: the side of a square sample (default: the frames' own size), zoomed
+        into by up to 1.35x."""
         u = lambda: float(torch.rand(1, generator=g))  # noqa: E731
+        oh, ow = (height, width) if out is None else (out, out)
         side = 1 - 0.26 * u()
-        ch, cw = max(8, round(height * side)), max(8, round(width * side))
+        ch, cw = max(8, round(oh * side)), max(8, round(ow * side))
         top, left = int(u() * (height - ch + 1)), int(u() * (width - cw + 1))
         channels = tuple(torch.randperm(3, generator=g).tolist()) if u() < 0.3 else (0, 1, 2)
         gains = tuple(0.85 + 0.3 * float(v) for v in torch.rand(3, generator=g))
-        return cls((top, left, ch, cw), channels, gains, saturation=0.5 + 0.8 * u(), contrast=0.8 + 0.4 * u(),
-                   brightness=(u() - 0.5) * 0.16, flip=u() < 0.5)
+        return cls((top, left, ch, cw), (oh, ow), channels, gains, saturation=0.5 + 0.8 * u(),
+                   contrast=0.8 + 0.4 * u(), brightness=(u() - 0.5) * 0.16, flip=u() < 0.5)
+
+    def cut(self, frames: Tensor) -> Tensor:
+        """The window of source frames [T, H, W, C] -> [T, h, w, C]"""
+        top, left, ch, cw = self.crop
+        return frames[:, top:top + ch, left:left + cw]
 
     def geometry(self, x: Tensor) -> Tensor:
-        """Zoom and flip.  [B, C, T, H, W] -> the same shape"""
-        b, _, _, h, w = x.shape
-        top, left, ch, cw = self.crop
-        x = rearrange(x[..., top:top + ch, left:left + cw], "b c t h w -> (b t) c h w")
-        if (ch, cw) != (h, w):
-            x = F.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
-        x = rearrange(x, "(b t) c h w -> b c t h w", b=b)
+        """A cut window, resized to the sample's size and flipped.  [B, C, T, h, w] -> [B, C, T, *out]"""
+        b = x.shape[0]
+        if tuple(x.shape[-2:]) != self.out:
+            x = rearrange(x, "b c t h w -> (b t) c h w")
+            x = F.interpolate(x, size=self.out, mode="bilinear", antialias=True, align_corners=False)
+            x = rearrange(x, "(b t) c h w -> b c t h w", b=b)
         return x.flip(-1) if self.flip else x
 
     def __call__(self, video: Tensor) -> Tensor:
-        """[B, 3, T, H, W] in [-1, 1] -> the same shape"""
+        """A cut window [B, 3, T, h, w] in [-1, 1] -> the sample [B, 3, T, *out]"""
         x = (self.geometry(video) + 1) / 2
         x = x[:, list(self.channels)] * torch.tensor(self.gains).view(1, 3, 1, 1, 1)
         grey = x.mean(dim=1, keepdim=True)
@@ -220,19 +231,23 @@ def run(args, settings: Settings, config: RESTConfig) -> int:
         for _ in range(image_batch if images else settings.batch):
             i = usable[torch.randint(len(usable), (1,), generator=g).item()]
             start = torch.randint(clips.clips[i]["frames"] - length + 1, (1,), generator=g).item()
-            video = to_video(clips.frames(i, start, length))  # [1, 3, length, H, W]
+            window = clips.frames(i, start, length)  # [length, R, R, 3] uint8
+            # the window the sample shows is cut first: the weights and colours are worked out on it alone
+            if opts["augment"]:
+                augmentation = Augmentation.draw(*window.shape[1:3], g, crop or None)
+                window = augmentation.cut(window)
+            elif crop:
+                top, left = (torch.randint(side - crop + 1, (1,), generator=g).item() for side in window.shape[1:3])
+                window = window[:, top:top + crop, left:left + crop]
+            video = to_video(window)  # [1, 3, length, h, w]
             weight = motion_weights(video, opts["motion_weight"])
             if images:
                 t = torch.randint(length, (1,), generator=g).item()
                 video, weight = video[:, :, t:t + 1], weight[:, :, t:t + 1]
             if opts["augment"]:  # after the frame is picked: an image step augments one frame, not its window
-                augmentation = Augmentation.draw(*video.shape[-2:], g)
                 video, weight = augmentation(video), augmentation.geometry(weight)
             elif torch.rand(1, generator=g).item() < 0.5:
                 video, weight = video.flip(-1), weight.flip(-1)
-            if crop:
-                top, left = (torch.randint(side - crop + 1, (1,), generator=g).item() for side in video.shape[-2:])
-                video, weight = (x[..., top:top + crop, left:left + crop] for x in (video, weight))
             videos.append(video)
             weights.append(weight)
         return torch.cat(videos).to(procs.device), torch.cat(weights).to(procs.device), g
