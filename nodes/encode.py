@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from rest_core import CropBox, SpeechLatents, portrait_pixels, prepare_reference
+from rest_core import CropBox, SpeechLatents, cut_square, portrait_pixels
 from rest_core.speech import check_sample_rate, mono_clip, prepare_audio
 
 from .model import RESTModel
@@ -129,7 +129,7 @@ class RESTReferenceEncoder:
         source = portrait_pixels(image).cpu()  # a bad portrait or box is refused before the model loads
         box = face_box(face_x, face_y, face_size, face_mask, *source.shape[:2])
         model.load()
-        pixels, crop = prepare_reference(source, model.pipe.config.resolution, box)  # [1, 3, R, R] in [-1, 1]
+        pixels, crop = cut_square(source, model.pipe.config.resolution, box)  # [1, 3, R, R] in [-1, 1]
         reference = RESTReference(model.pipe.encode_square(pixels), crop, source)
         return {"ui": {"images": [save_preview(crop_preview(source, crop))]},
                 "result": (reference, ((pixels + 1) / 2).permute(0, 2, 3, 1))}

@@ -22,7 +22,7 @@ from rest_core.whisper import SAMPLE_RATE
 from .encode import RESTReference, audio_input
 from .model import RESTModel
 from .player import sample_span
-from .sampler import ChunkProgress, sampling_inputs, send_chunk, text_condition
+from .sampler import ChunkProgress, sampling_inputs, sampling_options, send_chunk, text_condition
 from .sessions import SessionRegistry
 
 
@@ -44,7 +44,7 @@ class LiveSession:
     def start(cls, model: RESTModel, reference: RESTReference, settings: dict, text: Tensor | None) -> "LiveSession":
         pipe, device = model.pipe, model.device
         rate = settings["sample_rate"]
-        options = {k: settings[k] for k in ("steps", "cfg", "seed", "id_sink", "context_cache", "context_refresh")}
+        options = {k: v for k, v in settings.items() if k != "sample_rate"}
         session = cls(model, reference, settings, text, pipe.speech_stream(rate), None,
                       StreamingResampler(rate, SAMPLE_RATE))
         session.video = pipe.video_stream(reference.latent.to(device), **options,
@@ -115,8 +115,7 @@ class RESTLiveSampler:
         waveform, rate = audio_input(audio)
         mono = as_mono(waveform)  # a malformed piece is refused before it touches the stream
         text = text_condition(conditioning, model)
-        settings = {"steps": steps, "cfg": cfg, "seed": seed, "id_sink": id_sink, "context_cache": context_cache,
-                    "context_refresh": context_refresh, "sample_rate": rate}
+        settings = sampling_options(steps, cfg, seed, id_sink, context_cache, context_refresh) | {"sample_rate": rate}
         LIVE.expire()
         session = LIVE.get(key)
         if session is None:

@@ -21,7 +21,7 @@ from rest_core.whisper import SAMPLE_RATE
 
 from .encode import RESTReference, RESTSpeech, audio_input
 from .model import RESTModel
-from .sampler import sampling_inputs, stream_chunks
+from .sampler import sampling_inputs, sampling_options, stream_chunks
 
 SUBFOLDER = "rest"
 
@@ -70,8 +70,7 @@ class RESTRenderVideo:
         os.makedirs(folder, exist_ok=True)
         name = f"rest_{uuid.uuid4().hex[:12]}.mp4"
         path = os.path.join(folder, name)
-        options = {"steps": steps, "cfg": cfg, "seed": seed, "id_sink": id_sink, "context_cache": context_cache,
-                   "context_refresh": context_refresh}
+        options = sampling_options(steps, cfg, seed, id_sink, context_cache, context_refresh)
         chunks = stream_chunks(model, reference, speech, options, conditioning, live_player, unique_id)
         writer = VideoWriter(path, model.pipe.config.fps, audio_rate=rate, audio_channels=soundtrack.shape[0])
         try:

@@ -44,6 +44,13 @@ def sampling_inputs() -> dict:
     }
 
 
+def sampling_options(steps: int, cfg: float, seed: int, id_sink: bool, context_cache: bool,
+                     context_refresh: str) -> dict:
+    """The values of `sampling_inputs` as `RESTPipeline.video_stream` takes them."""
+    return {"steps": steps, "cfg": cfg, "seed": seed, "id_sink": id_sink, "context_cache": context_cache,
+            "context_refresh": context_refresh}
+
+
 def text_condition(conditioning, model: RESTModel) -> Tensor | None:
     """ComfyUI CONDITIONING -> text tokens [1, L, text_dim] for the DiT's cross-attention, or None."""
     if conditioning is None:
@@ -118,8 +125,7 @@ class RESTStreamingSampler:
     def sample(self, model: RESTModel, reference: RESTReference, speech: RESTSpeech, steps: int, cfg: float,
                seed: int, id_sink: bool, context_cache: bool, context_refresh: str, live_player: bool,
                conditioning=None, unique_id: str | None = None):
-        options = {"steps": steps, "cfg": cfg, "seed": seed, "id_sink": id_sink, "context_cache": context_cache,
-                   "context_refresh": context_refresh}
+        options = sampling_options(steps, cfg, seed, id_sink, context_cache, context_refresh)
         made = list(stream_chunks(model, reference, speech, options, conditioning, live_player, unique_id))
         return (stream_latent(reference, speech.speech.video_frames, made),)
 

@@ -86,6 +86,11 @@ def load_clip(path: Path, resolution: int, crop: str = CROPS[0]) -> HeldOutClip:
                        np.asarray(truth["mouth_open"][:count]), box, truth["identity"]["style"]["family"])
 
 
+def clips_in(folder, resolution: int, crop: str, limit: int | None = None) -> list[HeldOutClip]:
+    """The first `limit` clips of a folder (none for no folder)."""
+    return [load_clip(p, resolution, crop) for p in find_videos(folder)[:limit]] if folder else []
+
+
 def in_crop(box, crop: tuple[int, int, int], resolution: int) -> list[float]:
     """A box [x0, y0, x1, y1] in source pixels -> in the pixels of the (top, left, size) crop resized to
     resolution."""
@@ -332,10 +337,7 @@ def evaluate(args) -> dict:
     def log(text):
         sys.stderr.write(f"[eval {time.perf_counter() - started:6.0f} s] {text}\n")
 
-    def clips_in(folder, limit=None) -> list[HeldOutClip]:
-        return [load_clip(p, config.resolution, args.crop) for p in find_videos(folder)[:limit]] if folder else []
-
-    clips = clips_in(args.clips, args.max_clips)
+    clips = clips_in(args.clips, config.resolution, args.crop, args.max_clips)
     clips = [c for c in clips if len(c.frames) > short_frames]
     if args.clips and not clips:
         raise ValueError(f"{args.clips}: no clip longer than {short_frames + 1} frames")
@@ -384,12 +386,12 @@ def evaluate(args) -> dict:
         return made
 
     long: dict[str, list] = {}
-    streams = clips_in(args.streams, args.max_streams)
+    streams = clips_in(args.streams, config.resolution, args.crop, args.max_streams)
     for clip in streams:
         long_stream(long, clip, stream_variants(True), "")
 
     families: dict[str, dict[str, list]] = {}
-    family_clips = clips_in(args.families)
+    family_clips = clips_in(args.families, config.resolution, args.crop)
     for clip in family_clips:
         rows = families.setdefault(clip.family, {})
         if len(rows.get("full", [])) < args.max_streams_per_family:
@@ -448,8 +450,8 @@ def evaluate_vae(args) -> dict:
         if len(rows[group]) == 1:
             contact_sheet(sheets / f"vae_{slug(group)}.png", truth, recon, f"VAE reconstruction: {clip.name}")
 
-    clips = [load_clip(path, config.resolution, args.crop)
-             for folder in (args.clips, args.streams, args.families) if folder for path in find_videos(folder)]
+    clips = [c for folder in (args.clips, args.streams, args.families)
+             for c in clips_in(folder, config.resolution, args.crop)]
     for clip in clips:
         add(clip.family, clip, min(whole_latent_frames(clip), args.vae_frames))
     if args.photos:

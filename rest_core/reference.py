@@ -86,7 +86,11 @@ def prepare_reference(image, resolution: int, box: CropBox | None = None) -> tup
     image: [H, W, C] or [1, H, W, C] (ComfyUI IMAGE), float in [0, 1] or uint8; C = 1 (grey), 3, or 4 (alpha is
     dropped). The box (default: the largest centred square) is cut and resized (antialiased) to the resolution.
     """
-    x = portrait_pixels(image)
+    return cut_square(portrait_pixels(image), resolution, box)
+
+
+def cut_square(x: Tensor, resolution: int, box: CropBox | None = None) -> tuple[Tensor, CropBox]:
+    """`prepare_reference` of pixels `portrait_pixels` already checked: [H, W, 3] float in [0, 1]."""
     height, width = x.shape[:2]
     box = CropBox.centred(height, width) if box is None else box.check(height, width)
     x = x[box.top:box.top + box.size, box.left:box.left + box.size].permute(2, 0, 1)[None]  # [1, 3, S, S]
