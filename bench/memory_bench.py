@@ -3,6 +3,7 @@ real ComfyUI, and `python -m rest_core generate`, for several minutes of speech 
 
     python bench/memory_bench.py                                          # the shipped demo model, 1, 3, 10 min
     python bench/memory_bench.py --resolution 512 --dtype bfloat16 --only server   # random weights at 512 x 512
+    python bench/memory_bench.py --resolution 512 --narrow                          # the same layout, narrow
 
 Each length gets a fresh server: its peak resident memory (VmHWM) is read after the job, next to its resident memory
 idle (before the job) and after it. The CLI's peak comes from the finished process (ru_maxrss). Memory does not
@@ -104,10 +105,22 @@ def cli_run(checkpoint: Path, image: Path, audio: Path, steps: int, cfg: float, 
     return {"peak_mb": round(usage.ru_maxrss / 1024), "job_s": round(time.perf_counter() - started, 1)}
 
 
-def random_checkpoint(path: Path, resolution: int) -> Path:
+def random_checkpoint(path: Path, resolution: int, narrow: bool) -> Path:
+    """Random rest-demo weights at `resolution`; `narrow` keeps its layout (blocks, strides, chunks, speech clock)
+    at a fraction of its widths, which changes the cost per frame and the constant weights, not what a longer
+    speech adds: that is frames, audio and the stream's state, the same for any width."""
     from rest_core import PRESETS, RESTPipeline
+    from rest_core.config import DiTConfig, SpeechConfig, VAEConfig
 
     config = replace(PRESETS["rest-demo"], name=f"rest-demo-{resolution}", resolution=resolution)
+    if narrow:
+        config = replace(config, name=f"rest-demo-narrow-{resolution}",
+                         dit=DiTConfig(in_channels=16, hidden=64, depth=1, heads=2, text_dim=None, speech_tokens=4,
+                                       speech_dim=16, ffn_gelu="none"),
+                         vae=VAEConfig(latent_channels=16, block_out_channels=(8, 16, 16, 16),
+                                       layers_per_block=(1, 1, 1, 1, 1), decoder_block_out_channels=(8, 16, 16, 16),
+                                       decoder_layers_per_block=(1, 1, 1, 1, 1)),
+                         speech=SpeechConfig(hidden=32, depth=1, heads=2))
     RESTPipeline.from_config(config).save_pretrained(path)
     return path
 
@@ -117,6 +130,8 @@ def main(argv=None):
     p.add_argument("--checkpoint", type=Path, default=ROOT / "models" / "rest-demo.safetensors")
     p.add_argument("--resolution", type=int, default=None,
                    help="random rest-demo weights at this resolution instead of --checkpoint")
+    p.add_argument("--narrow", action="store_true",
+                   help="with --resolution: a narrow random model of the same layout (far faster per frame)")
     p.add_argument("--minutes", type=float, nargs="+", default=[1, 3, 10])
     p.add_argument("--steps", type=int, default=1)
     p.add_argument("--cfg", type=float, default=1.0)
@@ -124,11 +139,14 @@ def main(argv=None):
                    help="the model's dtype (the loader's choice; auto is float32 for the CLI)")
     p.add_argument("--only", choices=["server", "cli"], default=None)
     args = p.parse_args(argv)
+    if args.narrow and not args.resolution:
+        p.error("--narrow makes a random model: give --resolution too")
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if args.resolution:
-            checkpoint, side = random_checkpoint(tmp / "random.safetensors", args.resolution), args.resolution
+            checkpoint = random_checkpoint(tmp / "random.safetensors", args.resolution, args.narrow)
+            side = args.resolution
         else:
             from rest_core import RESTPipeline
 
@@ -148,6 +166,7 @@ def main(argv=None):
                     result = cli_run(checkpoint, image, audio, args.steps, args.cfg, args.dtype, tmp / "cli.mp4")
                 peaks[kind].append(result["peak_mb"])
                 print(json.dumps({"bench": "memory", "run": kind, "minutes": minutes, "output_px": side,
+                                  "narrow": args.narrow,
                                   "steps": args.steps, "cfg": args.cfg, "dtype": args.dtype, **result}), flush=True)
             audio.unlink()
         summary = {"bench": "memory", "output_px": side, "minutes": args.minutes}
