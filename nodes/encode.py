@@ -7,6 +7,7 @@ import os
 import uuid
 from dataclasses import dataclass
 
+import comfy.utils
 import folder_paths
 import torch
 import torch.nn.functional as F
@@ -142,7 +143,7 @@ class RESTSpeechEncoder:
             "model": ("REST_MODEL",),
             "audio": ("AUDIO", {"tooltip": "Speech at any sample rate and channel count (mixed to mono, "
                                            "resampled to 16 kHz)."}),
-        }}
+        }, "hidden": {"unique_id": "UNIQUE_ID"}}
 
     RETURN_TYPES = ("REST_SPEECH", "AUDIO")
     RETURN_NAMES = ("speech", "audio")
@@ -153,11 +154,12 @@ class RESTSpeechEncoder:
     DESCRIPTION = ("Whisper features and the SpeechAE: speech -> one group of speech latents per 8 video frames. "
                    "The video will have round(seconds x 25) frames.")
 
-    def encode(self, model: RESTModel, audio: dict):
+    def encode(self, model: RESTModel, audio: dict, unique_id: str | None = None):
         waveform, rate = audio_input(audio)
         mono = mono_clip(waveform)  # empty / NaN / wrong layout: a clear error before any work
         model.load()
-        speech = model.pipe.encode_speech(mono, rate)
+        bar = comfy.utils.ProgressBar(1, node_id=unique_id)  # its updates are ComfyUI's cancel points
+        speech = model.pipe.encode_speech(mono, rate, on_second=lambda done, total: bar.update_absolute(done, total))
         fitted = fit_audio(waveform if waveform.dim() == 3 else waveform[None], rate, speech.video_frames,
                            model.pipe.config.fps)
         return (RESTSpeech(speech, prepare_audio(mono, rate)), {"waveform": fitted, "sample_rate": rate})

@@ -9,6 +9,7 @@ to make room for other models, like any core model.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 
@@ -30,11 +31,14 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 @dataclass
 class RESTModel:
-    """What flows along a REST_MODEL link."""
+    """What flows along a REST_MODEL link. `identity` says which model this is by what changes its output (the
+    checkpoint's and the speech encoder's contents, the dtype, the device): two loads of the same files and choices
+    are the same model, whatever other prompts loaded in between."""
 
     pipe: RESTPipeline
     patcher: comfy.model_patcher.ModelPatcher
     name: str
+    identity: tuple = ()
 
     def load(self):
         """Bring every part onto the load device (whole: the parts have no per-layer weight casting)."""
@@ -43,6 +47,11 @@ class RESTModel:
     @property
     def device(self) -> torch.device:
         return next(self.pipe.dit.parameters()).device
+
+
+def file_digest(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def checkpoint_names() -> list[str]:
@@ -93,9 +102,10 @@ class RESTModelLoader:
         else:
             load_device = comfy.model_management.get_torch_device()
             offload_device = comfy.model_management.unet_offload_device()
-        pipe = RESTPipeline.from_pretrained(path, whisper=whisper, device=offload_device,
-                                            dtype=pick_dtype(dtype, load_device))
+        chosen = pick_dtype(dtype, load_device)
+        pipe = RESTPipeline.from_pretrained(path, whisper=whisper, device=offload_device, dtype=chosen)
         parts = nn.ModuleDict(pipe.parts(include_whisper=True))
         patcher = comfy.model_patcher.ModelPatcher(parts, load_device=load_device, offload_device=offload_device)
-        return (RESTModel(pipe, patcher, checkpoint),)
+        identity = (file_digest(path), whisper and file_digest(whisper), str(chosen), str(load_device))
+        return (RESTModel(pipe, patcher, checkpoint, identity),)
 

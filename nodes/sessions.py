@@ -1,19 +1,27 @@
 """The live sessions: streams that outlive one queued prompt, each keyed by the `session_id` its client chose.
 
-Sessions are isolated (each holds its own speech stream, ID-Context Cache and decoder state), bounded in number
-(each holds a KV cache in device memory), and expire after sitting idle, so an abandoned client does not hold
-memory for ever. A session that fails or is cancelled mid-prompt is closed, never left half-advanced.
+Sessions are isolated (each holds its own speech stream, ID-Context Cache, decoder state and model), bounded in
+number (each holds a KV cache in device memory), and expire after sitting idle, so an abandoned client does not
+hold memory for ever. A session is closed when its last piece ends it, when a piece fails or is cancelled (a stream
+is never left half-advanced) and when it expires. Its id is remembered with the reason: a later piece under that id
+is refused with it, never the silent start of a new stream from frame 0, unless the client asks for a restart.
 """
 
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from typing import Callable, Generic, TypeVar
 
 Session = TypeVar("Session")
 
 MAX_SESSIONS = 4
 IDLE_SECONDS = 600.0
+REMEMBERED_CLOSED = 4096  # ids of closed sessions kept, with why they closed (the oldest are forgotten first)
+
+
+class SessionClosed(ValueError):
+    """A piece for a session id whose stream was closed."""
 
 
 class SessionRegistry(Generic[Session]):
@@ -22,6 +30,7 @@ class SessionRegistry(Generic[Session]):
         self.limit, self.idle_seconds, self.clock = limit, idle_seconds, clock
         self.sessions: dict[str, Session] = {}
         self.last_used: dict[str, float] = {}
+        self.closed: OrderedDict[str, str] = OrderedDict()  # key -> why it was closed
 
     def __contains__(self, key: str) -> bool:
         return key in self.sessions
@@ -34,7 +43,7 @@ class SessionRegistry(Generic[Session]):
         now = self.clock()
         old = [k for k, t in self.last_used.items() if now - t > self.idle_seconds]
         for key in old:
-            self.close(key)
+            self.close(key, f"it sat idle for more than {self.idle_seconds / 60:g} minutes")
         return old
 
     def get(self, key: str) -> Session | None:
@@ -42,17 +51,36 @@ class SessionRegistry(Generic[Session]):
             self.last_used[key] = self.clock()
         return self.sessions.get(key)
 
-    def open(self, key: str, session: Session) -> Session:
+    def check_can_open(self, key: str):
+        """Refuse, before any work, a new stream under a closed id or beyond the limit."""
+        self.expire()
         if key in self.sessions:
             raise ValueError(f"live session {key!r} is already open")
-        self.expire()
+        if key in self.closed:
+            raise SessionClosed(f"live session {key!r} was closed: {self.closed[key]}. Its stream cannot go on; "
+                                f"to begin a new stream under this id set restart on its first piece, or pick a new "
+                                f"session_id")
         if len(self.sessions) >= self.limit:
             raise ValueError(f"{len(self.sessions)} live sessions are open, the most this server keeps; end one "
                              f"(end_of_stream on its last piece) or wait until one has been idle for "
                              f"{self.idle_seconds / 60:g} minutes")
+
+    def open(self, key: str, session: Session) -> Session:
+        self.check_can_open(key)
         self.sessions[key], self.last_used[key] = session, self.clock()
         return session
 
-    def close(self, key: str):
+    def close(self, key: str, reason: str):
+        """End the session `key` (if open) and remember why, for the pieces that may still come."""
+        if self.sessions.pop(key, None) is not None:
+            self.closed[key] = reason
+            self.closed.move_to_end(key)
+            while len(self.closed) > REMEMBERED_CLOSED:
+                self.closed.popitem(last=False)
+        self.last_used.pop(key, None)
+
+    def forget(self, key: str):
+        """A restart: close `key` if it is open and forget that it was ever used."""
         self.sessions.pop(key, None)
         self.last_used.pop(key, None)
+        self.closed.pop(key, None)

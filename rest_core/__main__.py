@@ -13,6 +13,7 @@ their own modules, each with `configure(parser)` and `run(args) -> exit code`, i
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 
@@ -67,6 +68,14 @@ def generate(args) -> int:
     return 0
 
 
+def finite_float(text: str) -> float:
+    """An argparse type: a number that is not NaN or Inf (float() takes both)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
 # command -> (module, help); the module is imported when its command runs, so `generate` never loads training code
 COMMANDS = {
     "synth": ("rest_core.data.synth", "write a procedural talking-head corpus: mp4 clips + ground-truth sidecars"),
@@ -96,7 +105,7 @@ def main(argv=None) -> int:
                    help="the square of the portrait to animate, in its pixels (default: the largest centred one)")
     g.add_argument("--whisper", default=None, help="Whisper weights (default: bundled in the checkpoint, or tiny.en)")
     g.add_argument("--steps", type=int, default=None, help="denoising steps per chunk (default: the model's)")
-    g.add_argument("--cfg", type=float, default=None, help="Joint CFG scale (default: the model's)")
+    g.add_argument("--cfg", type=finite_float, default=None, help="Joint CFG scale (default: the model's)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--no-id-sink", action="store_true", help="ablation: later chunks do not see the reference")
     g.add_argument("--no-context-cache", action="store_true", help="ablation: chunks do not see their predecessor")

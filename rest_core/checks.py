@@ -3,6 +3,9 @@ it should have, never a shape error from deep inside the model."""
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import torch
 from torch import Tensor
 
@@ -26,6 +29,15 @@ def expect_finite(name: str, x: Tensor) -> Tensor:
     if not torch.isfinite(x).all():
         raise ValueError(f"{name} contains NaN or Inf values; check the upstream encoder or the input file")
     return x
+
+
+def expect_number(name: str, value, low: float | None = None) -> float:
+    """A finite real number (NaN and Inf pass range checks, so they are refused here), at least `low`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{name}: expected a finite number, got {value!r}")
+    if low is not None and value < low:
+        raise ValueError(f"{name}: expected a number >= {low:g}, got {value!r}")
+    return float(value)
 
 
 def expect_positive_int(name: str, value) -> int:

@@ -114,6 +114,34 @@ class SamplerConfig:
     shift: float = 3.0  # timestep shift t' = s t / (1 + (s - 1) t); larger spends more steps at high noise
 
 
+# The largest value each size may take: eight times rest-2b's and more, and still a model a machine can hold. A
+# checkpoint's config is read before anything is allocated, so an absurd one is refused here, naming its field.
+SIZE_LIMITS = {
+    "resolution": 4096, "chunk_latents": 64,
+    "dit.in_channels": 1024, "dit.hidden": 16384, "dit.depth": 256, "dit.heads": 256, "dit.ffn_mult": 16,
+    "dit.text_dim": 16384, "dit.speech_tokens": 256, "dit.speech_dim": 8192,
+    "vae.latent_channels": 1024, "vae.block_out_channels": 4096, "vae.layers_per_block": 64, "vae.patch_size": 32,
+    "vae.decoder_block_out_channels": 4096, "vae.decoder_layers_per_block": 64,
+    "speech.context_left": 1500, "speech.context_right": 1500, "speech.feature_dim": 4096, "speech.hidden": 8192,
+    "speech.depth": 64, "speech.heads": 256, "sampler.steps": 1000,
+}
+
+
+def check_sizes(config: "RESTConfig"):
+    """Every size of `config` a whole number within SIZE_LIMITS (text_dim may be None), else a ValueError naming it."""
+    for name, high in SIZE_LIMITS.items():
+        value = config
+        for part in name.split("."):
+            value = getattr(value, part)
+        if value is None and name == "dit.text_dim":
+            continue
+        low = 0 if name.startswith("speech.context") else 1
+        for v in value if isinstance(value, tuple) else (value,):
+            if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high:
+                raise ValueError(f"config {name}={value!r}: expected whole numbers from {low} to {high}: a model that "
+                                 f"large could not be held in memory (is the checkpoint's config damaged?)")
+
+
 @dataclass(frozen=True)
 class RESTConfig:
     name: str = "custom"
@@ -126,6 +154,7 @@ class RESTConfig:
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
 
     def __post_init__(self):
+        check_sizes(self)
         if self.vae.latent_channels != self.dit.in_channels:
             raise ValueError(f"vae.latent_channels={self.vae.latent_channels} must equal "
                              f"dit.in_channels={self.dit.in_channels}")

@@ -155,6 +155,44 @@ def decode_chunk(vae: CausalVAE, latents: Tensor, state) -> tuple[Tensor, object
     return to_images(frames), state
 
 
+def checkpoint_config(path: Path, metadata: dict[str, str]) -> RESTConfig:
+    """The REST config in a checkpoint's metadata, checked (sizes included) before anything is built from it."""
+    if metadata.get("format") != CHECKPOINT_FORMAT or "config" not in metadata:
+        raise ValueError(f"{path} is a safetensors file but not a REST checkpoint (no REST config in its metadata)")
+    if metadata.get("format_version") != CHECKPOINT_VERSION:
+        raise ValueError(f"{path}: checkpoint format version {metadata.get('format_version')}; this version of "
+                         f"rest_core reads version {CHECKPOINT_VERSION}")
+    try:
+        return RESTConfig.from_dict(json.loads(metadata["config"]))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path}: its config is not valid ({e})") from e
+
+
+def available_memory() -> int | None:
+    """Bytes of memory the system can still give (Linux's MemAvailable); None where that is not known."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def check_fits_in_memory(config: RESTConfig):
+    """Refuse, before anything is allocated, a model whose float32 weights alone exceed the free memory (its parts
+    are built in float32 and cast afterwards)."""
+    with torch.device("meta"):
+        parts = {"dit": A2VDiT(config.dit), "vae": CausalVAE(config.vae), "speech_ae": SpeechAE.from_config(config)}
+    sizes = {name: 4 * sum(p.numel() for p in part.parameters()) for name, part in parts.items()}
+    free = available_memory()
+    if free is not None and sum(sizes.values()) > free:
+        largest = max(sizes, key=sizes.get)
+        raise ValueError(f"the {config.name} model needs {sum(sizes.values()) / 2**30:.1f} GiB for its weights "
+                         f"({largest}: {sizes[largest] / 2**30:.1f} GiB) but this machine has {free / 2**30:.1f} GiB "
+                         f"free; close other programs or use a smaller model")
+
+
 class RESTPipeline:
     def __init__(self, config: RESTConfig, dit: A2VDiT, vae: CausalVAE, speech_ae: SpeechAE,
                  whisper: WhisperEncoder):
@@ -170,6 +208,7 @@ class RESTPipeline:
                     device="cpu", dtype: torch.dtype = torch.float32) -> "RESTPipeline":
         """A pipeline with random weights (benchmarks, training starts). `whisper`: an encoder, a weights file, or
         None for the pinned default."""
+        check_fits_in_memory(config)
         if not isinstance(whisper, WhisperEncoder):
             whisper = default_whisper_encoder() if whisper is None else load_whisper_encoder(whisper)
         pipe = cls(config, A2VDiT(config.dit), CausalVAE(config.vae), SpeechAE.from_config(config), whisper)
@@ -206,19 +245,11 @@ class RESTPipeline:
             raise ValueError(f"{path}: REST checkpoints are .safetensors files; other formats are never loaded")
         try:
             with safe_open(str(path), framework="pt") as f:
-                metadata = f.metadata() or {}
+                config = checkpoint_config(path, f.metadata() or {})  # before any tensor is read
+                check_fits_in_memory(config)
                 tensors = {k: f.get_tensor(k) for k in f.keys()}
         except (SafetensorError, OSError) as e:
             raise ValueError(f"{path} is not a readable safetensors file ({e}); download or export it again") from e
-        if metadata.get("format") != CHECKPOINT_FORMAT or "config" not in metadata:
-            raise ValueError(f"{path} is a safetensors file but not a REST checkpoint (no REST config in its metadata)")
-        if metadata.get("format_version") != CHECKPOINT_VERSION:
-            raise ValueError(f"{path}: checkpoint format version {metadata.get('format_version')}; this version of "
-                             f"rest_core reads version {CHECKPOINT_VERSION}")
-        try:
-            config = RESTConfig.from_dict(json.loads(metadata["config"]))
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"{path}: its config is not valid ({e})") from e
 
         bundled = {k[len("whisper."):]: v for k, v in tensors.items() if k.startswith("whisper.")}
         if whisper is None and bundled:
@@ -245,10 +276,21 @@ class RESTPipeline:
     def speech_stream(self, sample_rate: int) -> SpeechLatentStream:
         return SpeechLatentStream(self.whisper, self.speech_ae, self.config, sample_rate)
 
-    def encode_speech(self, waveform, sample_rate: int) -> SpeechLatents:
-        """A whole clip (any layout `as_mono` reads) -> its speech latents, computed as a live stream would."""
+    def encode_speech(self, waveform, sample_rate: int,
+                      on_second: Callable[[int, int], None] | None = None) -> SpeechLatents:
+        """A whole clip (any layout `as_mono` reads) -> its speech latents, computed as a live stream would (a
+        second of audio at a time, as exact as all at once). `on_second(done, total)` is called after each second
+        (progress bars; raising in it stops the encoding there)."""
         speech = self.speech_stream(sample_rate)
-        chunks = speech.push(mono_clip(waveform)) + speech.finish()
+        mono = mono_clip(waveform)
+        rate = check_sample_rate(sample_rate)
+        total = -(-mono.shape[0] // rate)
+        chunks = []
+        for second in range(total):
+            chunks += speech.push(mono[second * rate:(second + 1) * rate])
+            if on_second is not None:
+                on_second(second + 1, total)
+        chunks += speech.finish()
         return SpeechLatents(torch.cat(chunks, dim=1), speech.video_frames)
 
     def video_stream(self, ref: Tensor, *, steps: int | None = None, cfg: float | None = None, seed: int = 0,

@@ -110,13 +110,18 @@ def edge_mask(size: int, feather: int) -> Tensor:
 
 def paste_back(frames: Tensor, source: Tensor, box: CropBox, feather: int) -> Tensor:
     """Generated frames [n, R, R, 3] -> the source [H, W, 3] with each frame resized into the box and blended over
-    `feather` source pixels at its border (at most half the box).  -> [n, H, W, 3] float in [0, 1]"""
+    `feather` source pixels at its border (at most half the box).  -> [n, H, W, 3] float in [0, 1]
+
+    Frame by frame into the output: beside it, only one box-sized frame is ever held, however large the source."""
     if frames.dim() != 4 or frames.shape[-1] != 3:
         raise ValueError(f"images: expected IMAGE frames [N, H, W, 3], got {list(frames.shape)}")
-    square = F.interpolate(frames.permute(0, 3, 1, 2).float(), size=(box.size, box.size), mode="bilinear",
-                           antialias=True, align_corners=False).permute(0, 2, 3, 1).clamp(0, 1)
-    weight = edge_mask(box.size, min(feather, box.size // 2))[None, :, :, None]
-    out = source[None].expand(frames.shape[0], -1, -1, -1).clone()  # [n, H, W, 3]
-    inside = (slice(None), slice(box.top, box.top + box.size), slice(box.left, box.left + box.size))
-    out[inside] = weight * square + (1 - weight) * out[inside]
+    weight = edge_mask(box.size, min(feather, box.size // 2))[:, :, None]  # [S, S, 1]
+    rows, cols = slice(box.top, box.top + box.size), slice(box.left, box.left + box.size)
+    behind = (1 - weight) * source[rows, cols]  # [S, S, 3], the same for every frame
+    out = torch.empty(frames.shape[0], *source.shape)
+    for frame, pasted in zip(frames, out):
+        square = F.interpolate(frame.permute(2, 0, 1)[None].float(), size=(box.size, box.size), mode="bilinear",
+                               antialias=True, align_corners=False)[0].permute(1, 2, 0).clamp_(0, 1)
+        pasted.copy_(source)
+        torch.addcmul(behind, weight, square, out=pasted[rows, cols])
     return out

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from .cache import IDContextCache
-from .checks import describe, expect_finite, expect_positive_int, expect_shape
+from .checks import describe, expect_finite, expect_number, expect_positive_int, expect_shape
 from .config import RESTConfig, SamplerConfig
 from .dit import A2VDiT, sequence_timesteps
 
@@ -95,6 +95,7 @@ def stream_latents(
     cfg_dit = model.cfg
     chunk_latents = expect_positive_int("chunk_latents", chunk_latents)
     steps = expect_positive_int("steps", steps)
+    cfg, shift = expect_number("cfg", cfg, low=1.0), expect_number("shift", shift, low=1e-3)
     if context_refresh not in CONTEXT_REFRESH_MODES:
         raise ValueError(f"context_refresh: expected one of {CONTEXT_REFRESH_MODES}, got {context_refresh!r}")
     expect_shape("ref_latent", ref_latent, [("B", None), ("C", cfg_dit.in_channels), ("frames", 1),
@@ -174,6 +175,7 @@ def sample_sequence(
 
     ref_latent: [B, C, 1, h, w]; speech: [B, K*chunk_latents, h_w, d_A] -> latents [B, C, K*chunk_latents, h, w]
     """
+    cfg, shift = expect_number("cfg", cfg, low=1.0), expect_number("shift", shift, low=1e-3)
     batch, channels, _, h, w = expect_shape("ref_latent", ref_latent, [("B", None), ("C", model.cfg.in_channels),
                                                                         ("frames", 1), ("h", None), ("w", None)]).shape
     if not isinstance(speech, Tensor):

@@ -80,9 +80,16 @@ def as_mono(waveform) -> Tensor:
     return mono / x.shape[0]
 
 
+SPEECH_RATES = (4_000, 192_000)  # Hz: below, nothing of speech is left; above, no audio device records
+
+
 def check_sample_rate(sample_rate) -> int:
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Integral) or sample_rate < 1:
-        raise ValueError(f"sample_rate: expected a positive integer in Hz, got {sample_rate!r}")
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Integral):
+        raise ValueError(f"sample_rate: expected a whole number of Hz, got {sample_rate!r}")
+    low, high = SPEECH_RATES
+    if not low <= sample_rate <= high:
+        raise ValueError(f"sample_rate: {sample_rate} Hz is not a rate speech is recorded at; give audio sampled at "
+                         f"{low} to {high} Hz (e.g. 16000, 44100 or 48000) or resample it first")
     return int(sample_rate)
 
 

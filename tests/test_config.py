@@ -72,3 +72,17 @@ def test_old_config_json_without_a_speech_section_gets_the_defaults():
     d = RESTConfig.preset("rest-2b").to_dict()
     del d["speech"]
     assert RESTConfig.from_dict(d).speech == SpeechConfig()
+
+
+@pytest.mark.parametrize("field, value", [("hidden", 1_000_000), ("depth", 10_000), ("speech_dim", 2.5),
+                                          ("heads", True)])
+def test_a_config_with_a_size_no_machine_can_hold_is_refused_naming_the_field(field, value):
+    d = RESTConfig.preset("rest-demo").to_dict()
+    d["dit"][field] = value
+    with pytest.raises(ValueError, match=rf"config dit\.{field}=.*expected whole numbers from 1 to"):
+        RESTConfig.from_dict(d)
+
+
+def test_every_preset_is_within_the_size_limits():
+    for name in ("rest-2b", "rest-demo"):
+        assert RESTConfig.preset(name).to_dict() == RESTConfig.from_dict(RESTConfig.preset(name).to_dict()).to_dict()

@@ -59,6 +59,15 @@ def test_generate_reports_bad_input_without_a_traceback(files):
     assert "nope.png not found" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("cfg", ["nan", "inf"])
+def test_generate_refuses_a_guidance_scale_that_is_not_a_finite_number(files, cfg):
+    folder, _, _ = files
+    result = run_cli("generate", "--checkpoint", str(folder / "tiny.safetensors"), "--image", str(folder / "nope.png"),
+                     "--audio", str(folder / "speech.wav"), "--out", str(folder / "x.mp4"), "--cfg", cfg)
+    assert result.returncode == 2
+    assert f"'{cfg}' is not a finite number" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_generate_animates_the_chosen_box_and_refuses_one_outside_the_portrait(files):
     folder, _, _ = files
     common = ["generate", "--checkpoint", str(folder / "tiny.safetensors"), "--image", str(folder / "face.png"),

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+import comfy_stubs
 from conftest import audio_dict
 import folder_paths
 from nodes.encode import RESTReferenceEncoder, RESTSpeechEncoder
@@ -90,8 +91,21 @@ def test_speech_gives_the_frame_count_and_the_audio_fitted_to_it(comfy, rest_mod
     ({"waveform": torch.zeros(1, 1, 0), "sample_rate": 16_000}, "empty"),
     ({"waveform": torch.full((1, 1, 100), float("inf")), "sample_rate": 16_000}, "NaN or Inf"),
     ({"waveform": torch.zeros(1, 1, 100), "sample_rate": 0}, "sample_rate"),
+    ({"waveform": torch.zeros(1, 1, 100), "sample_rate": 1}, "1 Hz is not a rate speech is recorded at"),
+    ({"waveform": torch.zeros(1, 1, 100), "sample_rate": 384_000}, "give audio sampled at 4000 to 192000 Hz"),
     (torch.zeros(1, 1, 100), "ComfyUI AUDIO"),
 ])
 def test_bad_audio_is_refused_with_what_to_do(comfy, rest_model, audio, message):
     with pytest.raises(ValueError, match=message):
         RESTSpeechEncoder().encode(rest_model, audio)
+
+
+def test_speech_encoding_reports_progress_and_stops_when_cancelled(comfy, rest_model):
+    audio = audio_dict(torch.randn(1, 40_000) * 0.1, 16_000)  # 2.5 s: three seconds' pieces
+    RESTSpeechEncoder().encode(rest_model, audio, unique_id="4")
+    assert [(node, done, total) for node, done, total, _ in comfy.progress] == [("4", 1, 3), ("4", 2, 3), ("4", 3, 3)]
+    comfy.reset()
+    comfy.interrupt_after = 1
+    with pytest.raises(comfy_stubs.InterruptProcessingException):
+        RESTSpeechEncoder().encode(rest_model, audio, unique_id="4")
+    assert len(comfy.progress) == 1  # stopped after its first second

@@ -5,19 +5,27 @@ import comfy_stubs
 from conftest import SAMPLING, audio_dict
 from nodes.encode import RESTSpeechEncoder
 from nodes.live import LIVE, RESTLiveSampler
+from nodes.sessions import SessionClosed
 from nodes.sampler import RESTStreamingSampler
 
 
 @pytest.fixture(autouse=True)
 def no_open_sessions():
     yield
-    for key in list(LIVE.sessions):
-        LIVE.close(key)
+    for key in list(LIVE.sessions) + list(LIVE.closed):
+        LIVE.forget(key)
 
 
-def push(model, reference, piece, rate, session="s", end=False, **options):
+def push(model, reference, piece, rate, session="s", end=False, restart=False, **options):
     return RESTLiveSampler().push(model, reference, audio_dict(piece, rate), session, end, **(SAMPLING | options),
-                                  unique_id="9")
+                                  restart=restart, unique_id="9")
+
+
+def load_again(dtype="auto"):
+    """The tiny checkpoint loaded once more: a new REST_MODEL, as when another prompt made ComfyUI run the loader."""
+    from nodes.model import DEFAULT_WHISPER, RESTModelLoader
+
+    return RESTModelLoader().load("tiny.safetensors", DEFAULT_WHISPER, "auto", dtype)[0]
 
 
 def whole_clip_frames(model, reference, audio, rate, **options):
@@ -67,36 +75,65 @@ def test_sessions_are_isolated_from_each_other(comfy, rest_model, rest_reference
     assert torch.equal(torch.cat(got["b"]), whole_clip_frames(rest_model, rest_reference, b, 16_000))
 
 
-def test_changing_a_setting_mid_session_is_refused_and_the_stream_survives(comfy, rest_model, rest_reference):
-    torch.manual_seed(7)
+def test_changing_a_setting_mid_session_is_refused_and_closes_the_session(comfy, rest_model, rest_reference):
     audio = torch.randn(1, 40_000) * 0.1
-    first = push(rest_model, rest_reference, audio[:, :20_000], 16_000)["result"][0]
+    push(rest_model, rest_reference, audio[:, :20_000], 16_000)
     with pytest.raises(ValueError, match="started with another seed"):
         push(rest_model, rest_reference, audio[:, 20_000:], 16_000, seed=1, end=True)
-    with pytest.raises(ValueError, match="another sample_rate"):
-        push(rest_model, rest_reference, audio[:, 20_000:], 48_000, end=True)
-    rest = push(rest_model, rest_reference, audio[:, 20_000:], 16_000, end=True)["result"][0]
-    assert torch.equal(torch.cat([first, rest]), whole_clip_frames(rest_model, rest_reference, audio, 16_000))
+    with pytest.raises(SessionClosed, match="a piece failed .*another seed"):
+        push(rest_model, rest_reference, audio[:, 20_000:], 16_000, end=True)
 
 
-def test_a_cancelled_live_prompt_closes_its_session(comfy, rest_model, rest_reference):
+def test_a_cancelled_live_prompt_closes_its_session_and_its_id_says_so(comfy, rest_model, rest_reference):
     push(rest_model, rest_reference, torch.randn(1, 10_000) * 0.1, 16_000)
     comfy.interrupt_after = 1
     with pytest.raises(comfy_stubs.InterruptProcessingException):
         push(rest_model, rest_reference, torch.randn(1, 30_000) * 0.1, 16_000)
     assert "s" not in LIVE
     assert comfy.empty_cache_calls == 2
-    out = push(rest_model, rest_reference, torch.randn(1, 30_000) * 0.1, 16_000)  # starts afresh
+    with pytest.raises(SessionClosed, match="'s' was closed: a piece was cancelled"):
+        push(rest_model, rest_reference, torch.randn(1, 30_000) * 0.1, 16_000)
+    out = push(rest_model, rest_reference, torch.randn(1, 30_000) * 0.1, 16_000, restart=True)  # asked for
     assert out["ui"]["rest_live"][0]["chunks"] == [0]
 
 
-def test_bad_pieces_are_refused_before_they_touch_the_stream(comfy, rest_model, rest_reference):
+def test_a_bad_piece_closes_its_session(comfy, rest_model, rest_reference):
     push(rest_model, rest_reference, torch.randn(1, 10_000) * 0.1, 16_000)
     with pytest.raises(ValueError, match="NaN or Inf"):
         push(rest_model, rest_reference, torch.full((1, 100), float("nan")), 16_000)
+    assert "s" not in LIVE and "NaN or Inf" in LIVE.closed["s"]
+
+
+def test_a_refusal_before_any_stream_leaves_nothing_behind(comfy, rest_model, rest_reference):
     with pytest.raises(ValueError, match="session_id is empty"):
         push(rest_model, rest_reference, torch.randn(1, 100), 16_000, session="  ")
-    assert "s" in LIVE
+    with pytest.raises(ValueError, match="NaN or Inf"):  # a first piece: no stream was started
+        push(rest_model, rest_reference, torch.full((1, 100), float("nan")), 16_000)
+    with pytest.raises(ValueError, match="cfg: expected a finite number, got nan"):
+        push(rest_model, rest_reference, torch.randn(1, 100), 16_000, cfg=float("nan"))
+    assert not LIVE.sessions and not LIVE.closed
+
+
+def test_restart_on_an_open_session_begins_a_new_stream_from_frame_zero(comfy, rest_model, rest_reference):
+    audio = torch.randn(1, 40_000) * 0.1
+    push(rest_model, rest_reference, audio[:, :30_000], 16_000)
+    got = push(rest_model, rest_reference, audio, 16_000, restart=True, end=True)["result"][0]
+    assert torch.equal(got, whole_clip_frames(rest_model, rest_reference, audio, 16_000))
+
+
+def test_the_same_model_loaded_again_continues_the_session_exactly(comfy, rest_model, rest_reference):
+    audio = torch.randn(1, 40_000) * 0.1
+    first = push(rest_model, rest_reference, audio[:, :20_000], 16_000)["result"][0]
+    reloaded = load_again()
+    assert reloaded.pipe is not rest_model.pipe and reloaded.identity == rest_model.identity
+    rest = push(reloaded, rest_reference, audio[:, 20_000:], 16_000, end=True)["result"][0]
+    assert torch.equal(torch.cat([first, rest]), whole_clip_frames(rest_model, rest_reference, audio, 16_000))
+
+
+def test_a_model_of_another_dtype_is_refused(comfy, rest_model, rest_reference):
+    push(rest_model, rest_reference, torch.randn(1, 20_000) * 0.1, 16_000)
+    with pytest.raises(ValueError, match="started with another model"):
+        push(load_again("bfloat16"), rest_reference, torch.randn(1, 20_000) * 0.1, 16_000)
 
 
 def test_the_live_node_always_runs(comfy):

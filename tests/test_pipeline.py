@@ -156,6 +156,29 @@ def test_a_checkpoint_that_does_not_match_its_config_names_the_tensor(pipe, tmp_
         RESTPipeline.from_pretrained(path, whisper=pipe.whisper)
 
 
+def test_a_checkpoint_whose_config_asks_for_an_absurd_size_is_refused_before_any_allocation(pipe, tmp_path):
+    import json
+
+    path = tmp_path / "absurd.safetensors"
+    pipe.save_pretrained(path)
+    from safetensors import safe_open
+    with safe_open(str(path), "pt") as f:
+        metadata, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    config = json.loads(metadata["config"])
+    config["dit"]["hidden"] = 1_000_000
+    save_file(tensors, str(path), metadata=metadata | {"config": json.dumps(config)})
+    with pytest.raises(ValueError, match=r"its config is not valid \(config dit\.hidden=1000000"):
+        RESTPipeline.from_pretrained(path, whisper=pipe.whisper)
+
+
+def test_a_model_larger_than_the_free_memory_is_refused_before_it_is_built(monkeypatch):
+    import rest_core.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "available_memory", lambda: 2**20)
+    with pytest.raises(ValueError, match=r"needs .* GiB for its weights .* this machine has 0\.0 GiB free"):
+        RESTPipeline.from_config(TINY, whisper=WhisperEncoder(layers=1))
+
+
 def test_a_whisper_of_the_wrong_width_is_rejected():
     with pytest.raises(ValueError, match="384"):
         RESTPipeline.from_config(TINY, whisper=WhisperEncoder(width=512, heads=8, layers=1))

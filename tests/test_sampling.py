@@ -163,6 +163,16 @@ def test_bad_chunk_size_is_rejected(tiny_model):
     expect_error(tiny_model, r"multiple of 2 frames", chunk_latents=2, speech=torch.randn(1, 9, 2, 12))
 
 
+@pytest.mark.parametrize("cfg", [float("nan"), float("inf"), 0.5, "2"])
+def test_a_guidance_scale_that_is_not_a_finite_number_from_1_is_refused(tiny_model, cfg):
+    expect_error(tiny_model, "cfg: expected a", cfg=cfg)
+
+
+def test_a_shift_that_is_not_a_finite_positive_number_is_refused(tiny_model):
+    expect_error(tiny_model, "shift: expected a finite number", shift=float("nan"))
+    expect_error(tiny_model, "shift: expected a number >=", shift=0.0)
+
+
 def test_speech_that_does_not_fill_whole_chunks_names_the_expected_shape(tiny_model):
     expect_error(tiny_model, r"speech: expected shape \[B=1, K\*3, h_w=2, d_A=12\]", speech=torch.randn(1, 7, 2, 12))
     expect_error(tiny_model, r"speech: expected shape \[B=1, K\*chunk_latents, h_w=2, d_A=12\]",

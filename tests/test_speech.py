@@ -178,3 +178,15 @@ def test_finish_can_pad_to_whole_chunks_with_silence(encoder):
     assert torch.equal(windows[:4], speech_features(encoder, audio, 16_000, 8, 8))
     silence = speech_features(encoder, torch.zeros(16_000 * 3), 16_000, 8, 8)
     assert torch.equal(windows[5], silence[5])  # far enough past the end to see nothing but silence
+
+
+@pytest.mark.parametrize("rate", [1, 3_999, 192_001, 384_000])
+def test_a_sample_rate_speech_is_never_recorded_at_is_refused_with_the_range(encoder, rate):
+    with pytest.raises(ValueError, match=rf"{rate} Hz is not a rate speech is recorded at; give audio sampled at "
+                                         rf"4000 to 192000 Hz"):
+        SpeechWindows(encoder, 8, 8, sample_rate=rate)
+
+
+@pytest.mark.parametrize("rate", [4_000, 192_000])
+def test_the_ends_of_the_speech_rate_range_are_accepted(encoder, rate):
+    assert speech_features(encoder, torch.randn(rate // 2) * 0.1, rate, 8, 8).shape[0] == latent_frames(8_000)
