@@ -153,6 +153,7 @@ class RESTLiveSampler:
             comfy.model_management.soft_empty_cache()
         if end_of_stream:
             LIVE.close(key, "its last piece (end_of_stream) ended it")
+        LIVE.touch(key)
         return self.outputs(session, made, key, end_of_stream)
 
     @staticmethod

@@ -9,6 +9,7 @@ is refused with it, never the silent start of a new stream from frame 0, unless 
 
 from __future__ import annotations
 
+import os
 import time
 from collections import OrderedDict
 from typing import Callable, Generic, TypeVar
@@ -16,7 +17,7 @@ from typing import Callable, Generic, TypeVar
 Session = TypeVar("Session")
 
 MAX_SESSIONS = 4
-IDLE_SECONDS = 600.0
+IDLE_SECONDS = float(os.environ.get("REST_LIVE_IDLE_SECONDS", 600))  # a server setting; see the README
 REMEMBERED_CLOSED = 4096  # ids of closed sessions kept, with why they closed (the oldest are forgotten first)
 
 
@@ -32,6 +33,11 @@ class SessionRegistry(Generic[Session]):
         self.last_used: dict[str, float] = {}
         self.closed: OrderedDict[str, str] = OrderedDict()  # key -> why it was closed
 
+    @property
+    def idle_text(self) -> str:
+        seconds = self.idle_seconds
+        return f"{seconds / 60:g} minutes" if seconds >= 60 else f"{seconds:g} seconds"
+
     def __contains__(self, key: str) -> bool:
         return key in self.sessions
 
@@ -43,13 +49,17 @@ class SessionRegistry(Generic[Session]):
         now = self.clock()
         old = [k for k, t in self.last_used.items() if now - t > self.idle_seconds]
         for key in old:
-            self.close(key, f"it sat idle for more than {self.idle_seconds / 60:g} minutes")
+            self.close(key, f"it sat idle for more than {self.idle_text}")
         return old
 
     def get(self, key: str) -> Session | None:
+        self.touch(key)
+        return self.sessions.get(key)
+
+    def touch(self, key: str):
+        """The session was just used: its idle time starts again (at a piece's start and at its end)."""
         if key in self.sessions:
             self.last_used[key] = self.clock()
-        return self.sessions.get(key)
 
     def check_can_open(self, key: str):
         """Refuse, before any work, a new stream under a closed id or beyond the limit."""
@@ -63,7 +73,7 @@ class SessionRegistry(Generic[Session]):
         if len(self.sessions) >= self.limit:
             raise ValueError(f"{len(self.sessions)} live sessions are open, the most this server keeps; end one "
                              f"(end_of_stream on its last piece) or wait until one has been idle for "
-                             f"{self.idle_seconds / 60:g} minutes")
+                             f"{self.idle_text}")
 
     def open(self, key: str, session: Session) -> Session:
         self.check_can_open(key)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -53,12 +54,13 @@ class ComfyServer:
             (self.base / folder).mkdir(parents=True, exist_ok=True)
         (self.base / "custom_nodes" / "comfyui-rest").symlink_to(PLUGIN, target_is_directory=True)
 
-    def start(self, timeout: float = 180):
+    def start(self, timeout: float = 180, env: dict[str, str] | None = None):
+        """`env`: variables set for the server besides this process's own (e.g. REST_LIVE_IDLE_SECONDS)."""
         self.log = open(self.root / "server.log", "w")
         self.process = subprocess.Popen(
             [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
              "--base-directory", str(self.base), "--disable-auto-launch"],
-            cwd=self.app, stdout=self.log, stderr=subprocess.STDOUT)
+            cwd=self.app, stdout=self.log, stderr=subprocess.STDOUT, env=os.environ | (env or {}))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -1,0 +1,202 @@
+"""Faults an API client meets, through a real ComfyUI 0.3.75: live sessions that other prompts must not touch, closed
+sessions that must not restart silently, NaN and absurd inputs refused up front, speech encoding that can be
+cancelled. Each test names the failure it guards against."""
+
+import json
+import math
+import struct
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from conftest import portrait, write_wav
+
+WORKFLOWS = Path(__file__).resolve().parents[1] / "workflows" / "api"
+
+
+def workflow(name: str) -> dict:
+    return json.loads((WORKFLOWS / f"{name}.json").read_text())
+
+
+def write_float_wav(path: Path, samples: np.ndarray, rate: int):
+    """Mono 32-bit float WAV (format 3): it can hold NaN, which 16-bit PCM cannot."""
+    data = samples.astype("<f4").tobytes()
+    fmt = struct.pack("<HHIIHH", 3, 1, rate, rate * 4, 4, 32)
+    path.write_bytes(b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt
+                     + b"data" + struct.pack("<I", len(data)) + data)
+
+
+def error_of(entry: dict) -> dict:
+    assert entry["status"]["status_str"] == "error", entry["status"]
+    (_, error), = [m for m in entry["status"]["messages"] if m[0] == "execution_error"]
+    return error
+
+
+@pytest.fixture(scope="module")
+def pieces(comfyui, speak) -> list[str]:
+    """Three pieces of one sentence in the server's input folder; the middle one completes chunks."""
+    audio, rate = speak("A live stream must go on whatever other prompts do in between its pieces.")
+    names = []
+    for i, piece in enumerate(torch.tensor_split(audio, 3, dim=1)):
+        names.append(f"rest_fault_piece_{i}.wav")
+        write_wav(comfyui.base / "input" / names[-1], piece, rate)
+    return names
+
+
+def live(session: str, audio: str, end: bool = False, **inputs) -> dict:
+    prompt = workflow("live_session")
+    prompt["2"]["inputs"]["audio"] = audio
+    prompt["5"]["inputs"] |= {"session_id": session, "end_of_stream": end, **inputs}
+    return prompt
+
+
+def report(entry: dict) -> dict:
+    return entry["outputs"]["5"]["rest_live"][0]
+
+
+def stream_frames(server, stream: str) -> list[str]:
+    return [f for c in server.events("rest.chunk") if c["stream"] == stream for f in c["frames"]]
+
+
+def test_a_live_session_goes_on_exactly_after_other_prompts_load_and_fail_to_load_models(comfyui, pieces):
+    """It used to refuse every later piece ("started with another model") once any prompt re-ran the loader."""
+    broken = comfyui.base / "models" / "rest" / "broken.safetensors"
+    broken.write_bytes(b"\x00" * 256)
+    first = report(comfyui.run(live("faults-unrelated", pieces[0])))
+    other = workflow("talking_head")
+    other["3"]["inputs"]["checkpoint"] = "broken.safetensors"
+    assert "not a readable safetensors" in error_of(comfyui.wait(comfyui.queue(other)))["exception_message"]
+    other = workflow("talking_head")
+    other["3"]["inputs"]["dtype"] = "float32"
+    other["6"]["inputs"]["seed"] = 11
+    comfyui.run(other)
+    rest = [report(comfyui.run(live("faults-unrelated", pieces[1]))),
+            report(comfyui.run(live("faults-unrelated", pieces[2], end=True)))]
+    assert {r["stream"] for r in [first, *rest]} == {first["stream"]}
+    assert rest[0]["first_frame"] == first["frames_so_far"] and rest[-1]["finished"]
+
+    alone = [report(comfyui.run(live("faults-alone", p, end=i == 2))) for i, p in enumerate(pieces)]
+    assert rest[-1]["frames_so_far"] == alone[-1]["frames_so_far"] > 0
+    assert stream_frames(comfyui, first["stream"]) == stream_frames(comfyui, alone[0]["stream"])
+
+
+def test_a_cancelled_session_is_refused_with_why_until_a_restart(comfyui, pieces, speak):
+    """It used to restart silently under the same id, from frame 0, after a cancelled piece."""
+    long = comfyui.base / "input" / "rest_fault_long.wav"
+    write_wav(long, *speak("A long piece of speech that is cancelled while its chunks are still being made, "
+                           "so that the session it belongs to has to close."))
+    comfyui.run(live("faults-cancel", pieces[0]))
+    seen = len(comfyui.messages)
+    prompt_id = comfyui.queue(live("faults-cancel", long.name))
+    deadline = time.monotonic() + 120
+    while not any(m.get("type") == "progress" and m["data"]["node"] == "5" and m["data"]["prompt_id"] == prompt_id
+                  for m in comfyui.messages[seen:]):
+        assert time.monotonic() < deadline, comfyui.log_text()
+        time.sleep(0.02)
+    comfyui.post("/interrupt")
+    assert comfyui.wait(prompt_id)["status"]["status_str"] == "error"
+    error = error_of(comfyui.wait(comfyui.queue(live("faults-cancel", pieces[1]))))
+    assert "'faults-cancel' was closed: a piece was cancelled" in error["exception_message"]
+    assert "set restart" in error["exception_message"]
+    again = report(comfyui.run(live("faults-cancel", pieces[1], restart=True)))
+    assert again["first_frame"] == 0 and again["frames_so_far"] == again["frames"]
+
+
+def test_a_session_whose_piece_fails_is_closed(comfyui, pieces):
+    """A NaN piece used to fail alone while the stream went on without its audio."""
+    write_float_wav(comfyui.base / "input" / "rest_fault_nan.wav", np.full(8000, np.nan), 16_000)
+    comfyui.run(live("faults-nan", pieces[0]))
+    error = error_of(comfyui.wait(comfyui.queue(live("faults-nan", "rest_fault_nan.wav"))))
+    assert "NaN or Inf" in error["exception_message"]
+    error = error_of(comfyui.wait(comfyui.queue(live("faults-nan", pieces[1]))))
+    assert "'faults-nan' was closed: a piece failed (" in error["exception_message"]
+
+
+def test_an_ended_session_is_not_continued_silently(comfyui, pieces):
+    comfyui.run(live("faults-ended", pieces[0], end=True))
+    error = error_of(comfyui.wait(comfyui.queue(live("faults-ended", pieces[1]))))
+    assert "'faults-ended' was closed: its last piece (end_of_stream) ended it" in error["exception_message"]
+
+
+def test_a_nan_guidance_scale_is_refused_by_name(comfyui):
+    """cfg = NaN passes ComfyUI's min/max check; it used to make an all-black video and report success."""
+    prompt = workflow("talking_head")
+    prompt["6"]["inputs"]["cfg"] = math.nan
+    error = error_of(comfyui.wait(comfyui.queue(prompt)))
+    assert error["node_type"] == "RESTStreamingSampler"
+    assert "cfg: expected a finite number, got nan" in error["exception_message"]
+
+
+def test_a_checkpoint_asking_for_an_absurd_size_is_refused_naming_the_field(comfyui):
+    """It used to fail with a raw allocator error and leave more than a GB resident."""
+    source = comfyui.base / "models" / "rest" / "rest-demo.safetensors"
+    with safe_open(str(source), "pt") as f:
+        metadata, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    config = json.loads(metadata["config"])
+    config["dit"]["hidden"] = 1_000_000
+    save_file(tensors, str(source.with_name("absurd.safetensors")), metadata=metadata | {"config": json.dumps(config)})
+    prompt = workflow("talking_head")
+    prompt["3"]["inputs"]["checkpoint"] = "absurd.safetensors"
+    error = error_of(comfyui.wait(comfyui.queue(prompt)))
+    assert error["node_type"] == "RESTModelLoader"
+    assert "config dit.hidden=1000000: expected whole numbers from 1 to 16384" in error["exception_message"]
+
+
+@pytest.mark.parametrize("rate", [1, 384_000])
+def test_audio_at_a_rate_speech_is_never_recorded_at_is_refused_at_the_speech_encoder(comfyui, rate):
+    """It used to pass our nodes and fail at the end in Save Video with a cryptic AAC error."""
+    name = f"rest_fault_{rate}hz.wav"
+    write_float_wav(comfyui.base / "input" / name, np.zeros(max(rate // 2, 8), dtype=np.float32) + 0.01, rate)
+    prompt = workflow("long_audio")
+    prompt["2"]["inputs"]["audio"] = name
+    error = error_of(comfyui.wait(comfyui.queue(prompt)))
+    assert error["node_type"] == "RESTSpeechEncoder"
+    assert f"{rate} Hz is not a rate speech is recorded at" in error["exception_message"]
+
+
+def test_speech_encoding_can_be_cancelled(comfyui):
+    """REST Speech Encoder used to run to its end (5.7 s on 3 minutes of audio) whatever Cancel said."""
+    g = torch.Generator().manual_seed(0)
+    write_wav(comfyui.base / "input" / "rest_fault_3min.wav", torch.randn(1, 180 * 16_000, generator=g) * 0.1,
+              16_000)
+    prompt = workflow("long_audio")
+    prompt["2"]["inputs"]["audio"] = "rest_fault_3min.wav"
+    seen = len(comfyui.messages)
+    prompt_id = comfyui.queue(prompt)
+    deadline = time.monotonic() + 120
+    while not any(m.get("type") == "progress" and m["data"]["node"] == "5" and m["data"]["prompt_id"] == prompt_id
+                  for m in comfyui.messages[seen:]):
+        assert time.monotonic() < deadline, comfyui.log_text()
+        time.sleep(0.01)
+    comfyui.post("/interrupt")
+    entry = comfyui.wait(prompt_id)
+    assert any(kind == "execution_interrupted" for kind, _ in entry["status"]["messages"]), entry["status"]
+    progress = [m["data"] for m in comfyui.messages[seen:] if m.get("type") == "progress"
+                and m["data"]["node"] == "5"]
+    assert progress[-1]["value"] < progress[-1]["max"] == 180  # stopped part-way through the seconds
+
+
+def test_an_idle_session_expires_and_its_id_says_so(tmp_path, tiny_checkpoint, speak):
+    """After the idle expiry a piece used to start a new stream silently, first_frame 0."""
+    import shutil
+
+    from scripts.comfyui_server import ComfyServer
+
+    server = ComfyServer(tmp_path)
+    server.install()
+    shutil.copy(tiny_checkpoint, server.base / "models" / "rest" / "rest-demo.safetensors")
+    portrait(server.base / "input" / "rest_portrait.png")
+    write_wav(server.base / "input" / "rest_piece.wav", *speak("Idle."))
+    server.start(env={"REST_LIVE_IDLE_SECONDS": "3"})
+    try:
+        server.run(live("faults-idle", "rest_piece.wav"))
+        time.sleep(4)
+        error = error_of(server.wait(server.queue(live("faults-idle", "rest_piece.wav"))))
+        assert "'faults-idle' was closed: it sat idle for more than 3 seconds" in error["exception_message"]
+    finally:
+        server.stop()
