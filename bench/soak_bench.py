@@ -142,12 +142,7 @@ class Soak:
         prompt["6"]["inputs"]["seed"] = seed
         seen = len(self.server.messages)
         prompt_id = self.server.queue(prompt)
-        deadline = time.monotonic() + 600
-        while not any(m.get("type") == "progress" and m["data"]["node"] == "6" and m["data"]["prompt_id"] == prompt_id
-                      for m in self.server.messages[seen:]):
-            if time.monotonic() > deadline:
-                raise RuntimeError("the job to cancel never started sampling")
-            time.sleep(0.02)
+        self.server.wait_for_progress(prompt_id, "6", seen, timeout=600)
         self.server.post("/interrupt")
         entry = self.server.wait(prompt_id, timeout=600)
         interrupted = any(kind == "execution_interrupted" for kind, _ in entry["status"]["messages"])

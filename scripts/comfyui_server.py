@@ -135,6 +135,17 @@ class ComfyServer:
         assert entry["status"]["status_str"] == "success", (entry["status"], self.log_text())
         return entry
 
+    def wait_for_progress(self, prompt_id: str, node: str, since: int, timeout: float = 120):
+        """Until node `node` of the prompt reports progress in a message after the first `since` (e.g. to cancel
+        it mid-run)."""
+        deadline = time.monotonic() + timeout
+        while not any(m.get("type") == "progress" and m["data"]["node"] == node and m["data"]["prompt_id"] == prompt_id
+                      for m in self.messages[since:]):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"node {node} of prompt {prompt_id} reported no progress in {timeout:g} s:\n"
+                                   f"{self.log_text()}")
+            time.sleep(0.01)
+
     def events(self, kind: str, prompt_id: str | None = None) -> list[dict]:
         return [m["data"] for m in list(self.messages) if m.get("type") == kind
                 and (prompt_id is None or m["data"].get("prompt_id", prompt_id) == prompt_id)]

@@ -5,7 +5,6 @@ client would. The checkpoint is the tiny random-weight model of the node tests, 
 import io
 import json
 import math
-import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -121,11 +120,7 @@ def test_a_cancelled_job_returns_control_and_the_next_job_succeeds(server):
     prompt = workflow("long_audio")
     prompt["6"]["inputs"]["seed"] = 1  # not a cached result
     prompt_id = server.queue(prompt)
-    deadline = time.monotonic() + 120
-    while not any(m.get("type") == "progress" and m["data"]["node"] == "6" and m["data"]["prompt_id"] == prompt_id
-                  for m in server.messages[seen:]):
-        assert time.monotonic() < deadline, server.log_text()
-        time.sleep(0.02)
+    server.wait_for_progress(prompt_id, "6", seen, timeout=120)
     server.post("/interrupt")
     entry = server.wait(prompt_id)
     assert entry["status"]["status_str"] == "error"

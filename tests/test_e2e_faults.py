@@ -93,11 +93,7 @@ def test_a_cancelled_session_is_refused_with_why_until_a_restart(comfyui, pieces
     comfyui.run(live("faults-cancel", pieces[0]))
     seen = len(comfyui.messages)
     prompt_id = comfyui.queue(live("faults-cancel", long.name))
-    deadline = time.monotonic() + 120
-    while not any(m.get("type") == "progress" and m["data"]["node"] == "5" and m["data"]["prompt_id"] == prompt_id
-                  for m in comfyui.messages[seen:]):
-        assert time.monotonic() < deadline, comfyui.log_text()
-        time.sleep(0.02)
+    comfyui.wait_for_progress(prompt_id, "5", seen, timeout=120)
     comfyui.post("/interrupt")
     assert comfyui.wait(prompt_id)["status"]["status_str"] == "error"
     error = error_of(comfyui.wait(comfyui.queue(live("faults-cancel", pieces[1]))))
@@ -168,11 +164,7 @@ def test_speech_encoding_can_be_cancelled(comfyui):
     prompt["2"]["inputs"]["audio"] = "rest_fault_3min.wav"
     seen = len(comfyui.messages)
     prompt_id = comfyui.queue(prompt)
-    deadline = time.monotonic() + 120
-    while not any(m.get("type") == "progress" and m["data"]["node"] == "5" and m["data"]["prompt_id"] == prompt_id
-                  for m in comfyui.messages[seen:]):
-        assert time.monotonic() < deadline, comfyui.log_text()
-        time.sleep(0.01)
+    comfyui.wait_for_progress(prompt_id, "5", seen, timeout=120)
     comfyui.post("/interrupt")
     entry = comfyui.wait(prompt_id)
     assert any(kind == "execution_interrupted" for kind, _ in entry["status"]["messages"]), entry["status"]
