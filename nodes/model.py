@@ -38,7 +38,7 @@ class RESTModel:
     pipe: RESTPipeline
     patcher: comfy.model_patcher.ModelPatcher
     name: str
-    identity: tuple = ()
+    identity: tuple
 
     def load(self):
         """Bring every part onto the load device (whole: the parts have no per-layer weight casting)."""
