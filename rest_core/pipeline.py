@@ -209,10 +209,14 @@ class RESTPipeline:
         """A pipeline with random weights (benchmarks, training starts). `whisper`: an encoder, a weights file, or
         None for the pinned default."""
         check_fits_in_memory(config)
+        return cls._build(config, whisper).to(device, dtype)
+
+    @classmethod
+    def _build(cls, config: RESTConfig, whisper: WhisperEncoder | str | Path | None) -> "RESTPipeline":
+        """Random float32 parts on the CPU, for a config `check_fits_in_memory` has passed."""
         if not isinstance(whisper, WhisperEncoder):
             whisper = default_whisper_encoder() if whisper is None else load_whisper_encoder(whisper)
-        pipe = cls(config, A2VDiT(config.dit), CausalVAE(config.vae), SpeechAE.from_config(config), whisper)
-        return pipe.to(device, dtype)
+        return cls(config, A2VDiT(config.dit), CausalVAE(config.vae), SpeechAE.from_config(config), whisper)
 
     def to(self, device="cpu", dtype: torch.dtype = torch.float32) -> "RESTPipeline":
         for module in (self.dit, self.vae, self.speech_ae):
@@ -254,7 +258,7 @@ class RESTPipeline:
         bundled = {k[len("whisper."):]: v for k, v in tensors.items() if k.startswith("whisper.")}
         if whisper is None and bundled:
             whisper = encoder_from_state_dict(bundled)
-        pipe = cls.from_config(config, whisper)
+        pipe = cls._build(config, whisper)  # checked above, before the tensors were read
         for name, module in pipe.parts(include_whisper=False).items():
             load_part(module, name, {k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + ".")},
                       path)
