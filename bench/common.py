@@ -7,7 +7,8 @@ import platform
 
 import torch
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+from rest_core import DTYPES
+
 
 
 def parser(doc: str) -> argparse.ArgumentParser:

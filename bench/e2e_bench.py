@@ -44,7 +44,8 @@ def main(argv=None):
 
     times, frames = [], 0
     start = last = time.perf_counter()
-    for chunk in pipe.stream(image, audio, 16_000, steps=args.steps, cfg=args.cfg, seed=0):
+    options = pipe.options(**{k: v for k, v in (("steps", args.steps), ("cfg", args.cfg)) if v is not None})
+    for chunk in pipe.stream(image, audio, 16_000, options=options):
         sync(device)
         now = time.perf_counter()
         times.append(now - last)
@@ -56,8 +57,8 @@ def main(argv=None):
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     result = {
         **header("e2e", args, device),
-        "steps": args.steps or config.sampler.steps,
-        "cfg": config.sampler.cfg if args.cfg is None else args.cfg,
+        "steps": options.steps,
+        "cfg": options.cfg,
         "audio_s": args.seconds,
         "frames": frames,
         "chunks": len(times),

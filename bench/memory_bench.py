@@ -98,7 +98,8 @@ def cli_run(checkpoint: Path, image: Path, audio: Path, steps: int, cfg: float, 
     process = subprocess.Popen([sys.executable, "-m", "rest_core", "generate", "--checkpoint", str(checkpoint),
                                 "--image", str(image), "--audio", str(audio), "--out", str(out),
                                 "--steps", str(steps), "--cfg", str(cfg),
-                                "--dtype", "float32" if dtype == "auto" else dtype], cwd=ROOT, stderr=subprocess.DEVNULL)
+                                "--dtype", "float32" if dtype == "auto" else dtype],
+                               cwd=ROOT, stderr=subprocess.DEVNULL)
     _, code, usage = os.wait4(process.pid, 0)
     if code:
         raise RuntimeError(f"rest_core generate failed (status {code})")

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import DTYPES, header, parser, sync  # noqa: E402
 
 from rest_core import A2VDiT, RESTConfig, stream_latents  # noqa: E402
-from rest_core.config import VAE_TEMPORAL  # noqa: E402
+from rest_core.config import CONTEXT_REFRESH_MODES, VAE_TEMPORAL  # noqa: E402
 from rest_core.flops import chunk_flops  # noqa: E402
 
 TEXT_TOKENS = 128  # T5 prompt length used by LTX-Video
@@ -60,7 +60,7 @@ def main(argv=None):
     p.add_argument("--chunks", type=int, default=8, help="chunks to stream (the first is reported separately)")
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the preset's)")
     p.add_argument("--cfg", type=float, default=None, help="Joint CFG alpha (default: the preset's; 1 = no guidance)")
-    p.add_argument("--context-refresh", default="clean", choices=("clean", "last_step"))
+    p.add_argument("--context-refresh", default=None, choices=CONTEXT_REFRESH_MODES, help="(default: the preset's)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     args = p.parse_args(argv)
 
@@ -68,8 +68,9 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
     config = RESTConfig.preset(args.preset)
-    steps = args.steps or config.sampler.steps
-    cfg = config.sampler.cfg if args.cfg is None else args.cfg
+    options = config.sampler.replace(**{k: v for k, v in (("steps", args.steps), ("cfg", args.cfg),
+                                                          ("context_refresh", args.context_refresh)) if v is not None})
+    steps, cfg = options.steps, options.cfg
     dit, c, s = config.dit, config.chunk_latents, config.latent_size
 
     torch.manual_seed(0)
@@ -83,8 +84,7 @@ def main(argv=None):
     latencies = []
     sync(device)
     start = last = time.perf_counter()
-    for _ in stream_latents(model, ref, speech, text, chunk_latents=c, steps=steps, cfg=cfg,
-                            shift=config.sampler.shift, context_refresh=args.context_refresh):
+    for _ in stream_latents(model, ref, speech, text, chunk_latents=c, options=options):
         sync(device)
         now = time.perf_counter()
         latencies.append(now - last)
@@ -93,7 +93,7 @@ def main(argv=None):
     memory = peak_memory_bytes(device)
 
     flops = chunk_flops(dit, latent_size=s, chunk_latents=c, steps=steps, guided=cfg != 1.0,
-                        context_refresh=args.context_refresh, text_tokens=0 if text is None else TEXT_TOKENS)
+                        context_refresh=options.context_refresh, text_tokens=0 if text is None else TEXT_TOKENS)
     peak = matmul_peak(device, dtype)
     steady = statistics.median(latencies[1:]) if len(latencies) > 1 else latencies[0]
     chunk_seconds = c * VAE_TEMPORAL / config.fps
@@ -101,7 +101,7 @@ def main(argv=None):
         **header("stream_dit", args, device),
         "steps": steps,
         "cfg": cfg,
-        "context_refresh": args.context_refresh,
+        "context_refresh": options.context_refresh,
         "chunks": len(latencies),
         "frames_per_chunk": c * VAE_TEMPORAL,
         "first_chunk_s": round(latencies[0], 4),

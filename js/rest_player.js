@@ -1,7 +1,8 @@
 // The live chunk player on REST Streaming Sampler, REST Live Sampler and REST Render Video: each `rest.chunk` event
 // from the server carries one decoded chunk (JPEG frames + its 16 kHz audio); the player shows the video as it
-// grows, with the sound in sync. When generation runs behind real time the player holds the last frame and the sound waits, then
-// both go on together when the next chunk arrives.
+// grows, with the sound in sync. When generation runs behind real time the player holds the last frame and the sound
+// waits, then both go on together when the next chunk arrives. Replay plays the stream received so far again; removing
+// the node stops the player's animation loop and sound and releases its frames.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
@@ -37,12 +38,13 @@ class ChunkPlayer {
     this.stream = null;
     this.chunks = []; // every chunk received for the current stream, in order
     this.frames = []; // ImageBitmap per frame index, filled as chunks decode
+    this.shown = -1; // the frame index on the canvas
     this.label.textContent = "waiting for the first chunk";
-    requestAnimationFrame(() => this.draw());
+    this.animation = requestAnimationFrame(() => this.draw());
   }
 
   audioContext() {
-    if (!this.ctx && window.AudioContext) this.ctx = new AudioContext();
+    if (!this.ctx && !this.disposed && window.AudioContext) this.ctx = new AudioContext();
     return this.ctx;
   }
 
@@ -51,15 +53,30 @@ class ChunkPlayer {
     return this.withSound ? this.ctx.currentTime : performance.now() / 1000;
   }
 
-  reset(stream) {
-    this.stream = stream;
-    this.chunks = [];
-    this.frames = [];
+  // Stops the sound and the timeline; the frames stay.
+  rewind() {
     this.start = null; // clock time of frame 0
     this.sources?.forEach((s) => s.stop());
     this.sources = [];
     const ctx = this.audioContext();
     this.withSound = !!ctx && ctx.state === "running";
+  }
+
+  reset(stream) {
+    this.stream = stream;
+    this.chunks = [];
+    this.frames.forEach((bitmap) => bitmap?.close());
+    this.frames = [];
+    this.rewind();
+  }
+
+  // The node is gone: nothing of the player may keep running or holding memory.
+  dispose() {
+    this.disposed = true;
+    cancelAnimationFrame(this.animation);
+    this.reset(null);
+    this.ctx?.close();
+    this.ctx = null;
   }
 
   async add(chunk) {
@@ -69,7 +86,10 @@ class ChunkPlayer {
     this.total = chunk.total_frames;
     const bitmaps = await Promise.all(chunk.frames.map((b64) =>
       fetch(`data:image/jpeg;base64,${b64}`).then((r) => r.blob()).then((blob) => createImageBitmap(blob))));
-    if (chunk.stream !== this.stream) return;
+    if (chunk.stream !== this.stream || this.disposed) {
+      bitmaps.forEach((bitmap) => bitmap.close());
+      return;
+    }
     bitmaps.forEach((bitmap, i) => { this.frames[chunk.first_frame + i] = bitmap; });
     this.canvas.width = chunk.width;
     this.canvas.height = chunk.height;
@@ -94,21 +114,21 @@ class ChunkPlayer {
   }
 
   replay() {
-    const chunks = this.chunks;
-    const stream = this.stream;
-    this.reset(stream);
-    this.chunks = chunks;
-    chunks.forEach((chunk) => this.schedule(chunk));
+    this.rewind();
+    this.chunks.forEach((chunk) => this.schedule(chunk));
   }
 
   draw() {
-    requestAnimationFrame(() => this.draw());
+    this.animation = requestAnimationFrame(() => this.draw());
     if (this.start === null || this.start === undefined) return;
     const made = this.chunks.reduce((n, c) => n + c.frames.length, 0);
     let index = Math.floor((this.now() - this.start) * this.fps);
     index = Math.max(0, Math.min(index, made - 1));
     const frame = this.frames[index];
-    if (frame) this.canvas.getContext("2d").drawImage(frame, 0, 0, this.canvas.width, this.canvas.height);
+    if (frame) {
+      this.canvas.getContext("2d").drawImage(frame, 0, 0, this.canvas.width, this.canvas.height);
+      this.shown = index;
+    }
     const of = this.total ? ` of ${this.total}` : "";
     const sound = this.withSound ? "" : " (no sound: click the video to allow it)";
     this.label.textContent = `chunk ${this.chunks.length} - ${made}${of} frames - frame ${index + 1}${sound}`;
@@ -129,6 +149,12 @@ app.registerExtension({
       });
       this.setSize([Math.max(this.size[0], 320), this.size[1] + VIDEO_HEIGHT + 30]);
       return result;
+    };
+    const removed = nodeType.prototype.onRemoved;
+    nodeType.prototype.onRemoved = function () {
+      this.restPlayer?.dispose();
+      this.restPlayer = null;
+      return removed?.apply(this, arguments);
     };
   },
   setup() {

@@ -14,8 +14,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from rest_core import CropBox, SpeechLatents, cut_square, portrait_pixels
-from rest_core.speech import check_sample_rate, mono_clip, prepare_audio
+from rest_core import CropBox, SpeechLatents, check_sample_rate, cut_square, mono_clip, portrait_pixels
 
 from .model import RESTModel
 
@@ -33,8 +32,7 @@ class RESTReference:
 class RESTSpeech:
     """What flows along a REST_SPEECH link."""
 
-    speech: SpeechLatents
-    audio_16k: Tensor  # [N] mono, what the model heard (the player plays it with the frames)
+    speech: SpeechLatents  # with the 16 kHz audio the model heard, which the player plays with the frames
 
 
 def audio_input(audio: dict) -> tuple[Tensor, int]:
@@ -162,5 +160,5 @@ class RESTSpeechEncoder:
         speech = model.pipe.encode_speech(mono, rate, on_second=lambda done, total: bar.update_absolute(done, total))
         fitted = fit_audio(waveform if waveform.dim() == 3 else waveform[None], rate, speech.video_frames,
                            model.pipe.config.fps)
-        return (RESTSpeech(speech, prepare_audio(mono, rate)), {"waveform": fitted, "sample_rate": rate})
+        return (RESTSpeech(speech), {"waveform": fitted, "sample_rate": rate})
 

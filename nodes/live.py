@@ -16,15 +16,12 @@ import comfy.model_management
 import torch
 from torch import Tensor
 
-from rest_core import SpeechLatentStream, VideoChunk, VideoStream
-from rest_core.resample import SampleBuffer, StreamingResampler
-from rest_core.speech import as_mono
-from rest_core.whisper import SAMPLE_RATE
+from rest_core import SpeechLatentStream, StreamOptions, VideoChunk, VideoStream, as_mono
 
 from .encode import RESTReference, audio_input
 from .model import RESTModel
-from .player import sample_span
-from .sampler import ChunkProgress, sampling_inputs, sampling_options, send_chunk, text_condition
+from .player import LivePlayer
+from .sampler import ChunkProgress, made_chunks, sampling_inputs, stream_options, text_condition
 from .sessions import SessionRegistry
 
 
@@ -32,32 +29,31 @@ from .sessions import SessionRegistry
 class LiveSession:
     model: RESTModel
     reference: RESTReference
-    settings: dict  # the sampling settings and the sample rate, fixed for the whole stream
+    options: StreamOptions  # fixed for the whole stream, as is the sample rate
+    sample_rate: int
     text: Tensor | None
-    speech: SpeechLatentStream
+    speech: SpeechLatentStream  # keeps the 16 kHz audio it heard until the player has sent it
     video: VideoStream
-    heard: StreamingResampler  # the pieces at 16 kHz, for the player's audio
-    heard_16k: SampleBuffer = field(default_factory=SampleBuffer)
     stream: str = field(default_factory=lambda: uuid.uuid4().hex)
     progress: ChunkProgress | None = None  # the current prompt's progress bar
     chunks_made: int = 0
 
     @classmethod
-    def start(cls, model: RESTModel, reference: RESTReference, settings: dict, text: Tensor | None) -> "LiveSession":
+    def start(cls, model: RESTModel, reference: RESTReference, options: StreamOptions, sample_rate: int,
+              text: Tensor | None) -> "LiveSession":
         pipe, device = model.pipe, model.device
-        rate = settings["sample_rate"]
-        options = {k: v for k, v in settings.items() if k != "sample_rate"}
-        session = cls(model, reference, settings, text, pipe.speech_stream(rate), None,
-                      StreamingResampler(rate, SAMPLE_RATE))
-        session.video = pipe.video_stream(reference.latent.to(device), **options,
-                                          text=None if text is None else text.to(device), on_step=session.on_step)
+        session = cls(model, reference, options, sample_rate, text, pipe.speech_stream(sample_rate, keep_audio=True),
+                      None)
+        session.video = pipe.video_stream(reference.latent.to(device), options,
+                                          None if text is None else text.to(device), on_step=session.on_step)
         return session
 
     def on_step(self, chunk: int, step: int):
         if self.progress is not None:
             self.progress.step(chunk, step)
 
-    def check(self, model: RESTModel, reference: RESTReference, settings: dict, text: Tensor | None, key: str):
+    def check(self, model: RESTModel, reference: RESTReference, options: StreamOptions, sample_rate: int,
+              text: Tensor | None, key: str):
         """A later prompt of the session must continue the same stream."""
         def refuse(what: str):
             raise ValueError(f"live session {key!r} was started with another {what}; keep it for the whole "
@@ -68,9 +64,10 @@ class LiveSession:
                    f"device or speech encoder)")
         if reference is not self.reference and not torch.equal(reference.latent, self.reference.latent):
             refuse("portrait")
-        for name, value in settings.items():
-            if value != self.settings[name]:
-                refuse(f"{name} ({self.settings[name]!r}, now {value!r})")
+        if options != self.options:
+            refuse(", ".join(self.options.differences(options)))
+        if sample_rate != self.sample_rate:
+            refuse(f"sample_rate ({self.sample_rate!r}, now {sample_rate!r})")
         if (text is None) != (self.text is None) or (text is not None and not torch.equal(text, self.text)):
             refuse("conditioning")
 
@@ -123,28 +120,21 @@ class RESTLiveSampler:
         return float("nan")  # every piece must reach the stream, even one identical to the last
 
     def push(self, model: RESTModel, reference: RESTReference, audio: dict, session_id: str, end_of_stream: bool,
-             steps: int, cfg: float, seed: int, id_sink: bool, context_cache: bool, context_refresh: str,
-             conditioning=None, restart: bool = False, unique_id: str | None = None):
+             conditioning=None, restart: bool = False, unique_id: str | None = None, **widgets):
         key = session_id.strip()
         if not key:
             raise ValueError("session_id is empty: name the live stream (the same name on every piece)")
-        LIVE.expire()
-        if restart:
-            LIVE.forget(key)
-        session = LIVE.get(key)
-        if session is None:
-            LIVE.check_can_open(key)  # a closed id or a full server: refused before any work
+        session = self.open_session(key, restart)
         try:
             waveform, rate = audio_input(audio)
             mono = as_mono(waveform)
             text = text_condition(conditioning, model)
-            settings = sampling_options(steps, cfg, seed, id_sink, context_cache, context_refresh) | {
-                "sample_rate": rate}
+            options = stream_options(model, widgets)
             if session is None:
-                session = LIVE.open(key, LiveSession.start(model, reference, settings, text))
+                session = LIVE.open(key, LiveSession.start(model, reference, options, rate, text))
             else:
-                session.check(model, reference, settings, text, key)
-            made = self.advance(session, mono, end_of_stream, steps, unique_id)
+                session.check(model, reference, options, rate, text, key)
+            made = self.advance(session, mono, end_of_stream, unique_id)
         except BaseException as e:
             if session is not None:  # a stream cut or refused mid-way cannot continue: nothing half-advanced is kept
                 LIVE.close(key, closing_reason(e))
@@ -157,29 +147,33 @@ class RESTLiveSampler:
         return self.outputs(session, made, key, end_of_stream)
 
     @staticmethod
-    def advance(session: LiveSession, mono: Tensor, end_of_stream: bool, steps: int,
-                unique_id: str | None) -> list[VideoChunk]:
+    def open_session(key: str, restart: bool) -> LiveSession | None:
+        """The open session this piece continues, or None when it starts one; a closed id or a full server is
+        refused here, before any work."""
+        LIVE.expire()
+        if restart:
+            LIVE.forget(key)
+        session = LIVE.get(key)
+        if session is None:
+            LIVE.check_can_open(key)
+        return session
+
+    @staticmethod
+    def advance(session: LiveSession, mono: Tensor, end_of_stream: bool, unique_id: str | None) -> list[VideoChunk]:
         """Push one piece into the session's stream (with its own model) and send the chunks it completed."""
-        model = session.model
+        model, speech = session.model, session.speech
         model.load()
-        ready = session.speech.push(mono)
-        session.heard_16k.append(session.heard.push(mono))
+        ready = speech.push(mono)
         if end_of_stream:
-            ready += session.speech.finish()
-            session.heard_16k.append(session.heard.finish())
-            session.video.end(session.speech.video_frames)
+            ready += speech.finish()
+            session.video.end(speech.video_frames)
         for e in ready:
             session.video.add(e)
-        session.progress = ChunkProgress(unique_id, len(ready), steps, first_chunk=session.chunks_made)
-        made: list[VideoChunk] = []
-        for chunk in session.video.pull():
-            made.append(chunk)
-            session.progress.chunk_done(chunk)
-            start, stop = sample_span(chunk.first_frame, chunk.frames.shape[0])
-            send_chunk(unique_id, session.stream, chunk, session.heard_16k.read(start, stop),
-                       model.pipe.config.fps, session.speech.video_frames,
-                       final=end_of_stream and len(made) == len(ready))
-            session.heard_16k.drop_before(stop)
+        first = session.chunks_made
+        session.progress = ChunkProgress(unique_id, len(ready), session.options.steps, first_chunk=first)
+        player = LivePlayer(unique_id, session.stream, speech.heard, model.pipe.config.fps, speech.video_frames,
+                            last_chunk=first + len(ready) - 1 if end_of_stream else None)
+        made = list(made_chunks(session.video, session.progress, player))
         session.chunks_made += len(made)
         session.progress = None
         return made

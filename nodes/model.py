@@ -19,14 +19,13 @@ import folder_paths
 import torch
 from torch import nn
 
-from rest_core import RESTPipeline
+from rest_core import DTYPES, RESTPipeline
 
 PLUGIN_MODELS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models")
 folder_paths.add_model_folder_path("rest", os.path.join(folder_paths.models_dir, "rest"), is_default=True)
 folder_paths.add_model_folder_path("rest", PLUGIN_MODELS)
 
 DEFAULT_WHISPER = "bundled in the checkpoint, else Whisper tiny.en (package)"
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import base64
 import io
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
-import torch.nn.functional as F
+from server import PromptServer
 from torch import Tensor
 
-from rest_core.speech import SAMPLES_PER_VIDEO_FRAME
-from rest_core.whisper import SAMPLE_RATE
+from rest_core import SAMPLE_RATE, SAMPLES_PER_VIDEO_FRAME, SampleBuffer, VideoChunk
 
 EVENT = "rest.chunk"
 JPEG_QUALITY = 85
@@ -65,8 +65,23 @@ def sample_span(first_frame: int, frames: int) -> tuple[int, int]:
     return first_frame * SAMPLES_PER_VIDEO_FRAME, (first_frame + frames) * SAMPLES_PER_VIDEO_FRAME
 
 
-def audio_span(audio_16k: Tensor, first_frame: int, frames: int) -> Tensor:
-    """The 16 kHz samples under video frames [first_frame, first_frame + frames), silence past the end."""
-    start, stop = sample_span(first_frame, frames)
-    out = audio_16k[start:stop]
-    return F.pad(out, (0, stop - start - out.shape[0]))
+@dataclass
+class LivePlayer:
+    """The player on one node, fed chunk by chunk: each event carries a chunk's frames and the 16 kHz audio under
+    them, read from `audio` (silence past its end); what was sent is dropped from it."""
+
+    node: str | None
+    stream: str  # a new stream id resets the player
+    audio: SampleBuffer  # the stream's 16 kHz audio from its first sample on
+    fps: int
+    total_frames: int | None = None  # the video's length, once known
+    last_chunk: int | None = None  # the index of the stream's last chunk, once known
+
+    def send(self, chunk: VideoChunk):
+        start, stop = sample_span(chunk.first_frame, chunk.frames.shape[0])
+        payload = chunk_event(self.node or "", self.stream, chunk.index, chunk.first_frame, chunk.frames,
+                              self.audio.read(start, stop), self.fps, self.total_frames,
+                              final=chunk.index == self.last_chunk)
+        self.audio.drop_before(stop)
+        server = PromptServer.instance
+        server.send_sync(EVENT, payload, server.client_id)

@@ -16,12 +16,11 @@ from pathlib import Path
 import folder_paths
 from comfy_api.input_impl import VideoFromFile
 
-from rest_core import VideoWriter, paste_back
-from rest_core.whisper import SAMPLE_RATE
+from rest_core import SAMPLE_RATE, VideoWriter, paste_back
 
 from .encode import RESTReference, RESTSpeech, audio_input
 from .model import RESTModel
-from .sampler import sampling_inputs, sampling_options, stream_chunks
+from .sampler import sampling_inputs, stream_chunks, stream_options
 
 SUBFOLDER = "rest"
 
@@ -58,11 +57,10 @@ class RESTRenderVideo:
     DESCRIPTION = ("Streams the talking head and writes it straight into an mp4, pasted back into the portrait, "
                    "chunk by chunk: any length of speech in the same memory.")
 
-    def render(self, model: RESTModel, reference: RESTReference, speech: RESTSpeech, steps: int, cfg: float,
-               seed: int, id_sink: bool, context_cache: bool, context_refresh: str, feather: int, live_player: bool,
-               audio: dict | None = None, conditioning=None, unique_id: str | None = None):
+    def render(self, model: RESTModel, reference: RESTReference, speech: RESTSpeech, feather: int, live_player: bool,
+               audio: dict | None = None, conditioning=None, unique_id: str | None = None, **widgets):
         if audio is None:
-            soundtrack, rate = speech.audio_16k[None], SAMPLE_RATE  # [1, N]
+            soundtrack, rate = speech.speech.audio_16k[None], SAMPLE_RATE  # [1, N]
         else:
             waveform, rate = audio_input(audio)
             soundtrack = waveform[0] if waveform.dim() == 3 else waveform  # [C, N]
@@ -70,7 +68,7 @@ class RESTRenderVideo:
         os.makedirs(folder, exist_ok=True)
         name = f"rest_{uuid.uuid4().hex[:12]}.mp4"
         path = os.path.join(folder, name)
-        options = sampling_options(steps, cfg, seed, id_sink, context_cache, context_refresh)
+        options = stream_options(model, widgets)
         chunks = stream_chunks(model, reference, speech, options, conditioning, live_player, unique_id)
         writer = VideoWriter(path, model.pipe.config.fps, audio_rate=rate, audio_channels=soundtrack.shape[0])
         try:

@@ -8,47 +8,48 @@ within one chunk; nothing outlives the call but its outputs.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from typing import Iterator
 
 import comfy.model_management
 import comfy.utils
 import torch
-from server import PromptServer
 from torch import Tensor
 
-from rest_core import VideoChunk
+from rest_core import SampleBuffer, StreamOptions, VideoChunk, VideoStream
 
 from .encode import RESTReference, RESTSpeech
 from .model import RESTModel
-from .player import EVENT, audio_span, chunk_event, preview_image
+from .player import LivePlayer, preview_image
 
 PREVIEW_SIZE = 512
+WIDGET_TYPES = {int: "INT", float: "FLOAT", bool: "BOOLEAN"}
 
 
 def sampling_inputs() -> dict:
-    """The sampling settings, shared by the streaming and the live sampler."""
-    return {
-        "steps": ("INT", {"default": 8, "min": 1, "max": 100, "tooltip": "Flow-matching steps per chunk."}),
-        "cfg": ("FLOAT", {"default": 2.0, "min": 1.0, "max": 20.0, "step": 0.1,
-                          "tooltip": "Joint CFG scale over speech and text; 1 turns guidance off (half the work). "
-                                     "2 suits the demo model; the paper's 2B model uses 6."}),
-        "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF}),
-        "id_sink": ("BOOLEAN", {"default": True, "tooltip": "Every chunk attends to the reference (off: only the "
-                                                            "first one does - the paper's ablation)."}),
-        "context_cache": ("BOOLEAN", {"default": True, "tooltip": "Every chunk attends to the previous one (off: "
-                                                                  "chunks are made independently - ablation)."}),
-        "context_refresh": (["clean", "last_step"], {
-            "tooltip": "clean: commit each finished chunk to the context cache by one extra pass at t = 0; "
-                       "last_step: reuse the last denoising step's keys and values (faster, slightly noisier)."}),
-    }
+    """The widgets of the sampling options, shared by every sampler node: one per StreamOptions field (in its
+    order, with its default, range and help), except those the model decides (the shift)."""
+    inputs = {}
+    for f in dataclasses.fields(StreamOptions):
+        meta = f.metadata
+        if meta.get("node", True) is False:
+            continue
+        if "choices" in meta:
+            inputs[f.name] = (list(meta["choices"]), {"default": f.default, "tooltip": meta["help"]})
+            continue
+        spec = {"default": f.default, "tooltip": meta["help"]}
+        if "low" in meta:
+            spec |= {"min": meta["low"], "max": meta["high"]}
+        if "step" in meta:
+            spec["step"] = meta["step"]
+        inputs[f.name] = (WIDGET_TYPES[type(f.default)], spec)
+    return inputs
 
 
-def sampling_options(steps: int, cfg: float, seed: int, id_sink: bool, context_cache: bool,
-                     context_refresh: str) -> dict:
-    """The values of `sampling_inputs` as `RESTPipeline.video_stream` takes them."""
-    return {"steps": steps, "cfg": cfg, "seed": seed, "id_sink": id_sink, "context_cache": context_cache,
-            "context_refresh": context_refresh}
+def stream_options(model: RESTModel, widgets: dict) -> StreamOptions:
+    """The model's own options with the node's widget values (`sampling_inputs`) in place."""
+    return model.pipe.options(**widgets)
 
 
 def text_condition(conditioning, model: RESTModel) -> Tensor | None:
@@ -85,13 +86,14 @@ class ChunkProgress:
             self.bar.update_absolute((chunk.index - self.first_chunk + 1) * self.steps, preview=preview)
 
 
-def send_chunk(node_id: str | None, stream: str, chunk: VideoChunk, chunk_audio: Tensor, fps: int,
-               total_frames: int | None, final: bool):
-    """chunk_audio: the 16 kHz samples under the chunk's frames."""
-    server = PromptServer.instance
-    payload = chunk_event(node_id or "", stream, chunk.index, chunk.first_frame, chunk.frames, chunk_audio, fps,
-                          total_frames, final)
-    server.send_sync(EVENT, payload, server.client_id)
+def made_chunks(video: VideoStream, progress: ChunkProgress, player: LivePlayer | None) -> Iterator[VideoChunk]:
+    """The chunks `video` can make now, each shown in the progress preview and sent to the node's player (when
+    there is one) before it is handed on."""
+    for chunk in video.pull():
+        progress.chunk_done(chunk)
+        if player is not None:
+            player.send(chunk)
+        yield chunk
 
 
 def stream_latent(reference: RESTReference, video_frames: int, chunks: list[VideoChunk]) -> dict:
@@ -122,37 +124,34 @@ class RESTStreamingSampler:
     DESCRIPTION = ("Streams the talking head chunk by chunk (0.96 s each), keeping the ID-Context Cache across "
                    "chunks; each chunk is decoded and shown as soon as it is made.")
 
-    def sample(self, model: RESTModel, reference: RESTReference, speech: RESTSpeech, steps: int, cfg: float,
-               seed: int, id_sink: bool, context_cache: bool, context_refresh: str, live_player: bool,
-               conditioning=None, unique_id: str | None = None):
-        options = sampling_options(steps, cfg, seed, id_sink, context_cache, context_refresh)
+    def sample(self, model: RESTModel, reference: RESTReference, speech: RESTSpeech, live_player: bool,
+               conditioning=None, unique_id: str | None = None, **widgets):
+        options = stream_options(model, widgets)
         made = list(stream_chunks(model, reference, speech, options, conditioning, live_player, unique_id))
         return (stream_latent(reference, speech.speech.video_frames, made),)
 
 
-def stream_chunks(model: RESTModel, reference: RESTReference, speech: RESTSpeech, options: dict, conditioning,
-                  live_player: bool, unique_id: str | None) -> Iterator[VideoChunk]:
+def stream_chunks(model: RESTModel, reference: RESTReference, speech: RESTSpeech, options: StreamOptions,
+                  conditioning, live_player: bool, unique_id: str | None) -> Iterator[VideoChunk]:
     """The clip's chunks as Algorithm 1 makes them, each shown in the progress preview (and, with live_player, sent
-    to the node's player) before it is handed on. options: steps, cfg, seed, id_sink, context_cache,
-    context_refresh."""
+    to the node's player) before it is handed on."""
     text = text_condition(conditioning, model)
-    pipe, chunk_latents = model.pipe, model.pipe.config.chunk_latents
-    parts = speech.speech.latents.split(chunk_latents, dim=1)
+    pipe, latents = model.pipe, speech.speech
+    parts = latents.latents.split(pipe.config.chunk_latents, dim=1)
     model.load()
-    progress = ChunkProgress(unique_id, len(parts), options["steps"])
-    stream = uuid.uuid4().hex
+    progress = ChunkProgress(unique_id, len(parts), options.steps)
+    player = None
+    if live_player:
+        audio = SampleBuffer()
+        audio.append(latents.audio_16k)
+        player = LivePlayer(unique_id, uuid.uuid4().hex, audio, pipe.config.fps, latents.video_frames,
+                            last_chunk=len(parts) - 1)
     try:
-        video = pipe.video_stream(reference.latent.to(model.device), **options,
-                                  text=None if text is None else text.to(model.device), on_step=progress.step)
+        video = pipe.video_stream(reference.latent.to(model.device), options,
+                                  None if text is None else text.to(model.device), on_step=progress.step)
         for e in parts:
             video.add(e)
-        video.end(speech.speech.video_frames)
-        for chunk in video.pull():
-            progress.chunk_done(chunk)
-            if live_player:
-                chunk_audio = audio_span(speech.audio_16k, chunk.first_frame, chunk.frames.shape[0])
-                send_chunk(unique_id, stream, chunk, chunk_audio, pipe.config.fps, speech.speech.video_frames,
-                           final=chunk.index == len(parts) - 1)
-            yield chunk
+        video.end(latents.video_frames)
+        yield from made_chunks(video, progress, player)
     finally:
         comfy.model_management.soft_empty_cache()

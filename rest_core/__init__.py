@@ -1,23 +1,28 @@
 """rest_core: the REST talking-head model as a plain PyTorch library (no ComfyUI imports)."""
 
 from .cache import IDContextCache
-from .config import PRESETS, DiTConfig, RESTConfig, SamplerConfig, SpeechConfig, VAEConfig
+from .checkpoint import DTYPES
+from .config import PRESETS, DiTConfig, RESTConfig, SpeechConfig, StreamOptions, VAEConfig
 from .dit import A2VDiT, sequence_timesteps
 from .media import VideoWriter, even_size
-from .pipeline import RESTPipeline, SpeechLatents, SpeechLatentStream, VideoChunk, VideoStream
+from .pipeline import RESTPipeline
 from .reference import CropBox, cut_square, paste_back, portrait_pixels, prepare_reference
+from .resample import SampleBuffer
 from .sampling import ChunkLatents, flow_schedule, joint_cfg, stream_latents
-from .speech import SpeechWindows, latent_frames, prepare_audio, speech_features, video_frames
+from .speech import (SAMPLES_PER_VIDEO_FRAME, SpeechWindows, as_mono, check_sample_rate, latent_frames, mono_clip,
+                     prepare_audio, speech_features, video_frames)
 from .speech_ae import SpeechAE
+from .streams import SpeechLatents, SpeechLatentStream, VideoChunk, VideoStream
 from .vae import CausalVAE, DecodeState
-from .whisper import WhisperEncoder, log_mel_spectrogram
+from .whisper import SAMPLE_RATE, WhisperEncoder, log_mel_spectrogram
 from .whisper_import import default_whisper_encoder, load_whisper_encoder
 
 __all__ = [
-    "A2VDiT", "CausalVAE", "ChunkLatents", "CropBox", "RESTPipeline", "SpeechLatents", "SpeechLatentStream",
-    "VideoChunk", "VideoStream", "VideoWriter", "even_size", "prepare_reference", "DecodeState", "DiTConfig",
-    "IDContextCache", "PRESETS", "RESTConfig", "SamplerConfig", "SpeechAE", "SpeechConfig", "SpeechWindows",
-    "VAEConfig", "WhisperEncoder", "default_whisper_encoder", "flow_schedule", "joint_cfg", "latent_frames",
-    "load_whisper_encoder", "log_mel_spectrogram", "paste_back", "portrait_pixels", "prepare_audio",
-    "sequence_timesteps", "speech_features", "stream_latents", "video_frames", "cut_square",
+    "A2VDiT", "CausalVAE", "ChunkLatents", "CropBox", "DTYPES", "DecodeState", "DiTConfig", "IDContextCache", "PRESETS",
+    "RESTConfig", "RESTPipeline", "SAMPLES_PER_VIDEO_FRAME", "SAMPLE_RATE", "SampleBuffer", "SpeechAE",
+    "SpeechConfig", "SpeechLatentStream", "SpeechLatents", "SpeechWindows", "StreamOptions", "VAEConfig",
+    "VideoChunk", "VideoStream", "VideoWriter", "WhisperEncoder", "as_mono", "check_sample_rate", "cut_square",
+    "default_whisper_encoder", "even_size", "flow_schedule", "joint_cfg", "latent_frames", "load_whisper_encoder",
+    "log_mel_spectrogram", "mono_clip", "paste_back", "portrait_pixels", "prepare_audio", "prepare_reference",
+    "sequence_timesteps", "speech_features", "stream_latents", "video_frames",
 ]

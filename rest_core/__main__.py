@@ -2,7 +2,7 @@
 
     python -m rest_core generate --checkpoint model.safetensors --image face.png --audio speech.wav --out talk.mp4
     python -m rest_core synth ...      a procedural talking-head corpus (rest_core/data/synth.py)
-    python -m rest_core prepare ...    videos -> face-cropped clips, speech features, VAE latents (rest_core/data/prepare.py)
+    python -m rest_core prepare ...    videos -> cropped clips, speech features, VAE latents (rest_core/data/prepare.py)
     python -m rest_core train ...      vae | speechae | teacher | student (rest_core/train/)
     python -m rest_core eval ...       quality metrics and ablations on held-out clips (rest_core/eval.py)
 
@@ -13,13 +13,14 @@ their own modules, each with `configure(parser)` and `run(args) -> exit code`, i
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 import time
 
-import torch
+from .checkpoint import DTYPES
+from .config import StreamOptions
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def progress(done: int, total: int, started: float, note: str = ""):
@@ -43,18 +44,17 @@ def generate(args) -> int:
     image = read_image(args.image)
     waveform, rate = read_audio(args.audio)
     samples_16k = resampled_length(mono_clip(waveform).shape[0], check_sample_rate(rate), SAMPLE_RATE)
-    steps = args.steps or pipe.config.sampler.steps
+    options = pipe.options(**given_options(args))
     chunks = -(-latent_frames(samples_16k) // pipe.config.chunk_latents)
     started = time.perf_counter()
     done = [0]
 
     def on_step(chunk: int, step: int):
         done[0] += 1
-        progress(done[0], chunks * steps, started, f"(chunk {chunk + 1}/{chunks})")
+        progress(done[0], chunks * options.steps, started, f"(chunk {chunk + 1}/{chunks})")
 
     box = None if args.box is None else CropBox(top=args.box[1], left=args.box[0], size=args.box[2])
-    stream = pipe.stream(image, waveform, rate, box, steps=steps, cfg=args.cfg, seed=args.seed,
-                         id_sink=not args.no_id_sink, context_cache=not args.no_context_cache, on_step=on_step)
+    stream = pipe.stream(image, waveform, rate, box, options, on_step=on_step)
     writer = VideoWriter(args.out, pipe.config.fps, audio_rate=rate, audio_channels=waveform.shape[0])
     try:
         for chunk in stream:
@@ -74,6 +74,26 @@ def finite_float(text: str) -> float:
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
     return value
+
+
+def add_option_flags(parser: argparse.ArgumentParser):
+    """One flag per StreamOptions field, from its help and limits; left out, a flag keeps the model's own value."""
+    for f in dataclasses.fields(StreamOptions):
+        meta, flag = f.metadata, "--" + f.name.replace("_", "-")
+        kind = type(f.default)
+        help_text = f"{meta['help']} (default: the model's)"
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif kind is str:
+            parser.add_argument(flag, choices=meta["choices"], default=None, help=help_text)
+        else:
+            parser.add_argument(flag, type=int if kind is int else finite_float, default=None, help=help_text)
+
+
+def given_options(args) -> dict:
+    """The StreamOptions fields given on the command line."""
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(StreamOptions)}
+    return {name: value for name, value in given.items() if value is not None}
 
 
 # command -> (module, help); the module is imported when its command runs, so `generate` never loads training code
@@ -104,11 +124,7 @@ def main(argv=None) -> int:
     g.add_argument("--box", type=int, nargs=3, metavar=("X", "Y", "SIZE"), default=None,
                    help="the square of the portrait to animate, in its pixels (default: the largest centred one)")
     g.add_argument("--whisper", default=None, help="Whisper weights (default: bundled in the checkpoint, or tiny.en)")
-    g.add_argument("--steps", type=int, default=None, help="denoising steps per chunk (default: the model's)")
-    g.add_argument("--cfg", type=finite_float, default=None, help="Joint CFG scale (default: the model's)")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--no-id-sink", action="store_true", help="ablation: later chunks do not see the reference")
-    g.add_argument("--no-context-cache", action="store_true", help="ablation: chunks do not see their predecessor")
+    add_option_flags(g)
     g.add_argument("--device", default="cpu")
     g.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
     args = p.parse_args(argv)

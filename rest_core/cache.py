@@ -29,6 +29,13 @@ from .config import DiTConfig
 from .rope import RotaryTable, apply_rope, chunk_times, grid_positions, rotary_table, sink_time
 
 
+def chunk_visibility(chunk_index: int, id_sink: bool, context_cache: bool) -> tuple[bool, bool]:
+    """What chunk `chunk_index` of a stream attends to besides itself: (the ID sink, its predecessor as context).
+    The first chunk always sees the reference and has no predecessor. The cache's windows, the masked sequence pass
+    (dit.py) and the FLOP count (flops.py) all follow this one rule."""
+    return id_sink or chunk_index == 0, context_cache and chunk_index > 0
+
+
 class IDContextCache:
     def __init__(
         self,
@@ -80,8 +87,7 @@ class IDContextCache:
 
     def window(self, chunk_index: int) -> tuple[int, Tensor | None]:
         """First visible slot and, where the visible slots are not a suffix, a key mask.  mask: [1, 1, 1, slots]"""
-        sink = self.id_sink or chunk_index == 0
-        context = self.context_cache and chunk_index > 0
+        sink, context = chunk_visibility(chunk_index, self.id_sink, self.context_cache)
         if sink and not context:
             return 0, self._sink_and_current
         if sink:

@@ -1,13 +1,16 @@
 """Typed configuration and the named presets.
 
 One `RESTConfig` describes a whole model: the video clock, the latent grid the VAE produces, the streaming chunk,
-the A2V-DiT and the sampler defaults. It round-trips through JSON so a checkpoint can carry it in its metadata.
+the A2V-DiT and the sampling options it recommends. It round-trips through JSON so a checkpoint can carry it in its
+metadata.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
 from dataclasses import dataclass, field
 
 VAE_SPATIAL = 32  # pixels per latent token along each image axis
@@ -105,13 +108,73 @@ class SpeechConfig:
         return FEATURES_PER_LATENT + self.context_left + self.context_right
 
 
-@dataclass(frozen=True)
-class SamplerConfig:
-    """Flow-matching sampler defaults (paper §3.4: 8 steps, Joint CFG with alpha 6)."""
+CONTEXT_REFRESH_MODES = ("clean", "last_step")
 
-    steps: int = 8
-    cfg: float = 6.0
-    shift: float = 3.0  # timestep shift t' = s t / (1 + (s - 1) t); larger spends more steps at high noise
+
+def option(default, help: str, **limits):
+    """A StreamOptions field: its default, what it does (the CLI's help and the nodes' tooltip) and its limits
+    (low, high, step, choices; node=False keeps it off the nodes' widgets)."""
+    return field(default=default, metadata={"help": help, **limits})
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """How a stream is sampled (paper §3.4, Algorithm 1), as one value passed whole from the command line, the
+    pipeline and the nodes down to the sampler; a live session compares it whole between pieces. A model's own
+    recommendation travels in its checkpoint (`RESTConfig.sampler`); the defaults here are the shipped rest-demo's.
+    The CLI's flags and the nodes' widgets are built from these fields, so a new option is added here alone (at the
+    end: saved UI workflows list the widgets' values in this order)."""
+
+    steps: int = option(8, "Flow-matching steps per chunk.", low=1, high=1000)
+    cfg: float = option(2.0, "Joint CFG scale over speech and text; 1 turns guidance off (half the work). 2 suits "
+                             "the demo model; the paper's 2B model uses 6.", low=1.0, high=20.0, step=0.1)
+    shift: float = option(3.0, "Timestep shift t' = s t / (1 + (s - 1) t): larger spends more of the steps at high "
+                               "noise. The model's own.", low=1e-3, high=1000.0, step=0.1, node=False)
+    seed: int = option(0, "Seed of every chunk's starting noise.", low=0, high=0xFFFFFFFFFFFFFFFF)
+    id_sink: bool = option(True, "Every chunk attends to the reference (off: only the first one does - the paper's "
+                                 "ablation).")
+    context_cache: bool = option(True, "Every chunk attends to the previous one (off: chunks are made "
+                                       "independently - ablation).")
+    context_refresh: str = option("clean", "clean: commit each finished chunk to the context cache by one extra "
+                                           "pass at t = 0; last_step: reuse the last denoising step's keys and "
+                                           "values (faster, slightly noisier).", choices=CONTEXT_REFRESH_MODES)
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            object.__setattr__(self, f.name, checked_option(f, getattr(self, f.name)))
+
+    def replace(self, **changes) -> "StreamOptions":
+        """These options with some changed; an unknown name is a ValueError that lists the known ones."""
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise ValueError(f"unknown sampling option {unknown[0]!r}; the options are "
+                             f"{[f.name for f in dataclasses.fields(self)]}")
+        return dataclasses.replace(self, **changes)
+
+    def differences(self, other: "StreamOptions") -> list[str]:
+        """'name (this, now other)' for every field where the two differ."""
+        return [f"{f.name} ({getattr(self, f.name)!r}, now {getattr(other, f.name)!r})"
+                for f in dataclasses.fields(self) if getattr(self, f.name) != getattr(other, f.name)]
+
+
+def checked_option(f: dataclasses.Field, value):
+    """One StreamOptions value checked against its field's type and limits: a ValueError naming it otherwise."""
+    meta, kind = f.metadata, type(f.default)
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{f.name}: expected true or false, got {value!r}")
+        return value
+    if kind is str:
+        if value not in meta["choices"]:
+            raise ValueError(f"{f.name}: expected one of {meta['choices']}, got {value!r}")
+        return value
+    if kind is int and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
+        raise ValueError(f"{f.name}: expected a whole number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{f.name}: expected a finite number, got {value!r}")
+    if not meta["low"] <= value <= meta["high"]:
+        raise ValueError(f"{f.name}: expected a number from {meta['low']:g} to {meta['high']:g}, got {value!r}")
+    return kind(value)
 
 
 # The largest value each size may take: eight times rest-2b's and more, and still a model a machine can hold. A
@@ -123,7 +186,7 @@ SIZE_LIMITS = {
     "vae.latent_channels": 1024, "vae.block_out_channels": 4096, "vae.layers_per_block": 64, "vae.patch_size": 32,
     "vae.decoder_block_out_channels": 4096, "vae.decoder_layers_per_block": 64,
     "speech.context_left": 1500, "speech.context_right": 1500, "speech.feature_dim": 4096, "speech.hidden": 8192,
-    "speech.depth": 64, "speech.heads": 256, "sampler.steps": 1000,
+    "speech.depth": 64, "speech.heads": 256,
 }
 
 
@@ -151,7 +214,7 @@ class RESTConfig:
     dit: DiTConfig = field(default_factory=DiTConfig)
     vae: VAEConfig = field(default_factory=VAEConfig)
     speech: SpeechConfig = field(default_factory=SpeechConfig)
-    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    sampler: StreamOptions = field(default_factory=StreamOptions)  # the model's recommended options
 
     def __post_init__(self):
         check_sizes(self)
@@ -194,7 +257,7 @@ class RESTConfig:
         dit = DiTConfig(**d.pop("dit", {}))
         vae = VAEConfig(**d.pop("vae", {}))
         speech = SpeechConfig(**d.pop("speech", {}))
-        sampler = SamplerConfig(**d.pop("sampler", {}))
+        sampler = StreamOptions(**d.pop("sampler", {}))
         return cls(dit=dit, vae=vae, speech=speech, sampler=sampler, **d)
 
     @classmethod
@@ -208,6 +271,7 @@ PRESETS: dict[str, RESTConfig] = {
         name="rest-2b",
         resolution=512,
         dit=DiTConfig(in_channels=128, hidden=2048, depth=28, heads=32, text_dim=4096, speech_tokens=8, speech_dim=512),
+        sampler=StreamOptions(steps=8, cfg=6.0),  # paper §3.4: 8 steps, Joint CFG alpha 6
     ),
     # Small enough to train on a 2-core CPU in hours and to stream faster than real time there; same code paths.
     # 256x256: an 8x8 latent grid is the smallest that holds eyes, glasses and a mouth apart (4x4 at 128x128 could

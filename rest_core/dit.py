@@ -18,13 +18,15 @@ text and no speech. The reference tokens never take text or speech, so the ID si
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from .cache import ChunkStep, IDContextCache, SinkFill
+from .cache import ChunkStep, IDContextCache, SinkFill, chunk_visibility
 from .checks import expect_shape
 from .config import DiTConfig
 from .rope import apply_rope, chunk_times, grid_positions, rotary_table, sink_time
@@ -86,8 +88,8 @@ class Attention(nn.Module):
     def query(self, x: Tensor) -> Tensor:
         return self.split(self.q_norm(self.to_q(x)))
 
-    def keys_values(self, c: Tensor) -> tuple[Tensor, Tensor]:
-        return self.split(self.k_norm(self.to_k(c))), self.split(self.to_v(c))
+    def keys_values(self, context: Tensor) -> tuple[Tensor, Tensor]:
+        return self.split(self.k_norm(self.to_k(context))), self.split(self.to_v(context))
 
     def out(self, o: Tensor) -> Tensor:
         return self.to_out(rearrange(o, "b h n d -> b n (h d)"))
@@ -104,50 +106,71 @@ class FeedForward(nn.Module):
         return self.fc2(F.gelu(self.fc1(x), approximate=self.gelu))
 
 
+@dataclass
+class PassInputs:
+    """What every block of one forward pass shares."""
+
+    mod: Tensor  # [B, N|1, 6, D]: the AdaLN-single modulation
+    attend: Callable[[int, Tensor, Tensor, Tensor], Tensor]  # SinkFill, ChunkStep (cache.py) or SequenceAttention
+    speech: Tensor | None  # [Bc, F, h_w, d_A] for the first Bc rows (the conditional branch); None: no speech
+    n_ref: int  # leading tokens of the reference frame, which take no text or speech
+    frame_tokens: int  # S = h * w tokens per latent frame
+
+
 class Block(nn.Module):
-    def __init__(self, cfg: DiTConfig, index: int):
+    def __init__(self, config: DiTConfig, index: int):
         super().__init__()
         self.index = index
-        d = cfg.hidden
-        self.norm1 = nn.RMSNorm(d, eps=cfg.norm_eps, elementwise_affine=False)
-        self.attn1 = Attention(d, cfg.heads, d, cfg.norm_eps)
-        self.attn2 = Attention(d, cfg.heads, d, cfg.norm_eps) if cfg.text_dim else None
-        self.speech_norm = nn.RMSNorm(d, eps=cfg.norm_eps, elementwise_affine=False)
-        self.speech_attn = Attention(d, cfg.heads, cfg.speech_dim, cfg.norm_eps)
-        self.norm2 = nn.RMSNorm(d, eps=cfg.norm_eps, elementwise_affine=False)
-        self.ff = FeedForward(d, cfg.ffn_mult, cfg.ffn_gelu)
+        d = config.hidden
+        self.norm1 = nn.RMSNorm(d, eps=config.norm_eps, elementwise_affine=False)
+        self.attn1 = Attention(d, config.heads, d, config.norm_eps)
+        self.attn2 = Attention(d, config.heads, d, config.norm_eps) if config.text_dim else None
+        self.speech_norm = nn.RMSNorm(d, eps=config.norm_eps, elementwise_affine=False)
+        self.speech_attn = Attention(d, config.heads, config.speech_dim, config.norm_eps)
+        self.norm2 = nn.RMSNorm(d, eps=config.norm_eps, elementwise_affine=False)
+        self.ff = FeedForward(d, config.ffn_mult, config.ffn_gelu)
         self.scale_shift_table = nn.Parameter(torch.randn(6, d) / d**0.5)
 
-    def forward(self, x, mod, attend, text_kv, speech, n_ref, frame_tokens):
-        """x: [B, N, D]; mod: [B, N|1, 6, D]; speech: [Bc, F, h_w, d_A] for the first Bc rows (or None);
-        the first `n_ref` tokens are the reference frame, which takes no text or speech."""
-        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = (self.scale_shift_table + mod).unbind(2)
+    def forward(self, x: Tensor, inputs: PassInputs, text_kv: tuple[Tensor, Tensor] | None) -> Tensor:
+        """x: [B, N, D] -> [B, N, D]; text_kv: this block's text keys/values [B, H, Lt, hd] each, or None."""
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = (self.scale_shift_table + inputs.mod).unbind(2)
 
         h = self.norm1(x) * (1 + scale_msa) + shift_msa
         q, (k, v) = self.attn1.query(h), self.attn1.keys_values(h)
-        x = x + gate_msa * self.attn1.out(attend(self.index, q, k, v))
+        x = x + gate_msa * self.attn1.out(inputs.attend(self.index, q, k, v))
 
-        if speech is not None and n_ref < x.shape[1]:
-            x = self.cross(x, text_kv, speech, n_ref, frame_tokens)
+        if inputs.speech is not None and inputs.n_ref < x.shape[1]:
+            conditioned = x[: inputs.speech.shape[0], inputs.n_ref :]  # [Bc, F*S, D]: the conditional rows' frames
+            conditioned = self.text_cross_attention(conditioned, text_kv)
+            conditioned = self.speech_cross_attention(conditioned, inputs.speech, inputs.frame_tokens)
+            x = with_conditioned_frames(x, conditioned, inputs.n_ref)
 
         h = self.norm2(x) * (1 + scale_mlp) + shift_mlp
         return x + gate_mlp * self.ff(h)
 
-    def cross(self, x, text_kv, speech, n_ref, frame_tokens):
-        n_cond = speech.shape[0]
-        c = x[:n_cond, n_ref:]  # [Bc, F*S, D]
-        if text_kv is not None:
-            k, v = text_kv
-            q = self.attn2.query(c)
-            c = c + self.attn2.out(F.scaled_dot_product_attention(q, k[:n_cond], v[:n_cond]))
-        # eq. 13: fold latent frames into the batch so frame j attends only to its own speech tokens e_j
+    def text_cross_attention(self, x: Tensor, text_kv: tuple[Tensor, Tensor] | None) -> Tensor:
+        """x: [Bc, N, D], the conditional rows; the text's keys/values hold every row, the first Bc are theirs."""
+        if text_kv is None:
+            return x
+        k, v = text_kv
+        rows = x.shape[0]
+        return x + self.attn2.out(F.scaled_dot_product_attention(self.attn2.query(x), k[:rows], v[:rows]))
+
+    def speech_cross_attention(self, x: Tensor, speech: Tensor, frame_tokens: int) -> Tensor:
+        """Eq. 13, frame-level: latent frames are folded into the batch, so the tokens of frame j attend only to
+        their own speech tokens e_j.  x: [Bc, F*S, D]; speech: [Bc, F, h_w, d_A]"""
         frames = speech.shape[1]
-        q = self.speech_attn.query(rearrange(self.speech_norm(c), "b (f s) d -> (b f) s d", f=frames, s=frame_tokens))
+        q = self.speech_attn.query(rearrange(self.speech_norm(x), "b (f s) d -> (b f) s d", f=frames, s=frame_tokens))
         k, v = self.speech_attn.keys_values(rearrange(speech, "b f n a -> (b f) n a"))
         o = self.speech_attn.out(F.scaled_dot_product_attention(q, k, v))  # [(B F), S, D]
-        c = c + rearrange(o, "(b f) s d -> b (f s) d", f=frames)
-        conditioned = torch.cat([x[:n_cond, :n_ref], c], dim=1)
-        return torch.cat([conditioned, x[n_cond:]], dim=0)
+        return x + rearrange(o, "(b f) s d -> b (f s) d", f=frames)
+
+
+def with_conditioned_frames(x: Tensor, conditioned: Tensor, n_ref: int) -> Tensor:
+    """x [B, N, D] with the frame tokens (after the first n_ref) of its first Bc rows replaced by `conditioned`
+    [Bc, N - n_ref, D]; the reference tokens and the null-branch rows stay as they are."""
+    rows = conditioned.shape[0]
+    return torch.cat([torch.cat([x[:rows, :n_ref], conditioned], dim=1), x[rows:]], dim=0)
 
 
 class SequenceAttention:
@@ -158,14 +181,14 @@ class SequenceAttention:
     `global_attention` gives the non-streaming teacher: each chunk sees its sink copy and every chunk.
     """
 
-    def __init__(self, cfg: DiTConfig, *, chunks, chunk_latents, latent_size, device, dtype,
+    def __init__(self, config: DiTConfig, *, chunks, chunk_latents, latent_size, device, dtype,
                  global_attention=False, id_sink=True, context_cache=True):
         S = latent_size * latent_size
         L = chunk_latents * S
         self.chunks, self.sink_tokens = chunks, S
 
         def table(times):
-            return rotary_table(grid_positions(times, latent_size), cfg.head_dim, cfg.rope_theta, dtype, device)
+            return rotary_table(grid_positions(times, latent_size), config.head_dim, config.rope_theta, dtype, device)
 
         token_times = torch.cat([chunk_times(k, chunk_latents) for k in range(chunks)])
         sink_times = torch.tensor([sink_time(k, chunk_latents) for k in range(chunks)])
@@ -178,11 +201,12 @@ class SequenceAttention:
         mask[:S, :S] = True  # the reference sees itself
         for k in range(chunks):
             rows = slice(S + k * L, S + (k + 1) * L)
-            if global_attention or id_sink or k == 0:
+            sink, context = chunk_visibility(k, id_sink, context_cache)
+            if global_attention or sink:
                 mask[rows, k * S : (k + 1) * S] = True
             if global_attention:
                 mask[rows, first:] = True
-            elif context_cache and k > 0:
+            elif context:
                 mask[rows, first + (k - 1) * L : first + k * L] = True
             mask[rows, first + k * L : first + (k + 1) * L] = True
         self.mask = mask.to(device)
@@ -204,37 +228,38 @@ def sequence_timesteps(chunk_t: Tensor, chunk_latents: int, latent_size: int) ->
 
 
 class A2VDiT(nn.Module):
-    def __init__(self, cfg: DiTConfig):
+    def __init__(self, config: DiTConfig):
         super().__init__()
-        self.cfg = cfg
-        d = cfg.hidden
-        self.patchify_proj = nn.Linear(cfg.in_channels, d)
+        self.config = config
+        d = config.hidden
+        self.patchify_proj = nn.Linear(config.in_channels, d)
         self.adaln_single = AdaLNSingle(d)
         self.caption_projection = None
-        if cfg.text_dim:
-            self.caption_projection = nn.Sequential(nn.Linear(cfg.text_dim, d), nn.GELU(approximate="tanh"),
+        if config.text_dim:
+            self.caption_projection = nn.Sequential(nn.Linear(config.text_dim, d), nn.GELU(approximate="tanh"),
                                                     nn.Linear(d, d))
-        self.transformer_blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.depth))
-        self.norm_out = nn.LayerNorm(d, eps=cfg.norm_eps, elementwise_affine=False)
+        self.transformer_blocks = nn.ModuleList(Block(config, i) for i in range(config.depth))
+        self.norm_out = nn.LayerNorm(d, eps=config.norm_eps, elementwise_affine=False)
         self.scale_shift_table = nn.Parameter(torch.randn(2, d) / d**0.5)
-        self.proj_out = nn.Linear(d, cfg.in_channels)
+        self.proj_out = nn.Linear(d, config.in_channels)
 
     # --- shared pieces --------------------------------------------------------------------------------------
 
     def text_kv(self, text: Tensor | None) -> list[tuple[Tensor, Tensor] | None]:
         """Per-block text keys/values.  text: [B, Lt, text_dim]"""
         if text is None or self.caption_projection is None:
-            return [None] * self.cfg.depth
-        c = self.caption_projection(text)
-        return [blk.attn2.keys_values(c) for blk in self.transformer_blocks]
+            return [None] * self.config.depth
+        tokens = self.caption_projection(text)  # [B, Lt, D]
+        return [blk.attn2.keys_values(tokens) for blk in self.transformer_blocks]
 
-    def run_blocks(self, latents, t, attend, text_kv, speech, n_ref=0):
+    def run_blocks(self, latents: Tensor, t: Tensor, attend, text_kv: list, speech: Tensor | None,
+                   n_ref: int = 0) -> tuple[Tensor, Tensor]:
         """latents: [B, C, F, h, w]; t: [B] or [B, N]  ->  hidden states [B, N, D] and the timestep embedding."""
-        frame_tokens = latents.shape[-1] * latents.shape[-2]
         x = self.patchify_proj(rearrange(latents, "b c f h w -> b (f h w) c"))
         mod, t_emb = self.adaln_single(t if t.dim() == 2 else t[:, None])
+        inputs = PassInputs(mod, attend, speech, n_ref, frame_tokens=latents.shape[-1] * latents.shape[-2])
         for blk, kv in zip(self.transformer_blocks, text_kv):
-            x = blk(x, mod, attend, kv, speech, n_ref, frame_tokens)
+            x = blk(x, inputs, kv)
         return x, t_emb
 
     def head(self, x: Tensor, t_emb: Tensor, h: int, w: int) -> Tensor:
@@ -250,8 +275,8 @@ class A2VDiT(nn.Module):
             expect_shape("t", t, [("B", rows), ("tokens", tokens)])
 
     def check_speech(self, speech: Tensor, rows: int, frames: int):
-        expect_shape("speech", speech, [("B", None), ("frames", frames), ("h_w", self.cfg.speech_tokens),
-                                        ("d_A", self.cfg.speech_dim)])
+        expect_shape("speech", speech, [("B", None), ("frames", frames), ("h_w", self.config.speech_tokens),
+                                        ("d_A", self.config.speech_dim)])
         if speech.shape[0] > rows:
             raise ValueError(f"speech: {speech.shape[0]} rows of speech for {rows} rows of latents")
 
@@ -264,7 +289,7 @@ class A2VDiT(nn.Module):
             for i, (k, v) in enumerate(self.text_kv(text)):
                 cache.fill_text(i, k, v)
         t = torch.zeros(ref_latent.shape[0], device=ref_latent.device)
-        self.run_blocks(ref_latent, t, SinkFill(cache), [None] * self.cfg.depth, speech=None)
+        self.run_blocks(ref_latent, t, SinkFill(cache), [None] * self.config.depth, speech=None)
 
     def forward_chunk(self, x: Tensor, t: Tensor, speech: Tensor, cache: IDContextCache, chunk_index: int,
                       commit: bool = False) -> Tensor:
@@ -273,14 +298,14 @@ class A2VDiT(nn.Module):
         x: [rows, C, c, h, w] noisy chunk; t: [rows] or [rows, L]; speech: [Bc, c, h_w, d_A] for the first Bc rows
         (rows beyond Bc are the Joint-CFG null branch). `chunk_index` only decides which cache slots are visible.
         """
-        c, size = cache.chunk_latents, cache.latent_size
-        rows = expect_shape("x", x, [("rows", None), ("C", self.cfg.in_channels), ("chunk_latents", c),
+        frames, size = cache.chunk_latents, cache.latent_size
+        rows = expect_shape("x", x, [("rows", None), ("C", self.config.in_channels), ("chunk_latents", frames),
                                      ("h", size), ("w", size)]).shape[0]
         if rows > cache.k.shape[1]:
             raise ValueError(f"x: {rows} rows but the cache holds {cache.k.shape[1]} (batch x CFG branches)")
         self.check_timesteps(t, rows, cache.chunk_tokens)
-        self.check_speech(speech, rows, c)
-        text_kv = [cache.text_kv(i, rows) for i in range(self.cfg.depth)]
+        self.check_speech(speech, rows, frames)
+        text_kv = [cache.text_kv(i, rows) for i in range(self.config.depth)]
         hidden, t_emb = self.run_blocks(x, t, ChunkStep(cache, chunk_index, commit), text_kv, speech)
         return self.head(hidden, t_emb, size, size)
 
@@ -294,7 +319,7 @@ class A2VDiT(nn.Module):
         latents: [B, C, 1 + K*c, h, w] with the reference first; t: [B, N] per token, reference tokens at 0
         (`sequence_timesteps`); speech: [Bc, K*c, h_w, d_A]. Returns the chunks' velocity [B, C, K*c, h, w].
         """
-        expect_shape("latents", latents, [("B", None), ("C", self.cfg.in_channels), ("1+K*chunk_latents", None),
+        expect_shape("latents", latents, [("B", None), ("C", self.config.in_channels), ("1+K*chunk_latents", None),
                                           ("h", None), ("w", None)])
         b, _, f, h, w = latents.shape
         if f < 1 + chunk_latents or (f - 1) % chunk_latents:
@@ -305,7 +330,7 @@ class A2VDiT(nn.Module):
         chunks = (f - 1) // chunk_latents
         expect_shape("t (one per token; build it with sequence_timesteps)", t, [("B", b), ("tokens", h * w * f)])
         self.check_speech(speech, b, f - 1)
-        attend = SequenceAttention(self.cfg, chunks=chunks, chunk_latents=chunk_latents, latent_size=h,
+        attend = SequenceAttention(self.config, chunks=chunks, chunk_latents=chunk_latents, latent_size=h,
                                    device=latents.device, dtype=latents.dtype, global_attention=global_attention,
                                    id_sink=id_sink, context_cache=context_cache)
         text_kv = self.text_kv(text)

@@ -41,13 +41,15 @@ import torch
 from PIL import Image, ImageDraw
 
 from . import metrics
-from .config import VAE_TEMPORAL
+from .config import FPS, VAE_TEMPORAL
 from .data.faces import FRAMING
 from .data.images import PORTRAITS, photo
 from .data.prepare import CROPS, crop_resize, crop_square, find_videos, read_frames_25fps
 from .media import read_audio
 from .mouth_expert import MouthExpert, load_expert, read_openness
-from .pipeline import RESTPipeline, decode_latents
+from .pipeline import RESTPipeline
+from .reference import CropBox
+from .streams import decode_latents
 from .sampling import sample_sequence
 from .train.state import load_part
 from .vae import CausalVAE
@@ -77,11 +79,11 @@ def load_clip(path: Path, resolution: int, crop: str = CROPS[0]) -> HeldOutClip:
         raise ValueError(f"{sidecar}: no mouth_box; this corpus predates the mouth expert, render it again with "
                          f"python -m rest_core synth")
     frames = read_frames_25fps(path)
-    top, left, size = crop_square(path, *frames.shape[1:3], crop)
-    pixels = crop_resize(frames, (top, left, size), resolution)
+    square = crop_square(path, *frames.shape[1:3], crop)
+    pixels = crop_resize(frames, square, resolution)
     audio, rate = read_audio(path)
     count = min(len(pixels), len(truth["mouth_open"]))
-    box = in_crop(truth["mouth_box"], (top, left, size), resolution)
+    box = in_crop(truth["mouth_box"], square, resolution)
     return HeldOutClip(path.stem, torch.from_numpy(pixels[:count]).float() / 255, audio, rate,
                        np.asarray(truth["mouth_open"][:count]), box, truth["identity"]["style"]["family"])
 
@@ -91,27 +93,24 @@ def clips_in(folder, resolution: int, crop: str, limit: int | None = None) -> li
     return [load_clip(p, resolution, crop) for p in find_videos(folder)[:limit]] if folder else []
 
 
-def in_crop(box, crop: tuple[int, int, int], resolution: int) -> list[float]:
-    """A box [x0, y0, x1, y1] in source pixels -> in the pixels of the (top, left, size) crop resized to
-    resolution."""
-    top, left, size = crop
-    scale = resolution / size
+def in_crop(box, crop: CropBox, resolution: int) -> list[float]:
+    """A box [x0, y0, x1, y1] in source pixels -> in the pixels of the crop resized to resolution."""
+    scale = resolution / crop.size
     x0, y0, x1, y1 = box
-    return [(x0 - left) * scale, (y0 - top) * scale, (x1 - left) * scale, (y1 - top) * scale]
+    return [(x0 - crop.left) * scale, (y0 - crop.top) * scale, (x1 - crop.left) * scale, (y1 - crop.top) * scale]
 
 
-def photo_square(name: str, crop: str = CROPS[0]) -> tuple[int, int, int]:
-    """(top, left, size) of the portrait cut from a photograph: its face box ("face"), or ("full") the square that
-    frames the face box as the synthetic corpus frames its faces, at the middle of its framings, moved inside the
-    photograph."""
+def photo_square(name: str, crop: str = CROPS[0]) -> CropBox:
+    """The portrait cut from a photograph: its face box ("face"), or ("full") the square that frames the face box
+    as the synthetic corpus frames its faces, at the middle of its framings, moved inside the photograph."""
     x0, y0, x1, y1 = PORTRAITS[name].face_box
     if crop == "face":
-        return y0, x0, x1 - x0
+        return CropBox(top=y0, left=x0, size=x1 - x0)
     height, width = photo(name).shape[:2]
     size = min(round((x1 - x0) / (sum(FRAMING) / 2)), height, width)
     top = min(max(round((y0 + y1 - size) / 2), 0), height - size)
     left = min(max(round((x0 + x1 - size) / 2), 0), width - size)
-    return top, left, size
+    return CropBox(top=top, left=left, size=size)
 
 
 def photo_clip(name: str, speech: HeldOutClip, resolution: int, crop: str = CROPS[0]) -> HeldOutClip:
@@ -139,15 +138,16 @@ def whole_latent_frames(clip: HeldOutClip) -> int:
 
 def after_first_frame(clip: HeldOutClip, frames: int) -> tuple[torch.Tensor, int]:
     """The speech under ground-truth frames 1 .. frames: cut so the video is exactly `frames` long."""
-    start, stop = round(clip.rate / 25), round(clip.rate * (1 + frames) / 25)
+    start, stop = round(clip.rate / FPS), round(clip.rate * (1 + frames) / FPS)
     return clip.audio[:, start:stop], clip.rate
 
 
 # --- generation ------------------------------------------------------------------------------------------------
 
-def streamed(pipe: RESTPipeline, clip: HeldOutClip, frames: int, **options) -> torch.Tensor:
+def streamed(pipe: RESTPipeline, clip: HeldOutClip, frames: int, **changes) -> torch.Tensor:
+    """The clip made by streaming, with the model's options at seed 0 and `changes` (an ablation's switch)."""
     audio, rate = after_first_frame(clip, frames)
-    return pipe.generate(clip.frames[0], audio, rate, seed=0, **options)
+    return pipe.generate(clip.frames[0], audio, rate, options=pipe.options(seed=0, **changes))
 
 
 @torch.no_grad()
@@ -155,9 +155,8 @@ def non_streaming(pipe: RESTPipeline, teacher, clip: HeldOutClip, frames: int) -
     audio, rate = after_first_frame(clip, frames)
     ref, _ = pipe.encode_reference(clip.frames[0])
     speech = pipe.encode_speech(audio, rate)
-    sampler = pipe.config.sampler
-    z = sample_sequence(teacher, ref, speech.latents, chunk_latents=pipe.config.chunk_latents, steps=sampler.steps,
-                        cfg=sampler.cfg, shift=sampler.shift, seed=0)
+    z = sample_sequence(teacher, ref, speech.latents, chunk_latents=pipe.config.chunk_latents,
+                        options=pipe.options(seed=0))
     return pipe.decode_latents(ref, z, speech.video_frames)
 
 
@@ -188,7 +187,7 @@ def measure(frames: torch.Tensor, clip: HeldOutClip, chunk_frames: int, expert: 
     if len(clip.frames) > len(frames):
         row |= {"psnr": metrics.psnr(frames, truth), "ssim": metrics.ssim(frames, truth)}
     if drift_seconds:
-        n = round(drift_seconds * 25)
+        n = round(drift_seconds * FPS)
         error = metrics.identity_error(frames, truth)
         row |= {"id_first": float(error[:n].mean()), "id_last": float(error[-n:].mean())}
         row["drift"] = (row["id_last"] + 1e-6) / (row["id_first"] + 1e-6)  # 1 for no error at all
@@ -212,7 +211,7 @@ def contact_sheet(path: Path, truth: torch.Tensor, frames: torch.Tensor, title: 
         for row, video in enumerate((truth, frames)):
             pixels = (video[t].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
             sheet.paste(Image.fromarray(pixels), (col * size, 16 + row * size))
-        draw.text((col * size + 2, 18 + 2 * size), f"{(t + 1) / 25:.1f} s", fill="black")
+        draw.text((col * size + 2, 18 + 2 * size), f"{(t + 1) / FPS:.1f} s", fill="black")
     path.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(path)
 
@@ -236,7 +235,7 @@ def table(results: dict[str, dict], columns) -> str:
     return "\n".join(lines)
 
 
-# What the demo model must show (issue acceptance, paper Tables 2-3): the measured row, the measure, and the test.
+# What the demo model must show (docs/MODEL_CARD.md, paper Tables 2-3): the measured row, the measure, and the test.
 # Each ablation is held to the metric the paper says it hurts; long-stream rows where streams were evaluated.
 TARGETS = [
     ("lip-sync r >= 0.6", "short", "full", "lipsync", lambda v, ref: v >= 0.6),
@@ -353,37 +352,36 @@ def evaluate(args) -> dict:
             contact_sheet(sheets / f"{sheet_name}.png", truth_or_portrait(clip, len(frames)), frames,
                           f"{name}: {clip.name}")
 
-    for clip in clips:
-        log(f"training window: {clip.name}")
-        truth = clip.frames[1:1 + short_frames]
-        add(short, "ground truth", truth, clip)
-        add(short, "VAE reconstruction", reconstructed(pipe.vae, clip, short_frames, config.chunk_latents), clip)
-        for name, options in VARIANTS.items():
-            add(short, name, streamed(pipe, clip, short_frames, **options), clip, slug(name))
-        for name, other in others.items():
-            add(short, name, streamed(other, clip, short_frames), clip, slug(name))
-        if teacher is not None:
-            add(short, "teacher (non-streaming)", non_streaming(pipe, teacher, clip, short_frames), clip,
-                "teacher")
-
-    def long_stream(table_rows, clip, variants, prefix):
-        frames = whole_latent_frames(clip)
-        if frames < 2 * round(args.drift_seconds * 25):
-            raise ValueError(f"{clip.name}: {frames / 25:.1f} s is too short for a first and a last "
-                             f"{args.drift_seconds:g} s")
-        log(f"long stream: {clip.name} ({frames / 25:.0f} s)")
-        add(table_rows, "ground truth", clip.frames[1:1 + frames], clip, drift_seconds=args.drift_seconds)
-        add(table_rows, "VAE reconstruction", reconstructed(pipe.vae, clip, frames, config.chunk_latents), clip,
-            drift_seconds=args.drift_seconds)
-        for name, make in variants.items():
-            add(table_rows, name, make(clip, frames), clip, sheet_name=prefix + slug(name),
-                drift_seconds=args.drift_seconds)
-
     def stream_variants(with_others: bool) -> dict:
-        made = {name: (lambda c, n, o=options: streamed(pipe, c, n, **o)) for name, options in VARIANTS.items()}
+        """name -> make(clip, frames): the checkpoint under each ablation's switch (and the other models)."""
+        made = {name: (lambda c, n, o=changes: streamed(pipe, c, n, **o)) for name, changes in VARIANTS.items()}
         if with_others:
             made |= {name: (lambda c, n, p=other: streamed(p, c, n)) for name, other in others.items()}
         return made
+
+    def measure_clip(rows: dict, clip: HeldOutClip, frames: int, variants: dict, sheet_prefix: str = "",
+                     with_truth: bool = True, **kw):
+        """One clip: its ground truth and VAE reconstruction (a clip with video), then every variant made."""
+        if with_truth:
+            add(rows, "ground truth", clip.frames[1:1 + frames], clip, **kw)
+            add(rows, "VAE reconstruction", reconstructed(pipe.vae, clip, frames, config.chunk_latents), clip, **kw)
+        for name, make in variants.items():
+            add(rows, name, make(clip, frames), clip, sheet_prefix + slug(name), **kw)
+
+    def long_stream(rows: dict, clip: HeldOutClip, variants: dict, sheet_prefix: str):
+        frames = whole_latent_frames(clip)
+        if frames < 2 * round(args.drift_seconds * FPS):
+            raise ValueError(f"{clip.name}: {frames / FPS:.1f} s is too short for a first and a last "
+                             f"{args.drift_seconds:g} s")
+        log(f"long stream: {clip.name} ({frames / FPS:.0f} s)")
+        measure_clip(rows, clip, frames, variants, sheet_prefix, drift_seconds=args.drift_seconds)
+
+    short_variants = stream_variants(True)
+    if teacher is not None:
+        short_variants["teacher (non-streaming)"] = lambda c, n: non_streaming(pipe, teacher, c, n)
+    for clip in clips:
+        log(f"training window: {clip.name}")
+        measure_clip(short, clip, short_frames, short_variants)
 
     long: dict[str, list] = {}
     streams = clips_in(args.streams, config.resolution, args.crop, args.max_streams)
@@ -405,10 +403,9 @@ def evaluate(args) -> dict:
         for name in PORTRAITS:
             clip = photo_clip(name, speech, config.resolution, args.crop)
             frames = whole_latent_frames(speech)
-            log(f"photograph: {name} ({frames / 25:.0f} s)")
-            for variant, make in stream_variants(False).items():
-                add(photographs.setdefault(name, {}), variant, make(clip, frames), clip,
-                    sheet_name=f"photo_{name}_{slug(variant)}", drift_seconds=args.drift_seconds)
+            log(f"photograph: {name} ({frames / FPS:.0f} s)")
+            measure_clip(photographs.setdefault(name, {}), clip, frames, stream_variants(False), f"photo_{name}_",
+                         with_truth=False, drift_seconds=args.drift_seconds)
 
     stream_frames = min((whole_latent_frames(c) for c in streams), default=0)
     setup = {"checkpoint": Path(args.checkpoint).name, "steps": config.sampler.steps, "cfg": config.sampler.cfg,

@@ -24,8 +24,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError, safe_open
 from torch import Tensor, nn
+
+from .checkpoint import load_tensors, read_safetensors
 
 CROP = 48  # pixels per side of the crop the expert reads
 # beside this file, not in models/: the plugin offers every file there as a checkpoint
@@ -119,13 +120,12 @@ def load_expert(path: str | Path | None = None) -> MouthExpert:
         raise ValueError(f"{path} not found: the mouth expert ships beside rest_core/mouth_expert.py (or train one: "
                          f"python -m rest_core train expert --config configs/mouth-expert.toml "
                          f"--data runs/expert-data --out runs/expert)")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            tensors, metadata = {k: f.get_tensor(k) for k in f.keys()}, f.metadata() or {}
-    except (SafetensorError, OSError) as e:
-        raise ValueError(f"{path} is not a readable safetensors file ({e})") from e
-    if metadata.get("part") != PART:
-        raise ValueError(f"{path}: not a mouth expert (part {metadata.get('part')!r})")
-    expert = MouthExpert(ExpertConfig.from_json(metadata["config"]))
-    expert.load_state_dict({k: v.float() for k, v in tensors.items()})
+    def expert_config(metadata: dict[str, str]) -> ExpertConfig:
+        if metadata.get("part") != PART:
+            raise ValueError(f"{path}: not a mouth expert (part {metadata.get('part')!r})")
+        return ExpertConfig.from_json(metadata["config"])
+
+    tensors, config = read_safetensors(path, "mouth expert", expert_config)
+    expert = MouthExpert(config)
+    load_tensors(expert, PART, tensors, path)
     return expert.eval()

@@ -91,12 +91,18 @@ def prepare_reference(image, resolution: int, box: CropBox | None = None) -> tup
 
 def cut_square(x: Tensor, resolution: int, box: CropBox | None = None) -> tuple[Tensor, CropBox]:
     """`prepare_reference` of pixels `portrait_pixels` already checked: [H, W, 3] float in [0, 1]."""
-    height, width = x.shape[:2]
-    box = CropBox.centred(height, width) if box is None else box.check(height, width)
-    x = x[box.top:box.top + box.size, box.left:box.left + box.size].permute(2, 0, 1)[None]  # [1, 3, S, S]
+    box = CropBox.centred(*x.shape[:2]) if box is None else box.check(*x.shape[:2])
+    return square_pixels(x[None], box, resolution) * 2 - 1, box
+
+
+def square_pixels(images: Tensor, box: CropBox, resolution: int) -> Tensor:
+    """The box of images [N, H, W, 3] (uint8, or float in [0, 1]) at resolution x resolution, antialiased ->
+    [N, 3, R, R] float in [0, 1]. Portraits and training frames (data/prepare.py) are cut by this one rule."""
+    x = images[:, box.top:box.top + box.size, box.left:box.left + box.size]
+    x = (x.float() / 255 if x.dtype == torch.uint8 else x.float()).permute(0, 3, 1, 2)
     if box.size != resolution:
         x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False)
-    return x.clamp(0, 1) * 2 - 1, box
+    return x.clamp(0, 1)
 
 
 def edge_mask(size: int, feather: int) -> Tensor:

@@ -63,7 +63,8 @@ class StreamingResampler:
         self.o, self.n = orig_freq // self.gcd, new_freq // self.gcd
         self.identity = orig_freq == new_freq
         if not self.identity:
-            resample = torchaudio.transforms.Resample(orig_freq, new_freq, dtype=torch.float32)  # as the functional form
+            # the kernel of the functional form
+            resample = torchaudio.transforms.Resample(orig_freq, new_freq, dtype=torch.float32)
             self.kernel, self.width = resample.kernel, resample.width  # [n, 1, 2 w + o]
         self.periods = -(-BLOCK_OUTPUT // self.n)  # per block
         self.buffer = SampleBuffer()

@@ -20,17 +20,19 @@ import torch
 from torch import Tensor
 
 from .cache import IDContextCache
-from .checks import describe, expect_finite, expect_number, expect_positive_int, expect_shape
-from .config import RESTConfig, SamplerConfig
+from .checks import describe, expect_finite, expect_positive_int, expect_shape
+from .config import RESTConfig, StreamOptions
 from .dit import A2VDiT, sequence_timesteps
 
-CONTEXT_REFRESH_MODES = ("clean", "last_step")
+def shift_time(t: Tensor, shift: float) -> Tensor:
+    """The timestep shift t' = s t / (1 + (s - 1) t) (SD3): s > 1 moves flow times towards high noise. The sampler's
+    schedule and the training times share it."""
+    return shift * t / (1 + (shift - 1) * t)
 
 
 def flow_schedule(steps: int, shift: float) -> Tensor:
-    """steps + 1 times from 1 to 0; shift > 1 spends more of the steps at high noise (SD3).  # [steps + 1]"""
-    t = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)
-    return (shift * t / (1 + (shift - 1) * t)).float()
+    """steps + 1 times from 1 to 0, shifted.  # [steps + 1]"""
+    return shift_time(torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64), shift).float()
 
 
 def joint_cfg(v_cond: Tensor, v_null: Tensor, alpha: float) -> Tensor:
@@ -72,13 +74,7 @@ def stream_latents(
     text: Tensor | None = None,
     *,
     chunk_latents: int = RESTConfig.chunk_latents,
-    steps: int = SamplerConfig.steps,
-    cfg: float = SamplerConfig.cfg,
-    shift: float = SamplerConfig.shift,
-    seed: int = 0,
-    id_sink: bool = True,
-    context_cache: bool = True,
-    context_refresh: str = "clean",
+    options: StreamOptions = StreamOptions(),
     on_step: Callable[[int, int], None] | None = None,
 ) -> Iterator[ChunkLatents]:
     """Generate latent chunks one after another. Arguments are checked here, at the call; the work starts on
@@ -87,67 +83,67 @@ def stream_latents(
     ref_latent: [B, C, 1, h, w] (the VAE-encoded reference, z_R); speech: the SpeechAE latents E, either a tensor
     [B, K*chunk_latents, h_w, d_A] or an iterable yielding [B, chunk_latents, h_w, d_A] per chunk (live input: the
     stream ends when the iterable does); text: optional [B, Lt, text_dim] (None: no text, as in the null branch).
-    `context_refresh`: "clean" commits the finished chunk by a pass at t = 0 (one extra forward per chunk);
-    "last_step" commits the keys/values of the last denoising step instead (cheaper, slightly noisier context).
+    `options`: steps, Joint CFG scale, shift, seed, the two ID-Context Cache switches and how the context is
+    refreshed ("clean": a pass at t = 0 per finished chunk; "last_step": the last denoising step's keys/values).
     `on_step(chunk_index, step)` is called after every denoising step (progress bars; raising in it stops the
     stream between two steps).
     """
-    cfg_dit = model.cfg
+    config = model.config
     chunk_latents = expect_positive_int("chunk_latents", chunk_latents)
-    steps = expect_positive_int("steps", steps)
-    cfg, shift = expect_number("cfg", cfg, low=1.0), expect_number("shift", shift, low=1e-3)
-    if context_refresh not in CONTEXT_REFRESH_MODES:
-        raise ValueError(f"context_refresh: expected one of {CONTEXT_REFRESH_MODES}, got {context_refresh!r}")
-    expect_shape("ref_latent", ref_latent, [("B", None), ("C", cfg_dit.in_channels), ("frames", 1),
+    if not isinstance(options, StreamOptions):
+        raise ValueError(f"options: expected StreamOptions, got {type(options).__name__}")
+    expect_shape("ref_latent", ref_latent, [("B", None), ("C", config.in_channels), ("frames", 1),
                                             ("h", None), ("w", None)])
     batch, _, _, h, w = ref_latent.shape
     if h != w:
         raise ValueError(f"ref_latent: expected a square latent grid [B, C, 1, h, h], got {list(ref_latent.shape)}")
     expect_finite("ref_latent", ref_latent)
     if text is not None:
-        if cfg_dit.text_dim is None:
+        if config.text_dim is None:
             raise ValueError("text: this model has no text cross-attention (text_dim=None); pass text=None")
-        expect_shape("text", text, [("B", batch), ("Lt", None), ("text_dim", cfg_dit.text_dim)])
+        expect_shape("text", text, [("B", batch), ("Lt", None), ("text_dim", config.text_dim)])
         expect_finite("text", text)
-    chunks = _speech_chunks(speech, batch, chunk_latents, cfg_dit.speech_tokens, cfg_dit.speech_dim)
-    return _reverse_process(model, ref_latent, chunks, text, chunk_latents=chunk_latents, steps=steps, cfg=cfg,
-                            shift=shift, seed=seed, id_sink=id_sink, context_cache=context_cache,
-                            context_refresh=context_refresh, on_step=on_step)
+    chunks = _speech_chunks(speech, batch, chunk_latents, config.speech_tokens, config.speech_dim)
+    return _reverse_process(model, ref_latent, chunks, text, chunk_latents, options, on_step)
 
 
-def _reverse_process(model, ref_latent, chunks, text, *, chunk_latents, steps, cfg, shift, seed, id_sink,
-                     context_cache, context_refresh, on_step) -> Iterator[ChunkLatents]:
+def _reverse_process(model: A2VDiT, ref_latent: Tensor, chunks: Iterator[Tensor], text: Tensor | None,
+                     chunk_latents: int, options: StreamOptions,
+                     on_step: Callable[[int, int], None] | None) -> Iterator[ChunkLatents]:
     """Algorithm 1: outer loop over chunks, inner loop over flow-matching steps."""
-    cfg_dit = model.cfg
+    config = model.config
     batch, _, _, h, w = ref_latent.shape
-    guided = cfg != 1.0
+    steps, alpha = options.steps, options.cfg
+    refresh = options.context_refresh if options.context_cache else None  # how finished chunks become context
+    guided = alpha != 1.0
     device, dtype = ref_latent.device, next(model.parameters()).dtype
     with torch.no_grad():
-        cache = IDContextCache(cfg_dit, batch=batch, latent_size=h, chunk_latents=chunk_latents,
+        cache = IDContextCache(config, batch=batch, latent_size=h, chunk_latents=chunk_latents,
                                branches=2 if guided else 1, text_tokens=0 if text is None else text.shape[1],
-                               id_sink=id_sink, context_cache=context_cache, device=device, dtype=dtype)
+                               id_sink=options.id_sink, context_cache=options.context_cache, device=device,
+                               dtype=dtype)
         model.prefill(cache, ref_latent.to(dtype), None if text is None else text.to(dtype))
-    times = flow_schedule(steps, shift)
-    noise = torch.Generator(device="cpu").manual_seed(seed)
-    shape = (batch, cfg_dit.in_channels, chunk_latents, h, w)
+    times = flow_schedule(steps, options.shift)
+    noise = torch.Generator(device="cpu").manual_seed(options.seed)
+    shape = (batch, config.in_channels, chunk_latents, h, w)
 
     def velocity(z: Tensor, t: float, e: Tensor, index: int, commit: bool) -> Tensor:
         x = torch.cat([z, z]) if guided else z  # [rows, C, c, h, w]: conditional rows first, then the null branch
         tt = torch.full((x.shape[0],), t, device=device)
         v = model.forward_chunk(x.to(dtype), tt, e.to(dtype), cache, index, commit=commit).float()
-        return joint_cfg(*v.chunk(2), cfg) if guided else v
+        return joint_cfg(*v.chunk(2), alpha) if guided else v
 
     pending = None  # (latents, speech, index) of the last chunk, not yet committed to the context
     for index, e in enumerate(chunks):
         e = e.to(device)
         with torch.no_grad():
-            if pending is not None and context_cache and context_refresh == "clean":
+            if pending is not None and refresh == "clean":
                 z0, e0, i0 = pending
                 zero = torch.zeros(batch, device=device)
                 model.forward_chunk(z0.to(dtype), zero, e0.to(dtype), cache, i0, commit=True)
             z = torch.randn(shape, generator=noise).to(device)
             for i in range(steps):
-                commit = context_cache and context_refresh == "last_step" and i == steps - 1
+                commit = refresh == "last_step" and i == steps - 1
                 t, t_next = times[i].item(), times[i + 1].item()
                 z = z + (t_next - t) * velocity(z, t, e, index, commit)
                 if on_step is not None:
@@ -163,39 +159,38 @@ def sample_sequence(
     speech: Tensor,
     *,
     chunk_latents: int = RESTConfig.chunk_latents,
-    steps: int = SamplerConfig.steps,
-    cfg: float = SamplerConfig.cfg,
-    shift: float = SamplerConfig.shift,
-    seed: int = 0,
+    options: StreamOptions = StreamOptions(),
     global_attention: bool = True,
 ) -> Tensor:
     """Every chunk denoised at once over the whole sequence (the non-streaming teacher, paper §3.3): all chunks
     share one t per step, the same schedule and Joint CFG as streaming. Noise is drawn chunk by chunk from the same
-    generator as `stream_latents`, so both start from the same noise for the same seed.
+    generator as `stream_latents`, so both start from the same noise for the same seed. Without global attention
+    the chunks see what `options`' ID-Context Cache switches let a stream see; `context_refresh` has no meaning here.
 
     ref_latent: [B, C, 1, h, w]; speech: [B, K*chunk_latents, h_w, d_A] -> latents [B, C, K*chunk_latents, h, w]
     """
-    cfg, shift = expect_number("cfg", cfg, low=1.0), expect_number("shift", shift, low=1e-3)
-    batch, channels, _, h, w = expect_shape("ref_latent", ref_latent, [("B", None), ("C", model.cfg.in_channels),
+    batch, channels, _, h, w = expect_shape("ref_latent", ref_latent, [("B", None), ("C", model.config.in_channels),
                                                                         ("frames", 1), ("h", None), ("w", None)]).shape
     if not isinstance(speech, Tensor):
         raise ValueError("speech: the non-streaming sampler needs the whole clip's speech latents as one tensor")
-    _speech_chunks(speech, batch, chunk_latents, model.cfg.speech_tokens, model.cfg.speech_dim)  # checks the shape
+    _speech_chunks(speech, batch, chunk_latents, model.config.speech_tokens, model.config.speech_dim)  # the checks
     chunks = speech.shape[1] // chunk_latents
     device, dtype = ref_latent.device, next(model.parameters()).dtype
-    guided = cfg != 1.0
-    noise = torch.Generator(device="cpu").manual_seed(seed)
+    alpha = options.cfg
+    guided = alpha != 1.0
+    noise = torch.Generator(device="cpu").manual_seed(options.seed)
     z = torch.cat([torch.randn((batch, channels, chunk_latents, h, w), generator=noise) for _ in range(chunks)],
                   dim=2).to(device)
-    times = flow_schedule(steps, shift)
+    times = flow_schedule(options.steps, options.shift)
     ref = ref_latent.to(dtype)
-    for i in range(steps):
+    for i in range(options.steps):
         t, t_next = times[i].item(), times[i + 1].item()
         x = torch.cat([ref, z.to(dtype)], dim=2)
         x = torch.cat([x, x]) if guided else x  # conditional rows first, then the null branch
         tt = sequence_timesteps(torch.full((x.shape[0], chunks), t, device=device), chunk_latents, h)
         v = model.forward_sequence(x, tt.to(dtype), speech.to(device, dtype), chunk_latents=chunk_latents,
-                                   global_attention=global_attention).float()
-        v = joint_cfg(*v.chunk(2), cfg) if guided else v
+                                   global_attention=global_attention, id_sink=options.id_sink,
+                                   context_cache=options.context_cache).float()
+        v = joint_cfg(*v.chunk(2), alpha) if guided else v
         z = z + (t_next - t) * v
     return z

@@ -1,4 +1,4 @@
-"""Speech on the latent clock (paper eq. 5, DESIGN §2): audio in; out, for every latent frame, the Whisper
+"""Speech on the latent clock (paper eq. 5): audio in; out, for every latent frame, the Whisper
 features of its 0.32 s plus a fixed left and right context. Offline and streaming are one code path.
 
 Clock. Generated latent frame j covers video frames 8j .. 8j+7, which is audio samples [5120 j, 5120 (j+1)), mel
@@ -102,7 +102,8 @@ def mono_clip(waveform) -> Tensor:
 
 
 def prepare_audio(waveform, sample_rate: int) -> Tensor:
-    """A whole clip at any rate and channel count -> mono float32 at 16 kHz. [ceil(N 16000 / sample_rate)]"""
+    """A whole clip at any rate and channel count -> mono float32 at 16 kHz, as SpeechWindows hears it.
+    [ceil(N 16000 / sample_rate)]"""
     resampler = StreamingResampler(check_sample_rate(sample_rate), SAMPLE_RATE)
     mono = mono_clip(waveform)
     return torch.cat([resampler.push(mono), resampler.finish()])
@@ -131,7 +132,7 @@ class SpeechWindows:
     """
 
     def __init__(self, encoder: WhisperEncoder, context_left: int, context_right: int, sample_rate: int = SAMPLE_RATE,
-                 batch: int = 1):
+                 batch: int = 1, keep_audio: bool = False):
         for name, value in (("context_left", context_left), ("context_right", context_right)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name}: expected a number of Whisper frames >= 0, got {value!r}")
@@ -146,7 +147,10 @@ class SpeechWindows:
         self.blocks_per_latent = MEL_PER_LATENT // self.block
         self.blocks_per_window = 2 * self.window // self.block
 
-        self.buffer = SampleBuffer()  # 16 kHz mono
+        self.buffer = SampleBuffer()  # 16 kHz mono, as far as the windows still need it
+        # with keep_audio, every 16 kHz sample heard, until the caller drops it: the audio a player plays under
+        # the frames, resampled once
+        self.heard = SampleBuffer() if keep_audio else None
         self.mel_blocks: list[Tensor] = []  # finished blocks [n_mels, block], from block index first_block on
         self.first_block = 0
         self.running_max = RUNNING_MAX_START
@@ -158,6 +162,10 @@ class SpeechWindows:
         """Audio needed after a latent frame's end before its window can be computed."""
         return self.block_span(self.blocks_per_window - 1)[1] - SAMPLES_PER_LATENT
 
+    def window_end(self, latent: int) -> int:
+        """The 16 kHz sample just past the audio that latent frame `latent`'s window reads."""
+        return self.block_span(latent * self.blocks_per_latent + self.blocks_per_window - 1)[1]
+
     def block_span(self, b: int) -> tuple[int, int]:
         """Samples [start, stop) that mel block b reads; block 0 starts context_left features before sample 0."""
         first_mel = b * self.block - 2 * self.left
@@ -166,9 +174,9 @@ class SpeechWindows:
     def push(self, piece) -> Tensor:
         if self.finished:
             raise ValueError("this speech stream is finished; start a new one for more audio")
-        self.buffer.append(self.resampler.push(as_mono(piece)))
+        self.hear(self.resampler.push(as_mono(piece)))
         ready = []
-        while self.block_span(self.next_latent * self.blocks_per_latent + self.blocks_per_window - 1)[1] <= self.received:
+        while self.window_end(self.next_latent) <= self.received:
             ready.append(self.next_mel())
         return self.encode(ready)
 
@@ -178,11 +186,16 @@ class SpeechWindows:
         if self.finished:
             raise ValueError("this speech stream is already finished")
         self.finished = True
-        self.buffer.append(self.resampler.finish())
+        self.hear(self.resampler.finish())
         if self.received == 0:
             raise ValueError(EMPTY_AUDIO)
         total = -(-latent_frames(self.received) // multiple) * multiple
         return self.encode([self.next_mel() for _ in range(self.next_latent, total)])
+
+    def hear(self, samples: Tensor):
+        self.buffer.append(samples)
+        if self.heard is not None:
+            self.heard.append(samples)
 
     @property
     def received(self) -> int:

@@ -43,15 +43,15 @@ class Block(nn.Module):
 class QueryTransformer(nn.Module):
     """[B, n_in, d_in] -> [B, n_out, d_out]: n_out learned queries read the input tokens through shared blocks."""
 
-    def __init__(self, n_in: int, d_in: int, n_out: int, d_out: int, cfg: SpeechConfig):
+    def __init__(self, n_in: int, d_in: int, n_out: int, d_out: int, config: SpeechConfig):
         super().__init__()
         self.n_out = n_out
-        self.in_proj = nn.Linear(d_in, cfg.hidden)
-        self.pos = nn.Parameter(torch.randn(n_in, cfg.hidden) * 0.02)
-        self.queries = nn.Parameter(torch.randn(n_out, cfg.hidden) * 0.02)
-        self.blocks = nn.ModuleList(Block(cfg.hidden, cfg.heads) for _ in range(cfg.depth))
-        self.out_norm = nn.LayerNorm(cfg.hidden)
-        self.out_proj = nn.Linear(cfg.hidden, d_out)
+        self.in_proj = nn.Linear(d_in, config.hidden)
+        self.pos = nn.Parameter(torch.randn(n_in, config.hidden) * 0.02)
+        self.queries = nn.Parameter(torch.randn(n_out, config.hidden) * 0.02)
+        self.blocks = nn.ModuleList(Block(config.hidden, config.heads) for _ in range(config.depth))
+        self.out_norm = nn.LayerNorm(config.hidden)
+        self.out_proj = nn.Linear(config.hidden, d_out)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.in_proj(x) + self.pos  # [B, n_in, D]
@@ -62,19 +62,19 @@ class QueryTransformer(nn.Module):
 
 
 class SpeechAE(nn.Module):
-    def __init__(self, cfg: SpeechConfig, tokens: int, dim: int):
+    def __init__(self, config: SpeechConfig, tokens: int, dim: int):
         super().__init__()
-        self.cfg, self.tokens, self.dim = cfg, tokens, dim
-        self.encoder = QueryTransformer(cfg.window, cfg.feature_dim, tokens, dim, cfg)
-        self.decoder = QueryTransformer(tokens, dim, FEATURES_PER_LATENT, cfg.feature_dim, cfg)
+        self.config, self.tokens, self.dim = config, tokens, dim
+        self.encoder = QueryTransformer(config.window, config.feature_dim, tokens, dim, config)
+        self.decoder = QueryTransformer(tokens, dim, FEATURES_PER_LATENT, config.feature_dim, config)
 
     @classmethod
-    def from_config(cls, cfg: RESTConfig) -> "SpeechAE":
-        return cls(cfg.speech, cfg.dit.speech_tokens, cfg.dit.speech_dim)
+    def from_config(cls, config: RESTConfig) -> "SpeechAE":
+        return cls(config.speech, config.dit.speech_tokens, config.dit.speech_dim)
 
     def check_windows(self, windows: Tensor) -> Tensor:
-        expect_shape("speech windows", windows, [("F", None), ("H_w", self.cfg.window),
-                                                 ("feature_dim", self.cfg.feature_dim)])
+        expect_shape("speech windows", windows, [("F", None), ("H_w", self.config.window),
+                                                 ("feature_dim", self.config.feature_dim)])
         return expect_finite("speech windows", windows)
 
     def encode(self, windows: Tensor) -> Tensor:
@@ -88,7 +88,7 @@ class SpeechAE(nn.Module):
 
     def centre(self, windows: Tensor) -> Tensor:
         """The latent frames' own features inside their windows. [F, 16, feature_dim]"""
-        left = self.cfg.context_left
+        left = self.config.context_left
         return windows[:, left:left + FEATURES_PER_LATENT]
 
     def loss(self, windows: Tensor) -> Tensor:

@@ -148,18 +148,19 @@ class UpBlock3d(nn.Module):
 
 
 class Encoder3d(nn.Module):
-    def __init__(self, cfg: VAEConfig):
+    def __init__(self, config: VAEConfig):
         super().__init__()
-        self.patch = cfg.patch_size
-        widths, layers, eps = cfg.block_out_channels, cfg.layers_per_block, cfg.resnet_norm_eps
+        self.patch = config.patch_size
+        widths, layers, eps = config.block_out_channels, config.layers_per_block, config.resnet_norm_eps
         self.conv_in = CausalConv3d(3 * self.patch**2, widths[0])
         self.down_blocks = nn.ModuleList(
-            DownBlock3d(widths[i], widths[min(i + 1, len(widths) - 1)], layers[i], cfg.spatio_temporal_scaling[i], eps)
+            DownBlock3d(widths[i], widths[min(i + 1, len(widths) - 1)], layers[i], config.spatio_temporal_scaling[i],
+                        eps)
             for i in range(len(widths))
         )
         self.mid_block = MidBlock3d(widths[-1], layers[-1], eps)
         # one extra channel: a log-variance shared by all latent channels (LTX "uniform" log-var)
-        self.conv_out = CausalConv3d(widths[-1], cfg.latent_channels + 1)
+        self.conv_out = CausalConv3d(widths[-1], config.latent_channels + 1)
 
     def forward(self, video: Tensor) -> Tensor:
         """video: [B, 3, 1+8k, H, W] in [-1, 1] -> posterior mean and log-variance [B, C+1, 1+k, H/32, W/32]"""
@@ -173,14 +174,14 @@ class Encoder3d(nn.Module):
 
 
 class Decoder3d(nn.Module):
-    def __init__(self, cfg: VAEConfig):
+    def __init__(self, config: VAEConfig):
         super().__init__()
-        self.patch = cfg.patch_size
-        widths = tuple(reversed(cfg.decoder_block_out_channels))
-        layers = tuple(reversed(cfg.decoder_layers_per_block))
-        scaling = tuple(reversed(cfg.decoder_spatio_temporal_scaling))
-        eps = cfg.resnet_norm_eps
-        self.conv_in = CausalConv3d(cfg.latent_channels, widths[0])
+        self.patch = config.patch_size
+        widths = tuple(reversed(config.decoder_block_out_channels))
+        layers = tuple(reversed(config.decoder_layers_per_block))
+        scaling = tuple(reversed(config.decoder_spatio_temporal_scaling))
+        eps = config.resnet_norm_eps
+        self.conv_in = CausalConv3d(config.latent_channels, widths[0])
         self.mid_block = MidBlock3d(widths[0], layers[0], eps)
         self.up_blocks = nn.ModuleList(
             UpBlock3d(widths[max(i - 1, 0)], widths[i], layers[i + 1], scaling[i], eps) for i in range(len(widths))
@@ -200,14 +201,14 @@ class Decoder3d(nn.Module):
 
 
 class CausalVAE(nn.Module):
-    def __init__(self, cfg: VAEConfig):
+    def __init__(self, config: VAEConfig):
         super().__init__()
-        self.cfg = cfg
-        self.encoder = Encoder3d(cfg)
-        self.decoder = Decoder3d(cfg)
+        self.config = config
+        self.encoder = Encoder3d(config)
+        self.decoder = Decoder3d(config)
         # per-channel latent statistics: the DiT works on (mean - latents_mean) / latents_std
-        self.register_buffer("latents_mean", torch.zeros(cfg.latent_channels))
-        self.register_buffer("latents_std", torch.ones(cfg.latent_channels))
+        self.register_buffer("latents_mean", torch.zeros(config.latent_channels))
+        self.register_buffer("latents_std", torch.ones(config.latent_channels))
 
     def _stats(self, z: Tensor) -> tuple[Tensor, Tensor]:
         shape = (1, -1, 1, 1, 1)
@@ -222,7 +223,7 @@ class CausalVAE(nn.Module):
         return z * std + mean
 
     def check_latents(self, z: Tensor) -> Tensor:
-        return expect_shape("z", z, [("B", None), ("C", self.cfg.latent_channels), ("frames", None), ("h", None),
+        return expect_shape("z", z, [("B", None), ("C", self.config.latent_channels), ("frames", None), ("h", None),
                                      ("w", None)])
 
     def check_video(self, name: str, video: Tensor) -> Tensor:

@@ -74,7 +74,8 @@ class MultiHeadAttention(nn.Module):
         self.out = nn.Linear(width, width)
 
     def forward(self, x: Tensor) -> Tensor:
-        q, k, v = (rearrange(proj(x), "b t (h d) -> b h t d", h=self.heads) for proj in (self.query, self.key, self.value))
+        q, k, v = (rearrange(proj(x), "b t (h d) -> b h t d", h=self.heads)
+                   for proj in (self.query, self.key, self.value))
         return self.out(rearrange(F.scaled_dot_product_attention(q, k, v), "b h t d -> b t (h d)"))
 
 

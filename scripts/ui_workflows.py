@@ -3,7 +3,7 @@ loaded into the real frontend (a local ComfyUI 0.3.75 with this plugin, in headl
 makes is saved, with seeds fixed so a queued template is reproducible, and the nodes that show an image (Load
 Image, REST Reference Encoder's crop) tall enough for it: the frontend sizes them before there is an image, so they
 would grow over the node below. Run after changing an API workflow;
-tests/test_browser.py checks that the two formats still agree.
+tests/e2e/test_browser.py checks that the two formats still agree.
 
     python scripts/ui_workflows.py        (needs `make test`'s environment: ComfyUI, chromium, chromium-driver)
 """

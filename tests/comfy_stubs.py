@@ -1,6 +1,6 @@
 """Stand-ins for the ComfyUI modules the nodes import (folder_paths, comfy.utils, comfy.model_management,
-comfy.model_patcher, comfy_api.input_impl, server), with the real ones' signatures and semantics: the progress hook is the cancel point,
-and an interrupt is raised from it as InterruptProcessingException."""
+comfy.model_patcher, comfy_api.input_impl, server), with the real ones' signatures and semantics: the progress hook
+is the cancel point, and an interrupt is raised from it as InterruptProcessingException."""
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
+"""Shared fixtures, and the tiers: `make test` runs every test and sets REST_TESTS_NEED_TOOLS=1, so a missing system
+tool fails there; `make test-fast` (tests/core, tests/nodes, tests/bench, no `slow` test) skips what needs a missing
+tool, saying which, and never starts a ComfyUI server or a browser."""
+
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -12,11 +17,37 @@ import pytest
 import torch
 
 import comfy_stubs
-from rest_core import A2VDiT, DiTConfig, RESTConfig, RESTPipeline, SamplerConfig, SpeechConfig, VAEConfig
+from rest_core import A2VDiT, DiTConfig, RESTConfig, RESTPipeline, StreamOptions, SpeechConfig, VAEConfig
 from rest_core.whisper import WhisperEncoder
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # Before any test imports the plugin's nodes: they import ComfyUI's modules at the top, as nodes do.
 COMFY = comfy_stubs.install()
+
+# tool -> its Debian package
+TOOLS = {"espeak-ng": "espeak-ng", "chromium": "chromium", "chromedriver": "chromium-driver"}
+
+
+def need_tool(name: str):
+    """Fail (make test) or skip (the fast tier) a test whose system tool is missing."""
+    if shutil.which(name) is None:
+        message = f"{name} is not installed: run `make test`, which installs it, or apt-get install {TOOLS[name]}"
+        if os.environ.get("REST_TESTS_NEED_TOOLS") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "tools(*names): the system tools a test needs (see TOOLS)")
+    config.addinivalue_line("markers", "slow: a long training or generation run (10 s and more); not in the fast tier")
+
+
+def pytest_runtest_setup(item):
+    for mark in item.iter_markers("tools"):
+        for name in mark.args:
+            need_tool(name)
+
 
 TINY = DiTConfig(in_channels=8, hidden=64, depth=2, heads=4, text_dim=16, speech_tokens=2, speech_dim=12)
 
@@ -37,7 +68,7 @@ def run_bench():
     """Run a script of bench/ and return the one JSON line it must print."""
 
     def run(script: str, *args: str) -> dict:
-        path = Path(__file__).resolve().parents[1] / "bench" / script
+        path = ROOT / "bench" / script
         out = subprocess.run([sys.executable, str(path), *args], capture_output=True, text=True, check=True).stdout
         lines = out.strip().splitlines()
         assert len(lines) == 1, out
@@ -66,8 +97,7 @@ def write_wav(path, audio: torch.Tensor, rate: int):
 @pytest.fixture(scope="session")
 def speak(tmp_path_factory):
     """Text -> ([channels, samples], sample rate) of espeak-ng speech (22.05 kHz mono)."""
-    if shutil.which("espeak-ng") is None:
-        pytest.fail("espeak-ng is not installed: run `make test`, which installs it, or apt-get install espeak-ng")
+    need_tool("espeak-ng")
     folder = tmp_path_factory.mktemp("speech")
 
     def run(text: str, voice: str = "en-us") -> tuple[torch.Tensor, int]:
@@ -85,7 +115,7 @@ TINY_REST = RESTConfig(
     vae=VAEConfig(latent_channels=8, block_out_channels=(8, 16, 16, 16), layers_per_block=(1, 1, 1, 1, 1),
                   decoder_block_out_channels=(8, 16, 16, 16), decoder_layers_per_block=(1, 1, 1, 1, 1)),
     speech=SpeechConfig(hidden=32, depth=1, heads=4),
-    sampler=SamplerConfig(steps=2, cfg=2.0),
+    sampler=StreamOptions(steps=2, cfg=2.0),
 )
 
 
@@ -96,7 +126,8 @@ def tiny_checkpoint() -> Path:
     if not path.exists():
         torch.manual_seed(0)
         path.parent.mkdir(parents=True, exist_ok=True)
-        RESTPipeline.from_config(TINY_REST, whisper=WhisperEncoder(layers=1)).save_pretrained(path, include_whisper=True)
+        pipe = RESTPipeline.from_config(TINY_REST, whisper=WhisperEncoder(layers=1))
+        pipe.save_pretrained(path, include_whisper=True)
     return path
 
 

@@ -308,6 +308,20 @@ def feature_parts(identity: dict) -> list[Part]:
     return parts
 
 
+def ear_parts(identity: dict) -> list[Part]:
+    """Both ears (each with its inner ear and an earring, if any), or none."""
+    if not identity["ears"]:
+        return []
+    ear, parts = identity["ear_size"], []
+    for s in (-1, 1):
+        x = s * face_width(identity, 0.05)
+        parts.append(Part(ellipse(x, 0.05, 0.12 * ear, 0.2 * ear, 24), identity["skin"], inked=True))
+        parts.append(Part(ellipse(x + s * 0.02, 0.06, 0.06 * ear, 0.12 * ear, 16), identity["ear"]))
+        if identity["earrings"] is not None:
+            parts.append(Part(ellipse(x, 0.05 + 0.22 * ear, 0.035, 0.035, 12), identity["earrings"], inked=True))
+    return parts
+
+
 def head_parts(identity: dict) -> list:
     """Back to front, everything of the head; the strings "clothes", "eyes" and "mouth" mark where the static
     body and the moving eyes and mouth go."""
@@ -319,20 +333,15 @@ def head_parts(identity: dict) -> list:
     parts.append(Part(np.array([[-neck, 0.4], [-neck * 1.05, 3.0], [neck * 1.05, 3.0], [neck, 0.4]]),
                       identity["neck"], shaded=True, inked=True))
     parts.append("clothes")
-    if identity["ears"]:
-        ear = identity["ear_size"]
-        for s in (-1, 1):
-            x = s * face_width(identity, 0.05)
-            parts.append(Part(ellipse(x, 0.05, 0.12 * ear, 0.2 * ear, 24), skin, inked=True))
-            parts.append(Part(ellipse(x + s * 0.02, 0.06, 0.06 * ear, 0.12 * ear, 16), identity["ear"]))
-            if identity["earrings"] is not None:
-                parts.append(Part(ellipse(x, 0.05 + 0.22 * ear, 0.035, 0.035, 12), identity["earrings"], inked=True))
+    parts += ear_parts(identity)
     parts.append(Part(face_outline(identity), skin, shaded=True, inked=True))
-    parts += beard_parts(identity)[:1] if identity["beard"] and identity["beard"]["style"] != "moustache" else []
+    moustache = identity["beard"] is not None and identity["beard"]["style"] == "moustache"
+    if identity["beard"] and not moustache:  # a beard lies on the face, under its features
+        parts += beard_parts(identity)[:1]
     parts += feature_parts(identity)
     parts.append("eyes")
     parts.append("mouth")
-    if identity["beard"] and identity["beard"]["style"] == "moustache":
+    if moustache:  # over the mouth
         parts += beard_parts(identity)
     parts += [Part(p, hair, shaded=True, inked=True) for p in front]
     parts += hat_parts(identity)

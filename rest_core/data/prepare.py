@@ -33,11 +33,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import save_file
 
 from ..config import FPS, VAE_TEMPORAL, RESTConfig
+from ..reference import CropBox, square_pixels
 from ..speech import SAMPLES_PER_VIDEO_FRAME, prepare_audio, speech_features
 from ..whisper import SAMPLE_RATE
 from ..whisper_import import default_whisper_encoder, load_whisper_encoder
@@ -84,9 +84,8 @@ def read_frames_25fps(path: Path) -> np.ndarray:
 CROPS = ("full", "face")  # the squares `prepare clips` and `eval` can cut from a video; the first is the default
 
 
-def crop_square(path: Path, height: int, width: int, crop: str = CROPS[0]) -> tuple[int, int, int]:
-    """(top, left, size) of the square to crop: for "face" the sidecar's face_box, else (and without one) the
-    largest centred square."""
+def crop_square(path: Path, height: int, width: int, crop: str = CROPS[0]) -> CropBox:
+    """The square to crop: for "face" the sidecar's face_box, else (and without one) the largest centred square."""
     if crop not in CROPS:
         raise ValueError(f"crop={crop!r}: choose one of {', '.join(CROPS)}")
     sidecar = path.with_suffix(".json")
@@ -98,20 +97,14 @@ def crop_square(path: Path, height: int, width: int, crop: str = CROPS[0]) -> tu
             if size < 32 or x0 < 0 or y0 < 0 or x0 + size > width or y0 + size > height:
                 raise ValueError(f"{sidecar}: face_box {box} must be a square of at least 32 pixels inside the "
                                  f"{width}x{height} frame")
-            return y0, x0, size
-    size = min(height, width)
-    return (height - size) // 2, (width - size) // 2, size
+            return CropBox(top=y0, left=x0, size=size)
+    return CropBox.centred(height, width)
 
 
-def crop_resize(frames: np.ndarray, box: tuple[int, int, int], resolution: int) -> np.ndarray:
-    """[T, H, W, 3] uint8 -> the box at resolution x resolution, antialiased like `prepare_reference`."""
-    top, left, size = box
-    out = []
-    for i in range(0, len(frames), 64):
-        x = torch.from_numpy(frames[i:i + 64, top:top + size, left:left + size]).permute(0, 3, 1, 2).float() / 255
-        if size != resolution:
-            x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False)
-        out.append((x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy())
+def crop_resize(frames: np.ndarray, box: CropBox, resolution: int) -> np.ndarray:
+    """[T, H, W, 3] uint8 -> the box at resolution x resolution, cut as a portrait is (`square_pixels`), as uint8."""
+    out = [(square_pixels(torch.from_numpy(frames[i:i + 64]), box, resolution) * 255).round().to(torch.uint8)
+           .permute(0, 2, 3, 1).numpy() for i in range(0, len(frames), 64)]
     return np.concatenate(out)
 
 
@@ -152,7 +145,7 @@ def prepare_clips(videos: str | Path, out: str | Path, config: RESTConfig, whisp
         shard[f"{name}/frames"] = torch.from_numpy(pixels)
         shard[f"{name}/windows"] = windows.to(torch.float16)
         index["clips"].append({"name": name, "source": path.relative_to(videos).as_posix(),
-                               "shard": len(index["shards"]), "frames": count, "box": list(box)})
+                               "shard": len(index["shards"]), "frames": count, "box": [box.top, box.left, box.size]})
         if len(shard) >= 2 * shard_clips:
             flush()
         log.write(f"\r[prepare clips] {n + 1}/{len(paths)}  {(n + 1) / (time.perf_counter() - started):.2f} videos/s ")

@@ -37,10 +37,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import FPS
 from .drawing import Painter, apply, head_extent, transforms
 from .faces import HELDOUT_STYLES, TRAIN_STYLES, sample_identity, style_families
 
-FPS = 25
 MOUTH_BOX = 0.8  # side of the mouth box in head units
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -19,6 +19,8 @@ makes bfloat16 pay on the CPU.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -26,41 +28,75 @@ from torch import Tensor
 from ..config import RESTConfig
 from ..data.prepare import SegmentSet
 from ..dit import A2VDiT, sequence_timesteps
-from .loop import Settings, start_processes, train
+from ..sampling import shift_time
+from .loop import Settings, Stage, stage_options, start_processes, train
 from .state import load_part
 
-DEFAULTS = {"cfg_dropout": 0.1, "logit_mean": 0.0, "logit_std": 1.0, "shift": None,
-            "con": 0.1, "smo": 1.0, "tau": 0.1, "contrastive": "standard", "id_sink": True, "context_cache": True,
-            "compile": False}
+CONTRASTIVE_FORMS = ("standard", "paper")
+
+
+@dataclass(frozen=True)
+class DiTOptions:
+    """The [teacher] or [student] table of a DiT stage's config (configs/rest-demo/*.toml explain each)."""
+
+    cfg_dropout: float = 0.1  # Joint CFG: speech and text dropped together
+    logit_mean: float = 0.0  # chunk times: logit-normal, then the sampler's shift
+    logit_std: float = 1.0
+    shift: float | None = None  # None: the model's
+    con: float = 0.1  # weight of L_CON (eq. 24)
+    smo: float = 1.0  # weight of L_SMO (eq. 24)
+    tau: float = 0.1  # InfoNCE temperature (eq. 21)
+    contrastive: str = "standard"  # one of CONTRASTIVE_FORMS
+    id_sink: bool = True  # the student's training-time switches of the ID-Context Cache
+    context_cache: bool = True
+    compile: bool = False
+
+    def __post_init__(self):
+        if self.contrastive not in CONTRASTIVE_FORMS:
+            raise ValueError(f"contrastive={self.contrastive!r}: choose one of {CONTRASTIVE_FORMS}")
 
 
 def chunk_noise_times(batch: int, chunks: int, shift: float, mean: float, std: float, g: torch.Generator) -> Tensor:
-    """One flow time per chunk, drawn independently (asynchronous noise): logit-normal, then the sampler's shift
-    so training spends its effort where sampling does.  [B, K]"""
-    t = torch.sigmoid(mean + std * torch.randn(batch, chunks, generator=g))
-    return shift * t / (1 + (shift - 1) * t)
+    """One flow time per chunk, drawn independently (asynchronous noise, eq. 15): logit-normal, then the sampler's
+    shift so training spends its effort where sampling does.  [B, K]"""
+    return shift_time(torch.sigmoid(mean + std * torch.randn(batch, chunks, generator=g)), shift)
 
 
-def noisy_batch(latents: Tensor, speech: Tensor, chunk_latents: int, shift: float, opts: dict, g: torch.Generator):
-    """Segments -> the model's inputs and target, conditioned rows first (Joint CFG: rows past `speech` are null).
+def noised_segments(latents: Tensor, chunk_latents: int, t: Tensor, g: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Chunk-wise asynchronous noise (eq. 15-16): chunk k of every segment at its own time t[:, k], the reference
+    clean. -> (z_t [B, C, 1 + cK, h, w], the flow-matching target v = eps - z_0 [B, C, cK, h, w], eq. 18)
+
+    latents: [B, C, 1 + cK, h, w]; t: [B, K]"""
+    z0 = latents[:, :, 1:]
+    noise = torch.randn(z0.shape, generator=g)
+    t_frames = t.repeat_interleave(chunk_latents, dim=1)[:, None, :, None, None]  # [B, 1, cK, 1, 1]
+    zt = torch.cat([latents[:, :, :1], (1 - t_frames) * z0 + t_frames * noise], dim=2)
+    return zt, noise - z0
+
+
+def conditioned_first(dropout: float, batch: int, g: torch.Generator) -> tuple[Tensor, int]:
+    """Joint-CFG dropout: each row loses its speech (and text) with probability `dropout`. -> (an order of the rows
+    that puts the conditioned ones first, how many they are): rows past them are the null branch."""
+    dropped = torch.rand(batch, generator=g) < dropout
+    return torch.argsort(dropped.int(), stable=True), int((~dropped).sum())
+
+
+def noisy_batch(latents: Tensor, speech: Tensor, chunk_latents: int, shift: float, opts: DiTOptions,
+                g: torch.Generator) -> dict[str, Tensor]:
+    """Segments -> the model's inputs and target, conditioned rows first.
 
     latents: [B, C, 1 + cK, h, w]; speech: [B, cK, h_w, d_A]."""
     b, _, f, h, _ = latents.shape
-    chunks = (f - 1) // chunk_latents
-    t = chunk_noise_times(b, chunks, shift, opts["logit_mean"], opts["logit_std"], g)  # [B, K]
-    noise = torch.randn(latents[:, :, 1:].shape, generator=g)
-    t_frames = t.repeat_interleave(chunk_latents, dim=1)[:, None, :, None, None]  # [B, 1, cK, 1, 1]
-    z0 = latents[:, :, 1:]
-    zt = torch.cat([latents[:, :, :1], (1 - t_frames) * z0 + t_frames * noise], dim=2)
-    dropped = torch.rand(b, generator=g) < opts["cfg_dropout"]
-    order = torch.argsort(dropped.int(), stable=True)
-    cond = int((~dropped).sum())
-    return {"zt": zt[order], "t": sequence_timesteps(t[order], chunk_latents, h), "speech": speech[order][:cond],
-            "target": (noise - z0)[order]}
+    t = chunk_noise_times(b, (f - 1) // chunk_latents, shift, opts.logit_mean, opts.logit_std, g)  # [B, K]
+    zt, target = noised_segments(latents, chunk_latents, t, g)
+    order, conditioned = conditioned_first(opts.cfg_dropout, b, g)
+    return {"zt": zt[order], "t": sequence_timesteps(t[order], chunk_latents, h),
+            "speech": speech[order][:conditioned], "target": target[order]}
 
 
 def contrastive_loss(student: Tensor, teacher: Tensor, tau: float, form: str = "standard") -> Tensor:
-    """InfoNCE between latent frames of the student and the teacher velocity (eq. 21).  [B, C, F, h, w] each"""
+    """L_CON (eq. 21-22): InfoNCE between latent frames of the student and the teacher velocity.
+    [B, C, F, h, w] each"""
     s = F.normalize(student.transpose(1, 2).flatten(2), dim=-1)  # [B, F, C*h*w]
     t = F.normalize(teacher.transpose(1, 2).flatten(2), dim=-1)
     logits = s @ t.transpose(1, 2) / tau  # [B, F, F]: frame i of the student against every teacher frame
@@ -77,23 +113,22 @@ def second_difference(v: Tensor) -> Tensor:
 
 
 def smoothness_loss(student: Tensor, teacher: Tensor) -> Tensor:
+    """L_SMO (eq. 23): the student's second temporal difference against the teacher's."""
     return F.mse_loss(second_difference(student), second_difference(teacher))
 
 
 def run(args, settings: Settings, config: RESTConfig, student: bool) -> int:
-    opts = DEFAULTS | settings.options
-    if opts["contrastive"] not in ("standard", "paper"):
-        raise ValueError(f"contrastive={opts['contrastive']!r}: choose 'standard' or 'paper'")
+    opts = stage_options(DiTOptions, settings.options, "student" if student else "teacher")
     for flag, key in (("no_con", "con"), ("no_smo", "smo")):
         if getattr(args, flag, False):
-            opts[key] = 0.0
+            opts = replace(opts, **{key: 0.0})
     procs = start_processes(args.device)
     segments = SegmentSet(args.data)
     c = config.chunk_latents
     if segments.index["chunk_latents"] != c:
         raise ValueError(f"{args.data}: segments were made with chunk_latents={segments.index['chunk_latents']}, "
                          f"preset {config.name} has {c}")
-    shift = opts["shift"] or config.sampler.shift
+    shift = config.sampler.shift if opts.shift is None else opts.shift
     torch.manual_seed(settings.seed)
     if args.init:
         model, init_config = load_part(args.init, "dit")
@@ -102,19 +137,18 @@ def run(args, settings: Settings, config: RESTConfig, student: bool) -> int:
     else:
         model = A2VDiT(config.dit)
     teacher = None
-    distill = student and (opts["con"] > 0 or opts["smo"] > 0)
+    distill = student and (opts.con > 0 or opts.smo > 0)
     if distill:
         if not args.teacher:
             raise ValueError("the student's ASD losses need the frozen teacher: pass --teacher teacher/dit.safetensors "
                              "(or turn ASD off with --no-con --no-smo)")
         teacher, _ = load_part(args.teacher, "dit")
         teacher = teacher.to(procs.device).eval().requires_grad_(False)
-    if opts["compile"]:  # in place, block by block: the weights keep their names
+    if opts.compile:  # in place, block by block: the weights keep their names
         for dit in [m for m in (model, teacher) if m is not None]:
             for block in dit.transformer_blocks:
                 block.compile()
-    streaming = dict(global_attention=not student, id_sink=bool(opts["id_sink"]),
-                     context_cache=bool(opts["context_cache"]))
+    streaming = dict(global_attention=not student, id_sink=opts.id_sink, context_cache=opts.context_cache)
 
     def batch(step: int, g: torch.Generator) -> dict:
         idx = torch.randint(len(segments), (settings.batch,), generator=g)
@@ -129,10 +163,9 @@ def run(args, settings: Settings, config: RESTConfig, student: bool) -> int:
         with torch.no_grad():
             v_teacher = teacher.forward_sequence(b["zt"], b["t"], b["speech"], chunk_latents=c,
                                                  global_attention=True)
-        con = contrastive_loss(v, v_teacher, opts["tau"], opts["contrastive"])
+        con = contrastive_loss(v, v_teacher, opts.tau, opts.contrastive)
         smo = smoothness_loss(v, v_teacher)
-        return {"loss": fm + opts["con"] * con + opts["smo"] * smo, "fm": fm, "con": con, "smo": smo}
+        return {"loss": fm + opts.con * con + opts.smo * smo, "fm": fm, "con": con, "smo": smo}  # eq. 24
 
-    train(stage="student" if student else "teacher", part="dit", module=model, config=config, settings=settings,
-          out=args.out, procs=procs, batch=batch, losses=losses)
+    train(Stage("student" if student else "teacher", "dit", model, config, batch, losses), settings, args.out, procs)
     return 0

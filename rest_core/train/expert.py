@@ -28,6 +28,7 @@ import io
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,9 +42,20 @@ from ..data import drawing, synth
 from ..data.faces import HELDOUT_STYLES, TRAIN_STYLES, sample_identity
 from ..metrics import pearson
 from ..mouth_expert import CROP, PART, ExpertConfig, MouthExpert, mouth_crops
-from .loop import Settings, start_processes, train
+from .loop import Settings, Stage, stage_options, start_processes, train
 
-DEFAULTS = {"identities": 5000, "poses": 4, "heldout_identities": 400, "clips_per_family": 3, "workers": 2}
+
+
+@dataclass(frozen=True)
+class ExpertOptions:
+    """The [expert] table of the mouth expert's config."""
+
+    identities: int = 5000
+    poses: int = 4
+    heldout_identities: int = 400
+    clips_per_family: int = 3
+    workers: int = 2
+
 STORED = 60  # stored crop side: 1.25 x the mouth box at 48 px
 MARGIN = 1.25
 FAMILIES = TRAIN_STYLES + HELDOUT_STYLES
@@ -223,21 +235,18 @@ def validate_clips(expert: MouthExpert, per_family: int, folder: Path) -> dict:
 
 
 def run(args, settings: Settings, config) -> int:
-    opts = DEFAULTS | settings.options
-    unknown = sorted(set(opts) - set(DEFAULTS))
-    if unknown:
-        raise ValueError(f"unknown [expert] setting {unknown[0]!r}; known: {sorted(DEFAULTS)}")
+    opts = stage_options(ExpertOptions, settings.options, "expert")
     procs = start_processes(args.device)
     data_dir = Path(args.data)
-    train_set = render_set(data_dir / "train.safetensors", 0, opts["identities"], opts["poses"], "train",
-                           opts["workers"])
-    heldout = render_set(data_dir / "heldout.safetensors", 5_000_000, opts["heldout_identities"], opts["poses"],
-                         "heldout", opts["workers"])
+    train_set = render_set(data_dir / "train.safetensors", 0, opts.identities, opts.poses, "train",
+                           opts.workers)
+    heldout = render_set(data_dir / "heldout.safetensors", 5_000_000, opts.heldout_identities, opts.poses,
+                         "heldout", opts.workers)
     torch.manual_seed(settings.seed)
     expert_config = ExpertConfig()
     expert = MouthExpert(expert_config)
 
-    poses = opts["poses"]
+    poses = opts.poses
     identities = len(train_set["openness"]) // poses
 
     def batch(step: int, g: torch.Generator):
@@ -254,10 +263,10 @@ def run(args, settings: Settings, config) -> int:
     def finish(module: MouthExpert):
         module = module.cpu().eval()
         validation["stills"] = validate_stills(module, heldout, poses)
-        validation["clips"] = validate_clips(module, opts["clips_per_family"], data_dir / "heldout-clips")
+        validation["clips"] = validate_clips(module, opts.clips_per_family, data_dir / "heldout-clips")
         (Path(args.out) / "validation.json").write_text(json.dumps(validation, indent=1))
         sys.stderr.write(f"[expert] held-out style families: {json.dumps(validation)}\n")
 
-    train(stage="expert", part=PART, module=expert, config=expert_config, settings=settings, out=args.out,
-          procs=procs, batch=batch, losses=losses, finish=finish, info=lambda: {"heldout": validation})
+    train(Stage("expert", PART, expert, expert_config, batch, losses, finish=finish,
+                info=lambda: {"heldout": validation}), settings, args.out, procs)
     return 0

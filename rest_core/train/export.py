@@ -5,13 +5,10 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import torch
-
+from ..checkpoint import DTYPES
 from ..pipeline import RESTPipeline
 from ..whisper_import import default_whisper_encoder
 from .state import load_part
-
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 def export(vae_path, speech_ae_path, dit_path, out, dtype: str = "float16", cfg: float | None = None,
@@ -24,8 +21,7 @@ def export(vae_path, speech_ae_path, dit_path, out, dtype: str = "float16", cfg:
     if speech_config.speech != config.speech or speech_config.dit.speech_dim != config.dit.speech_dim:
         raise ValueError(f"{speech_ae_path} is a SpeechAE for another config than the DiT in {dit_path}")
     defaults = {k: v for k, v in (("cfg", cfg), ("steps", steps)) if v is not None}
-    sampler = dataclasses.replace(config.sampler, **defaults)
-    config = dataclasses.replace(config, sampler=sampler)
+    config = dataclasses.replace(config, sampler=config.sampler.replace(**defaults))
     pipe = RESTPipeline(config, dit, vae, speech_ae, default_whisper_encoder())
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -20,9 +20,11 @@ import os
 import sys
 import time
 import tomllib
+import types
+import typing
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -87,6 +89,28 @@ def read_settings(path: str | Path | None, stage: str, **overrides) -> tuple[Set
     except TypeError as e:
         raise ValueError(f"{path}: the [model] table is not a REST config ({e})") from e
     return settings, config
+
+
+Options = TypeVar("Options")
+
+
+def stage_options(kind: type[Options], table: dict, stage: str) -> Options:
+    """A stage's [<stage>] table as its typed options dataclass: an unknown key (a typo) or a value of another type
+    is a ValueError naming it and what is known."""
+    hints = typing.get_type_hints(kind)
+    unknown = sorted(set(table) - set(hints))
+    if unknown:
+        raise ValueError(f"unknown [{stage}] setting {unknown[0]!r}; known: {sorted(hints)}")
+    values = {}
+    for name, value in table.items():
+        allowed = typing.get_args(hints[name]) if isinstance(hints[name], types.UnionType) else (hints[name],)
+        if float in allowed and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)  # TOML writes 1.0 as 1 as readily
+        if isinstance(value, bool) and bool not in allowed or not isinstance(value, allowed):
+            names = " or ".join("none" if t is type(None) else t.__name__ for t in allowed)
+            raise ValueError(f"[{stage}] {name} = {value!r}: expected {names}")
+        values[name] = value
+    return kind(**values)
 
 
 # --- processes -----------------------------------------------------------------------------------------------
@@ -187,23 +211,37 @@ class Progress:
         sys.stderr.write("\n")
 
 
-def train(*, stage: str, part: str, module: nn.Module, config: RESTConfig, settings: Settings, out: str | Path,
-          procs: Processes, batch: Callable[[int, torch.Generator], object],
-          losses: Callable[[nn.Module, object], dict[str, Tensor]], finish: Callable[[nn.Module], None] | None = None,
-          params: list[nn.Parameter] | None = None,
-          before_step: Callable[[int, nn.Module, nn.Module | None, torch.optim.Optimizer], None] | None = None,
-          info: Callable[[], dict] | None = None) -> nn.Module:
-    """Run (or resume) a stage and return the EMA module (or the module, with EMA off). `finish(module)` runs on
-    the main process before the part file is written (e.g. to set the VAE's latent statistics).
-    `before_step(step, module, ema, optimizer)` runs before each step on every process, resumed or not, so a
-    change made at a given step (e.g. the VAE's switch from images to clips) happens exactly once. `info()`, called
-    after `finish`, adds to what the part file's metadata says of the run (e.g. a validation result)."""
+@dataclass
+class Stage:
+    """What a stage hands the loop: the module it trains, for which part file, and its hooks.
+
+    `finish(module)` runs on the main process before the part file is written (e.g. to set the VAE's latent
+    statistics). `before_step(step, module, ema, optimizer)` runs before each step on every process, resumed or not,
+    so a change made at a given step (e.g. the VAE's switch from images to clips) happens exactly once. `info()`,
+    called after `finish`, adds to what the part file's metadata says of the run (e.g. a validation result).
+    `params`: what the optimizer trains (default: every parameter that requires a gradient)."""
+
+    name: str
+    part: str
+    module: nn.Module
+    config: RESTConfig  # written into the part file (the mouth expert's own config for its stage)
+    batch: Callable[[int, torch.Generator], object]
+    losses: Callable[[nn.Module, object], dict[str, Tensor]]
+    finish: Callable[[nn.Module], None] | None = None
+    params: list[nn.Parameter] | None = None
+    before_step: Callable[[int, nn.Module, nn.Module | None, torch.optim.Optimizer], None] | None = None
+    info: Callable[[], dict] | None = None
+
+
+def train(stage: Stage, settings: Settings, out: str | Path, procs: Processes) -> nn.Module:
+    """Run (or resume) a stage and return the EMA module (or the module, with EMA off)."""
+    module, config, batch, before_step = stage.module, stage.config, stage.batch, stage.before_step
     out = Path(out)
     if settings.threads:
         torch.set_num_threads(settings.threads)
     module = module.to(procs.device).train()
     ema = copy.deepcopy(module).eval().requires_grad_(False) if settings.ema > 0 else None
-    trainable = params if params is not None else [p for p in module.parameters() if p.requires_grad]
+    trainable = stage.params if stage.params is not None else [p for p in module.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=settings.lr, weight_decay=settings.weight_decay, betas=(0.9, 0.99))
 
     step = 0
@@ -212,14 +250,14 @@ def train(*, stage: str, part: str, module: nn.Module, config: RESTConfig, setti
         step, _ = load_state(state_path, module=module, ema=ema, optimizer=optimizer)
         if procs.main:
             truncate_log(out / "losses.csv", step)
-            sys.stderr.write(f"[{stage}] resuming {out} at step {step}\n")
-    wrapped = LossModule(module, losses)
+            sys.stderr.write(f"[{stage.name}] resuming {out} at step {step}\n")
+    wrapped = LossModule(module, stage.losses)
     if procs.world > 1:
         wrapped = nn.parallel.DistributedDataParallel(
             wrapped, device_ids=[procs.device.index] if procs.device.type == "cuda" else None)
 
     log = out / "losses.csv"
-    progress = Progress(stage, settings.steps, step) if procs.main else None
+    progress = Progress(stage.name, settings.steps, step) if procs.main else None
     if procs.main:
         out.mkdir(parents=True, exist_ok=True)
     while step < settings.steps:
@@ -245,21 +283,21 @@ def train(*, stage: str, part: str, module: nn.Module, config: RESTConfig, setti
         if procs.main:
             values = {k: v.item() for k, v in terms.items()}
             if not math.isfinite(values["loss"]):
-                raise ValueError(f"[{stage}] the loss became {values['loss']} at step {step}; lower the learning "
+                raise ValueError(f"[{stage.name}] the loss became {values['loss']} at step {step}; lower the learning "
                                  f"rate (--lr) and resume from the last state")
             write_row(log, step, values, lr, time.perf_counter() - started)
             progress.update(step - 1, values, lr)
             if step % settings.checkpoint_every == 0 or step == settings.steps:
                 save_state(state_path, module=module, ema=ema, optimizer=optimizer, step=step,
                            settings=asdict(settings))
-                plot_losses(log, out / "losses.png", title=f"{stage} ({config.name})")
+                plot_losses(log, out / "losses.png", title=f"{stage.name} ({config.name})")
                 progress.reset()
     result = ema if ema is not None else module
     if procs.main:
-        if finish is not None:
-            finish(result)
-        save_part(out / f"{part}.safetensors", part, result, config, stage=stage, steps=step,
-                  settings=asdict(settings), world=procs.world, **(info() if info is not None else {}))
+        if stage.finish is not None:
+            stage.finish(result)
+        save_part(out / f"{stage.part}.safetensors", stage.part, result, config, stage=stage.name, steps=step,
+                  settings=asdict(settings), world=procs.world, **(stage.info() if stage.info is not None else {}))
     if procs.world > 1:
         dist.barrier()
     return result
@@ -268,7 +306,8 @@ def train(*, stage: str, part: str, module: nn.Module, config: RESTConfig, setti
 def truncate_log(path: Path, step: int):
     """Drop the rows logged after the state being resumed from; those steps run again."""
     if path.exists():
-        rows = list(csv.reader(path.open()))
+        with path.open(newline="") as f:
+            rows = list(csv.reader(f))
         kept = rows[:1] + [r for r in rows[1:] if int(r[0]) <= step]
         with path.open("w", newline="") as f:
             csv.writer(f).writerows(kept)
@@ -278,9 +317,13 @@ def write_row(path: Path, step: int, values: dict[str, float], lr: float, second
     """Append a row. A term that was not logged before (a loss that starts part-way, e.g. the VAE's missed_motion term
     once its clip steps begin) gets a column: the file is rewritten once with that column empty above."""
     row = {"step": step, **{k: f"{v:.6g}" for k, v in values.items()}, "lr": f"{lr:.4g}", "seconds": f"{seconds:.4f}"}
-    header = next(csv.reader(path.open()), None) if path.exists() else None
+    rows = []
+    if path.exists():
+        with path.open(newline="") as f:
+            rows = list(csv.reader(f))
+    header = rows[0] if rows else None
     if header is None or not set(row) <= set(header):
-        old = list(csv.DictReader(path.open())) if header else []
+        old = [dict(zip(header, r)) for r in rows[1:]] if header else []
         known = [k for k in (header or []) if k not in ("lr", "seconds")]
         header = known + [k for k in row if k not in known and k not in ("lr", "seconds")] + ["lr", "seconds"]
         with path.open("w", newline="") as f:

@@ -9,7 +9,7 @@ from torch import Tensor
 from ..config import RESTConfig
 from ..data.prepare import ClipSet
 from ..speech_ae import SpeechAE
-from .loop import Settings, start_processes, train
+from .loop import Settings, Stage, start_processes, train
 
 
 def run(args, settings: Settings, config: RESTConfig) -> int:
@@ -28,6 +28,5 @@ def run(args, settings: Settings, config: RESTConfig) -> int:
     def losses(module: SpeechAE, w: Tensor) -> dict[str, Tensor]:
         return {"loss": module.loss(w)}
 
-    train(stage="speechae", part="speech_ae", module=speech_ae, config=config, settings=settings, out=args.out,
-          procs=procs, batch=batch, losses=losses)
+    train(Stage("speechae", "speech_ae", speech_ae, config, batch, losses), settings, args.out, procs)
     return 0

@@ -14,24 +14,15 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
+from ..checkpoint import load_tensors, read_safetensors
 from ..config import RESTConfig
 
 PART_FORMAT = "rest-part"
 STATE_FORMAT = "rest-train-state"
-
-
-def _read(path: Path, what: str) -> tuple[dict[str, Tensor], dict[str, str]]:
-    if not path.is_file():
-        raise ValueError(f"{path} not found: give the {what} (.safetensors) written by an earlier training stage")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return {k: f.get_tensor(k) for k in f.keys()}, f.metadata() or {}
-    except (SafetensorError, OSError) as e:
-        raise ValueError(f"{path} is not a readable safetensors file ({e})") from e
 
 
 def _atomic_save(tensors: dict[str, Tensor], path: Path, metadata: dict[str, str]):
@@ -54,18 +45,16 @@ def load_part(path: str | Path, part: str, module_factory=None) -> tuple[nn.Modu
     from ..speech_ae import SpeechAE
     from ..vae import CausalVAE
 
-    path = Path(path)
-    tensors, metadata = _read(path, f"{part} part")
-    if metadata.get("format") != PART_FORMAT or metadata.get("part") != part:
-        found = metadata.get("part") or "not a training part"
-        raise ValueError(f"{path}: expected a {part!r} part file, found {found!r}")
-    config = RESTConfig.from_json(metadata["config"])
+    def part_config(metadata: dict[str, str]) -> RESTConfig:
+        if metadata.get("format") != PART_FORMAT or metadata.get("part") != part:
+            found = metadata.get("part") or "not a training part"
+            raise ValueError(f"{path}: expected a {part!r} part file, found {found!r}")
+        return RESTConfig.from_json(metadata["config"])
+
+    tensors, config = read_safetensors(path, f"{part} part written by an earlier training stage", part_config)
     factories = {"vae": lambda c: CausalVAE(c.vae), "speech_ae": SpeechAE.from_config, "dit": lambda c: A2VDiT(c.dit)}
     module = (module_factory or factories[part])(config)
-    missing, unexpected = module.load_state_dict(tensors, strict=False)
-    if missing or unexpected:
-        raise ValueError(f"{path}: the {part} tensors do not match its config (missing {missing[:3]}, "
-                         f"unexpected {unexpected[:3]})")
+    load_tensors(module, part, tensors, path)
     return module, config
 
 
@@ -92,7 +81,7 @@ def load_state(path: str | Path, *, module: nn.Module, ema: nn.Module | None,
                optimizer: torch.optim.Optimizer) -> tuple[int, dict]:
     """Restore a run in place; returns (step, settings it was saved with)."""
     path = Path(path)
-    tensors, metadata = _read(path, "training state")
+    tensors, metadata = read_safetensors(path, "training state")
     if metadata.get("format") != STATE_FORMAT:
         raise ValueError(f"{path} is not a training state file; resume from the run folder's state.safetensors")
 

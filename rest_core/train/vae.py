@@ -57,12 +57,29 @@ from torch import Tensor
 from ..config import VAE_SPATIAL, RESTConfig
 from ..data.prepare import ClipSet, to_video
 from ..vae import CausalConv3d, CausalVAE, Upsampler3d
-from .loop import Settings, start_processes, train
+from .loop import Settings, Stage, stage_options, start_processes, train
 from .state import load_part
 
-DEFAULTS = {"frames": 17, "kl": 1e-4, "mse": 1.0, "motion_weight": 1.0, "missed_motion": 0.0, "log_var_init": -6.0,
-            "stats_clips": 64, "image_steps": 0, "image_batch": 16, "train_encoder": True, "augment": False,
-            "compile": False, "crop": 0}
+
+
+@dataclass(frozen=True)
+class VAEOptions:
+    """The [vae] table of a VAE stage's config (configs/rest-demo/vae.toml explains each)."""
+
+    frames: int = 17  # 1 + 8k frames per clip sample
+    kl: float = 1e-4
+    mse: float = 1.0
+    motion_weight: float = 1.0
+    missed_motion: float = 0.0
+    log_var_init: float = -6.0
+    stats_clips: int = 64
+    image_steps: int = 0
+    image_batch: int = 16
+    train_encoder: bool = True
+    augment: bool = False
+    compile: bool = False
+    crop: int = 0  # 0: whole frames
+
 IMAGE_WINDOW = 17  # frames around an image sample whose motion sets its weights (0.68 s: a syllable or two)
 
 
@@ -186,16 +203,16 @@ def latent_statistics(vae: CausalVAE, clips: ClipSet, count: int, frames: int) -
 
 
 def run(args, settings: Settings, config: RESTConfig) -> int:
-    opts = DEFAULTS | settings.options
+    opts = stage_options(VAEOptions, settings.options, "vae")
     procs = start_processes(args.device)
     clips = ClipSet(args.data)
     if clips.index["resolution"] != config.resolution:
         raise ValueError(f"{args.data}: clips are {clips.index['resolution']} px but preset {config.name} is "
                          f"{config.resolution} px")
-    frames = int(opts["frames"])
+    frames = opts.frames
     if (frames - 1) % 8:
         raise ValueError(f"[vae] frames={frames}: the VAE takes 1 + 8k frames")
-    crop = int(opts["crop"])
+    crop = opts.crop
     if crop and (crop % VAE_SPATIAL or not 0 < crop <= config.resolution):
         raise ValueError(f"[vae] crop={crop}: choose a multiple of {VAE_SPATIAL} px up to the preset's "
                          f"{config.resolution} px (0: whole frames)")
@@ -203,7 +220,7 @@ def run(args, settings: Settings, config: RESTConfig) -> int:
     if not usable:
         raise ValueError(f"{args.data}: no clip has the {frames} frames a VAE sample needs")
     torch.manual_seed(settings.seed)
-    train_encoder = bool(opts["train_encoder"])
+    train_encoder = opts.train_encoder
     if args.init:
         vae, init_config = load_part(args.init, "vae")
         if init_config.vae != config.vae:
@@ -216,13 +233,13 @@ def run(args, settings: Settings, config: RESTConfig) -> int:
             # the posterior starts nearly deterministic (std e^-3): with unit noise the decoder would first see
             # latents drowned in noise and learn only the mean colour; the KL term still widens it where that
             # costs nothing
-            vae.encoder.conv_out.conv.bias[-1] = opts["log_var_init"]
+            vae.encoder.conv_out.conv.bias[-1] = opts.log_var_init
     vae.encoder.requires_grad_(train_encoder)
-    if opts["compile"]:  # in place: the weights keep their names
+    if opts.compile:  # in place: the weights keep their names
         vae.encoder.compile()
         vae.decoder.compile()
 
-    image_steps, image_batch = int(opts["image_steps"]), int(opts["image_batch"])
+    image_steps, image_batch = opts.image_steps, opts.image_batch
 
     def batch(step: int, g: torch.Generator) -> tuple[Tensor, Tensor, torch.Generator]:
         images = step < image_steps
@@ -233,18 +250,18 @@ def run(args, settings: Settings, config: RESTConfig) -> int:
             start = torch.randint(clips.clips[i]["frames"] - length + 1, (1,), generator=g).item()
             window = clips.frames(i, start, length)  # [length, R, R, 3] uint8
             # the window the sample shows is cut first: the weights and colours are worked out on it alone
-            if opts["augment"]:
+            if opts.augment:
                 augmentation = Augmentation.draw(*window.shape[1:3], g, crop or None)
                 window = augmentation.cut(window)
             elif crop:
                 top, left = (torch.randint(side - crop + 1, (1,), generator=g).item() for side in window.shape[1:3])
                 window = window[:, top:top + crop, left:left + crop]
             video = to_video(window)  # [1, 3, length, h, w]
-            weight = motion_weights(video, opts["motion_weight"])
+            weight = motion_weights(video, opts.motion_weight)
             if images:
                 t = torch.randint(length, (1,), generator=g).item()
                 video, weight = video[:, :, t:t + 1], weight[:, :, t:t + 1]
-            if opts["augment"]:  # after the frame is picked: an image step augments one frame, not its window
+            if opts.augment:  # after the frame is picked: an image step augments one frame, not its window
                 video, weight = augmentation(video), augmentation.geometry(weight)
             elif torch.rand(1, generator=g).item() < 0.5:
                 video, weight = video.flip(-1), weight.flip(-1)
@@ -254,7 +271,7 @@ def run(args, settings: Settings, config: RESTConfig) -> int:
 
     def losses(module: CausalVAE, b) -> dict[str, Tensor]:
         video, weights, g = b
-        return reconstruction_losses(module, video, weights, opts["kl"], opts["mse"], opts["missed_motion"], g)
+        return reconstruction_losses(module, video, weights, opts.kl, opts.mse, opts.missed_motion, g)
 
     def before_step(step: int, module: CausalVAE, ema: CausalVAE | None, optimizer: torch.optim.Optimizer):
         if step == image_steps > 0:
@@ -262,10 +279,10 @@ def run(args, settings: Settings, config: RESTConfig) -> int:
 
     def finish(module: CausalVAE):
         if train_encoder:
-            mean, std = latent_statistics(module, clips, int(opts["stats_clips"]), 1 + 8 * 8)
+            mean, std = latent_statistics(module, clips, opts.stats_clips, 1 + 8 * 8)
             module.latents_mean.copy_(mean)
             module.latents_std.copy_(std)
 
-    train(stage="vae", part="vae", module=vae, config=config, settings=settings, out=args.out, procs=procs,
-          batch=batch, losses=losses, finish=finish, before_step=before_step)
+    train(Stage("vae", "vae", vae, config, batch, losses, finish=finish, before_step=before_step), settings,
+          args.out, procs)
     return 0

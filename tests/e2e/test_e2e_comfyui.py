@@ -15,9 +15,9 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import portrait, write_wav
+from conftest import ROOT, portrait, write_wav
 
-WORKFLOWS = Path(__file__).resolve().parents[1] / "workflows" / "api"
+WORKFLOWS = ROOT / "workflows" / "api"
 NODES = {"RESTModelLoader", "RESTReferenceEncoder", "RESTSpeechEncoder", "RESTStreamingSampler", "RESTLiveSampler",
          "RESTDecode", "RESTPasteBack", "RESTRenderVideo"}
 

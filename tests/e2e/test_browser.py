@@ -1,6 +1,7 @@
 """The real ComfyUI frontend (comfyui-frontend-package 1.32.9) in headless Chromium: every UI workflow loads with
 all its node types known and no console errors, and queues as exactly its API twin; the live player on the
-sampler receives and shows chunks while the job is still running. Screenshots go to artifacts/browser/."""
+sampler receives and shows chunks while the job is still running, replays them, and lets everything go when its node
+is removed. Screenshots go to artifacts/browser/."""
 
 import json
 from pathlib import Path
@@ -10,7 +11,9 @@ import pytest
 
 from browser import ARTIFACTS, alerts, chromium, console_errors, fit_view, open_frontend, wait_for
 
-WORKFLOWS = Path(__file__).resolve().parents[1] / "workflows"
+from conftest import ROOT
+
+WORKFLOWS = ROOT / "workflows"
 UI_WORKFLOWS = sorted(p.stem for p in WORKFLOWS.glob("*.json"))
 OFFLINE = "api.comfy.org"  # the frontend asks the registry for news and node metadata; these machines are offline
 
@@ -82,7 +85,9 @@ def test_a_ui_workflow_loads_and_queues_as_its_api_twin(comfyui, browser, name):
     assert screenshot(browser, name).stat().st_size > 10_000
 
 
-def test_the_live_player_shows_chunks_before_the_job_ends(browser):
+@pytest.fixture(scope="module")
+def played(browser):
+    """The talking-head workflow run once with a long sentence, the chunks' arrival and the job's end timed."""
     graph = json.loads((WORKFLOWS / "talking_head.json").read_text())
     browser.execute_script("""
         const [graph] = arguments;
@@ -95,20 +100,66 @@ def test_the_live_player_shows_chunks_before_the_job_ends(browser):
     browser.execute_script("app.graph.getNodeById(2).widgets[0].value = 'rest_speech_long.wav';"
                            "app.graph.getNodeById(6).widgets[2].value = 7; return app.queuePrompt(0, 1)")
     wait_for(browser, "return restSeen.end !== null", timeout=240)
-    seen = browser.execute_script("return restSeen")
-    assert len(seen["chunks"]) >= 3 and seen["chunks"][0] < seen["end"]
+    return browser.execute_script("return restSeen")
+
+
+def test_the_live_player_shows_chunks_before_the_job_ends(browser, played):
+    assert len(played["chunks"]) >= 3 and played["chunks"][0] < played["end"]
     player = browser.execute_script("""
         const p = app.graph.getNodeById(6).restPlayer;
         const pixels = p.canvas.getContext("2d").getImageData(0, 0, p.canvas.width, p.canvas.height).data;
         return {chunks: p.chunks.length, frames: p.frames.filter(Boolean).length, width: p.canvas.width,
                 lit: pixels.some((v, i) => i % 4 !== 3 && v > 0)};
     """)
-    assert player["chunks"] == len(seen["chunks"]) and player["width"] == 64
+    assert player["chunks"] == len(played["chunks"]) and player["width"] == 64
     assert player["frames"] > 24
     assert player["lit"]  # a frame was drawn
     assert alerts(browser) == []
     assert [e for e in console_errors(browser) if OFFLINE not in e] == []
     screenshot(browser, "live_player")
+
+
+def test_replay_plays_the_frames_again_from_the_start_with_the_sound(browser, played):
+    before = browser.execute_script("""
+        const p = app.graph.getNodeById(6).restPlayer;
+        window.restLast = p.shown;
+        p.replay();
+        const c = p.canvas.getContext("2d");
+        c.fillStyle = "black";
+        c.fillRect(0, 0, p.canvas.width, p.canvas.height);
+        return {frames: p.frames.filter(Boolean).length, sounds: p.sources.length, chunks: p.chunks.length,
+                withSound: p.withSound};
+    """)
+    assert before["frames"] > 24 and before["sounds"] == (before["chunks"] if before["withSound"] else 0)
+    # drawn again, from the start: a frame reaches the blacked-out canvas, then later frames follow
+    wait_for(browser, """
+        const p = app.graph.getNodeById(6).restPlayer;
+        const pixels = p.canvas.getContext("2d").getImageData(0, 0, p.canvas.width, p.canvas.height).data;
+        return p.shown >= 0 && p.shown < restLast && pixels.some((v, i) => i % 4 !== 3 && v > 0);
+    """, timeout=10)
+    first = browser.execute_script("return app.graph.getNodeById(6).restPlayer.shown")
+    wait_for(browser, "return app.graph.getNodeById(6).restPlayer.shown > arguments[0]", 10, first)
+    assert browser.execute_script("return app.graph.getNodeById(6).restPlayer.frames.filter(Boolean).length") == \
+        before["frames"]
+    assert [e for e in console_errors(browser) if OFFLINE not in e] == []
+
+
+def test_removing_the_node_stops_the_players_loop_and_sound_and_releases_its_frames(browser, played):
+    released = browser.execute_async_script("""
+        const done = arguments[0];
+        const node = app.graph.getNodeById(6);
+        const p = node.restPlayer;
+        const context = p.ctx, bitmap = p.frames.find(Boolean);
+        app.graph.remove(node);
+        let drawn = false;
+        p.draw = () => { drawn = true; };  // a loop still scheduled would call this
+        setTimeout(() => done({drawn, context: context ? context.state : "closed", player: p.ctx,
+                               frames: p.frames.length, sounds: p.sources.length, bitmap: bitmap.width,
+                               onNode: node.restPlayer}), 500);
+    """)
+    assert released == {"drawn": False, "context": "closed", "player": None, "frames": 0, "sounds": 0,
+                        "bitmap": 0, "onNode": None}
+    assert [e for e in console_errors(browser) if OFFLINE not in e] == []
 
 
 def test_a_face_box_set_in_the_browser_is_previewed_and_the_video_keeps_the_portraits_size(comfyui, browser):
@@ -120,13 +171,16 @@ def test_a_face_box_set_in_the_browser_is_previewed_and_the_video_keeps_the_port
         return app.loadGraphData(graph, true, true, "long_audio");
     """, graph)
     browser.execute_script("""
-        const set = (id, name, value) => { app.graph.getNodeById(id).widgets.find((w) => w.name === name).value = value; };
+        const set = (id, name, value) => {
+            app.graph.getNodeById(id).widgets.find((w) => w.name === name).value = value;
+        };
         set(4, "face_x", 8); set(4, "face_y", 24); set(4, "face_size", 64);
         set(6, "seed", 11);  // not a cached result
         return app.queuePrompt(0, 1);
     """)
     wait_for(browser, "return restDone !== null", timeout=240)
-    wait_for(browser, "const im = app.graph.getNodeById(4).imgs?.[0]; return !!im && im.complete && im.naturalWidth > 0")
+    wait_for(browser, "const im = app.graph.getNodeById(4).imgs?.[0]; "
+                      "return !!im && im.complete && im.naturalWidth > 0")
     preview = browser.execute_script("""
         const im = app.graph.getNodeById(4).imgs[0];
         return {src: im.src, width: im.naturalWidth, height: im.naturalHeight};

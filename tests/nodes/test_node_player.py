@@ -5,7 +5,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from nodes.player import audio_span, chunk_event, jpeg, pcm16, preview_image
+from nodes.player import LivePlayer, chunk_event, jpeg, pcm16, preview_image
+from rest_core import SampleBuffer, VideoChunk
 
 
 def test_a_chunk_event_carries_decodable_frames_and_its_audio():
@@ -29,10 +30,18 @@ def test_pcm16_clips_out_of_range_samples():
     assert np.frombuffer(pcm16(torch.tensor([2.0, -2.0, 0.0])), dtype="<i2").tolist() == [32767, -32767, 0]
 
 
-def test_the_audio_span_of_frames_is_silence_padded_past_the_end():
-    audio = torch.arange(1000, dtype=torch.float32)
-    span = audio_span(audio, 1, 2)  # samples 640..1920
-    assert span.shape == (1280,) and torch.equal(span[:360], audio[640:]) and span[360:].abs().sum() == 0
+def test_the_player_sends_the_audio_under_each_chunk_silence_padded_past_the_end_and_drops_what_it_sent(comfy):
+    audio = SampleBuffer()
+    audio.append(torch.arange(1000, dtype=torch.float32) / 2000)
+    player = LivePlayer("7", "s", audio, fps=25, total_frames=3, last_chunk=1)
+    player.send(VideoChunk(0, torch.rand(1, 8, 8, 3), torch.zeros(1), first_frame=0))  # samples 0..640
+    player.send(VideoChunk(1, torch.rand(2, 8, 8, 3), torch.zeros(1), first_frame=1))  # samples 640..1920
+    first, second = [data for name, data, sid in comfy.events if name == "rest.chunk"]
+    pcm = np.frombuffer(base64.b64decode(second["audio"]), dtype="<i2")
+    expected = np.round(np.arange(640, 1000) / 2000 * 32767)
+    assert pcm.shape == (1280,) and pcm[:360].tolist() == expected.tolist() and not pcm[360:].any()
+    assert (first["final"], second["final"], second["total_frames"], second["node"]) == (False, True, 3, "7")
+    assert audio.start == 1000  # nothing already sent is kept
 
 
 def test_the_preview_is_the_middle_frame():

@@ -27,7 +27,8 @@ def sample(model, reference, speech, live_player=True, **options):
 def test_the_sampler_streams_the_pipelines_video(comfy, rest_model, rest_reference, speech, portrait_image):
     latent = sample(rest_model, rest_reference, speech)
     frames, fps = RESTDecode().decode(rest_model, latent)
-    expected = rest_model.pipe.generate(portrait_image, speech.audio_16k, 16_000, steps=2, cfg=2.0, seed=0)
+    options = rest_model.pipe.options(steps=2, cfg=2.0, seed=0)
+    expected = rest_model.pipe.generate(portrait_image, speech.speech.audio_16k, 16_000, options=options)
     assert fps == 25.0 and torch.equal(frames, expected)
     assert frames.shape[0] == speech.speech.video_frames == 63  # 2.5 s: 62.5 frames, rounded half up
     assert latent["samples"].shape == (1, 8, 9, 2, 2)  # 3 chunks of 3 latent frames

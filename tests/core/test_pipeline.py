@@ -35,11 +35,12 @@ def test_the_video_has_exactly_the_audios_frame_count(pipe, portrait, seconds, r
 
 def test_live_pieces_give_the_same_video_as_the_whole_clip(pipe, portrait):
     audio = torch.randn(1, 40_000) * 0.1
-    whole = pipe.generate(portrait, audio, 16_000, seed=3)
+    whole = pipe.generate(portrait, audio, 16_000, options=pipe.options(seed=3))
     g = torch.Generator().manual_seed(0)
     cuts = sorted(torch.randint(0, 40_000, (12,), generator=g).tolist())
     pieces = [audio[:, a:b] for a, b in zip([0] + cuts, cuts + [40_000])]
-    live = torch.cat([c.frames for c in pipe.stream_live(portrait, iter(pieces), 16_000, seed=3)])
+    live = pipe.stream_live(portrait, iter(pieces), 16_000, options=pipe.options(seed=3))
+    live = torch.cat([c.frames for c in live])
     assert torch.equal(live, whole)
 
 
@@ -61,20 +62,21 @@ def test_precomputed_speech_latents_give_the_same_video_as_the_stream(pipe, port
     assert speech.video_frames == round(45_000 / 44_100 * 25)
     assert speech.latents.shape[1] % TINY.chunk_latents == 0
     ref, _ = pipe.encode_reference(portrait)
-    video = pipe.video_stream(ref, seed=4)
+    video = pipe.video_stream(ref, options=pipe.options(seed=4))
     for e in speech.latents.split(TINY.chunk_latents, dim=1):
         video.add(e)
     video.end(speech.video_frames)
     frames = torch.cat([c.frames for c in video.pull()])
-    assert torch.equal(frames, pipe.generate(portrait, audio, 44_100, seed=4))
-    latents = torch.cat([c.latents for c in pipe.stream(portrait, audio, 44_100, seed=4)], dim=2)
+    assert torch.equal(frames, pipe.generate(portrait, audio, 44_100, options=pipe.options(seed=4)))
+    stream = pipe.stream(portrait, audio, 44_100, options=pipe.options(seed=4))
+    latents = torch.cat([c.latents for c in stream], dim=2)
     assert torch.equal(pipe.decode_latents(ref, latents, speech.video_frames), frames)
 
 
 def test_a_video_stream_waits_for_its_speech_between_pulls(pipe, portrait):
     speech = pipe.encode_speech(torch.randn(60_000) * 0.1, 16_000)
     ref, _ = pipe.encode_reference(portrait)
-    video = pipe.video_stream(ref, seed=2)
+    video = pipe.video_stream(ref, options=pipe.options(seed=2))
     assert list(video.pull()) == []  # nothing added: nothing made, and the stream stays usable
     parts = speech.latents.split(TINY.chunk_latents, dim=1)
     got = []
@@ -86,21 +88,24 @@ def test_a_video_stream_waits_for_its_speech_between_pulls(pipe, portrait):
 
 def test_a_chosen_box_animates_that_square_of_the_portrait(pipe, portrait):
     audio = torch.randn(1, 16_000) * 0.1
-    boxed = pipe.generate(portrait, audio, 16_000, CropBox(top=30, left=5, size=40), steps=1)
-    assert torch.equal(boxed, pipe.generate(portrait[:, 30:70, 5:45], audio, 16_000, steps=1))
-    assert not torch.equal(boxed, pipe.generate(portrait, audio, 16_000, steps=1))
+    boxed = pipe.generate(portrait, audio, 16_000, CropBox(top=30, left=5, size=40), options=pipe.options(steps=1))
+    one_step = pipe.options(steps=1)
+    assert torch.equal(boxed, pipe.generate(portrait[:, 30:70, 5:45], audio, 16_000, options=one_step))
+    assert not torch.equal(boxed, pipe.generate(portrait, audio, 16_000, options=pipe.options(steps=1)))
 
 
 def test_same_seed_same_video_other_seed_other_video(pipe, portrait):
     audio = torch.randn(20_000) * 0.1
-    a, b = pipe.generate(portrait, audio, 16_000, seed=5), pipe.generate(portrait, audio, 16_000, seed=5)
+    a = pipe.generate(portrait, audio, 16_000, options=pipe.options(seed=5))
+    b = pipe.generate(portrait, audio, 16_000, options=pipe.options(seed=5))
     assert torch.equal(a, b)
-    assert not torch.equal(a, pipe.generate(portrait, audio, 16_000, seed=6))
+    assert not torch.equal(a, pipe.generate(portrait, audio, 16_000, options=pipe.options(seed=6)))
 
 
 def test_progress_is_reported_for_every_chunk_and_step(pipe, portrait):
     steps = []
-    chunks = list(pipe.stream(portrait, torch.randn(36_000) * 0.1, 16_000, steps=3, on_step=lambda k, i: steps.append((k, i))))
+    chunks = list(pipe.stream(portrait, torch.randn(36_000) * 0.1, 16_000, options=pipe.options(steps=3),
+                              on_step=lambda k, i: steps.append((k, i))))
     assert steps == [(k, i) for k in range(len(chunks)) for i in range(3)]
 
 
@@ -116,7 +121,8 @@ def test_checkpoint_round_trip_gives_the_same_video(pipe, portrait, tmp_path):
     loaded = RESTPipeline.from_pretrained(path, whisper=pipe.whisper)
     assert loaded.config == TINY
     audio = torch.randn(20_000) * 0.1
-    assert torch.equal(loaded.generate(portrait, audio, 16_000, seed=1), pipe.generate(portrait, audio, 16_000, seed=1))
+    assert torch.equal(loaded.generate(portrait, audio, 16_000, options=loaded.options(seed=1)),
+                       pipe.generate(portrait, audio, 16_000, options=pipe.options(seed=1)))
 
 
 def test_a_bundled_speech_encoder_is_loaded_from_the_checkpoint(pipe, tmp_path):
@@ -172,9 +178,9 @@ def test_a_checkpoint_whose_config_asks_for_an_absurd_size_is_refused_before_any
 
 
 def test_a_model_larger_than_the_free_memory_is_refused_before_it_is_built(monkeypatch):
-    import rest_core.pipeline as pipeline
+    import rest_core.checkpoint as checkpoint
 
-    monkeypatch.setattr(pipeline, "available_memory", lambda: 2**20)
+    monkeypatch.setattr(checkpoint, "available_memory", lambda: 2**20)
     with pytest.raises(ValueError, match=r"needs .* GiB for its weights .* this machine has 0\.0 GiB free"):
         RESTPipeline.from_config(TINY, whisper=WhisperEncoder(layers=1))
 

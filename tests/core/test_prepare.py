@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from rest_core import CropBox, prepare_reference
 from rest_core.data.prepare import (ClipSet, SegmentSet, crop_resize, crop_square, find_videos, prepare_clips,
                                     prepare_segments, read_frames_25fps, segment_starts, to_video)
 from rest_core.data.synth import render_clip, write_clip
@@ -13,6 +14,8 @@ from rest_core.vae import CausalVAE
 from rest_core.whisper import WhisperEncoder
 
 from conftest import TINY_REST
+
+pytestmark = pytest.mark.tools("espeak-ng")  # the synthetic clips speak with it
 
 
 @pytest.fixture(scope="module")
@@ -72,10 +75,10 @@ def test_a_50_fps_video_is_resampled_to_25_by_timestamp(tmp_path):
 def test_the_crop_is_the_centred_square_or_the_sidecars_face_box(tmp_path, corpus):
     folder, clips = corpus
     x0, y0, x1, _ = clips["clip_3"].truth["face_box"]
-    face = (round(y0), round(x0), min(round(x1) - round(x0), 96))
+    face = CropBox(round(y0), round(x0), min(round(x1) - round(x0), 96))
     assert crop_square(folder / "clip_3.mp4", 96, 96, "face") == face
-    assert crop_square(folder / "clip_3.mp4", 96, 96) == (0, 0, 96)  # "full", the default
-    assert crop_square(tmp_path / "plain.mp4", 90, 160, "face") == (0, 35, 90)  # no sidecar
+    assert crop_square(folder / "clip_3.mp4", 96, 96) == CropBox(0, 0, 96)  # "full", the default
+    assert crop_square(tmp_path / "plain.mp4", 90, 160, "face") == CropBox(0, 35, 90)  # no sidecar
     (tmp_path / "bad.json").write_text(json.dumps({"face_box": [80, 0, 200, 120]}))
     with pytest.raises(ValueError, match="inside the"):
         crop_square(tmp_path / "bad.mp4", 96, 96, "face")
@@ -83,10 +86,14 @@ def test_the_crop_is_the_centred_square_or_the_sidecars_face_box(tmp_path, corpu
         crop_square(tmp_path / "bad.mp4", 96, 96, "head")
 
 
-def test_crop_resize_gives_the_model_resolution():
+def test_training_frames_are_cut_exactly_as_a_portrait_is():
     frames = np.random.default_rng(0).integers(0, 255, (3, 90, 120, 3), dtype=np.uint8)
-    out = crop_resize(frames, (10, 20, 64), 32)
+    box = CropBox(top=10, left=20, size=64)
+    out = crop_resize(frames, box, 32)
     assert out.shape == (3, 32, 32, 3) and out.dtype == np.uint8
+    reference, _ = prepare_reference(torch.from_numpy(frames[1]), 32, box)  # [1, 3, 32, 32] in [-1, 1]
+    as_bytes = ((reference[0].permute(1, 2, 0) + 1) / 2 * 255).round().to(torch.uint8).numpy()
+    assert np.abs(as_bytes.astype(int) - out[1]).max() <= 1  # the same pixels, up to the [-1, 1] round trip
 
 
 def test_clips_hold_cropped_frames_and_the_streaming_speech_windows(data, corpus, whisper):

@@ -1,7 +1,6 @@
 """The shipped demo model (models/rest-demo.safetensors): what `make demo` and the workflows load out of the box."""
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -10,7 +9,10 @@ from rest_core.data.synth import render_clip, write_clip
 from rest_core.eval import load_clip, measure, streamed
 from rest_core.mouth_expert import load_expert
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
+
+pytestmark = pytest.mark.tools("espeak-ng")  # the synthetic clips speak with it
+
 MODEL = ROOT / "models" / "rest-demo.safetensors"
 HELD_OUT_SEED = 3_000_001  # training used seeds below 1,000,000
 

@@ -3,12 +3,15 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from rest_core.__main__ import main
 from rest_core.data.faces import HELDOUT_STYLES, TRAIN_STYLES
 from rest_core.mouth_expert import CROP, load_expert
 from rest_core.train import expert as stage
+
+pytestmark = pytest.mark.tools("espeak-ng")  # the synthetic clips speak with it
 
 
 def test_stills_hold_the_mouth_box_and_the_asked_opening():
@@ -49,6 +52,7 @@ def test_pairs_are_two_different_stills_of_one_identity():
     assert (a != b).all() and torch.equal(truth, (b - a).float())
 
 
+@pytest.mark.slow
 def test_the_stage_trains_validates_on_held_out_families_and_reuses_its_stills(tmp_path, capsys):
     config = tmp_path / "expert.toml"
     config.write_text("[train]\nsteps = 4\nbatch = 8\nlr = 1e-3\nwarmup = 1\ncheckpoint_every = 2\n"

@@ -11,6 +11,8 @@ from rest_core.eval import load_clip
 from rest_core.metrics import pearson
 from rest_core.mouth_expert import CROP, SHIPPED, MouthExpert, load_expert, mouth_crops, normalise, read_openness
 
+pytestmark = pytest.mark.tools("espeak-ng")  # the synthetic clips speak with it
+
 
 def test_a_crop_is_the_box_resampled():
     frame = torch.zeros(1, 64, 64, 3)

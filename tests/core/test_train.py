@@ -16,14 +16,14 @@ from rest_core.data.prepare import SegmentSet, prepare_clips
 from rest_core.data.synth import render_clip, write_clip
 from rest_core.dit import A2VDiT
 from rest_core.pipeline import RESTPipeline
-from rest_core.train.dit import contrastive_loss, noisy_batch, second_difference, smoothness_loss
+from rest_core.train.dit import DiTOptions, contrastive_loss, noisy_batch, second_difference, smoothness_loss
 from rest_core.train.loop import read_settings
 from rest_core.train.state import load_part, part_info
 from rest_core.whisper import WhisperEncoder
 
-from conftest import TINY_REST
+from conftest import ROOT, TINY_REST
 
-ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.tools("espeak-ng")  # the synthetic clips speak with it
 
 
 def model_table() -> str:
@@ -119,6 +119,7 @@ def test_teacher_flow_matching_loss_goes_down(teacher_run):
     assert part_info(teacher_run / "dit.safetensors")["stage"] == "teacher"
 
 
+@pytest.mark.slow
 def test_a_compiled_bfloat16_teacher_learns_and_saves_float32_weights_under_their_names(segments, tmp_path):
     run = run_stage(tmp_path, "teacher", segments, steps=30, batch=4, lr=2e-3,  # no dropout: one shape, one compile
                     extra='precision = "bfloat16"\n[teacher]\ncompile = true\ncfg_dropout = 0.0\n')
@@ -193,6 +194,7 @@ def test_export_refuses_parts_of_different_models(vae_run, speechae_run, teacher
                    teacher_run / "dit.safetensors", tmp_path / "x.safetensors")
 
 
+@pytest.mark.slow
 def test_torchrun_trains_a_stage_on_two_processes(segments, tmp_path):
     config = write_config(tmp_path, "teacher", steps=4, batch=2, lr=1e-3)
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
@@ -246,7 +248,7 @@ def test_smoothness_loss_ignores_linear_motion_and_sees_a_jerk():
 
 def test_asynchronous_noise_keeps_the_reference_clean_and_one_time_per_chunk():
     latents, speech = torch.randn(6, 8, 7, 2, 2), torch.randn(6, 6, 2, 16)
-    opts = {"cfg_dropout": 0.5, "logit_mean": 0.0, "logit_std": 1.0}
+    opts = DiTOptions(cfg_dropout=0.5, logit_mean=0.0, logit_std=1.0)
     b = noisy_batch(latents, speech, 3, 3.0, opts, torch.Generator().manual_seed(0))
     t = b["t"].view(6, 7, 4)  # per token -> per latent frame
     assert torch.all(t[:, 0] == 0)
@@ -255,6 +257,20 @@ def test_asynchronous_noise_keeps_the_reference_clean_and_one_time_per_chunk():
     assert 0 < b["speech"].shape[0] < 6  # some rows dropped for Joint CFG, the conditioned ones first
     rows = [int(torch.nonzero((latents[:, :, 0] == b["zt"][r, :, 0]).flatten(1).all(1))[0]) for r in range(6)]
     assert torch.equal(b["speech"], speech[rows[: b["speech"].shape[0]]])
+
+
+@pytest.mark.parametrize("stage, table, message", [
+    ("vae", "[vae]\nmissed_moton = 0.2\n", r"unknown \[vae\] setting 'missed_moton'; known: .*'missed_motion'"),
+    ("teacher", "[teacher]\ncfg_dropout = \"lots\"\n", r"\[teacher\] cfg_dropout = 'lots': expected float"),
+    ("student", "[student]\ncompile = 1\n", r"\[student\] compile = 1: expected bool"),
+])
+def test_a_stage_table_with_a_typo_or_a_wrong_type_is_refused_by_name(tmp_path, stage, table, message):
+    from rest_core.train.loop import stage_options
+    from rest_core.train.vae import VAEOptions
+
+    settings, _ = read_settings(write_config(tmp_path, stage, steps=1, batch=1, lr=1e-3, extra=table), stage)
+    with pytest.raises(ValueError, match=message):
+        stage_options(VAEOptions if stage == "vae" else DiTOptions, settings.options, stage)
 
 
 def test_motion_weights_favour_the_pixels_that_move():
@@ -323,6 +339,7 @@ def test_a_vae_crop_that_is_no_multiple_of_the_latent_grid_is_refused(data, tmp_
     assert "crop=48: choose a multiple of 32 px" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_compiled_vae_run_computes_what_the_plain_one_does(data, tmp_path):
     extra = "[vae]\nframes = 9\nstats_clips = 1\nimage_steps = 3\nimage_batch = 2\n"
     (tmp_path / "plain").mkdir(), (tmp_path / "compiled").mkdir()

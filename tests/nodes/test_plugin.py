@@ -3,11 +3,10 @@
 import importlib.util
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
 
 
 @pytest.fixture(scope="module")
@@ -45,10 +44,11 @@ def test_the_web_directory_holds_the_player(plugin):
 def test_the_entry_point_also_imports_as_a_plain_module():
     # pytest imports the checkout's __init__.py with no parent package when the folder name is not an identifier
     # (e.g. a clone named comfyui-rest); it must still load
-    root = Path(__file__).resolve().parents[1]
+    root = ROOT
     code = ("import importlib.util, sys; sys.path.insert(0, sys.argv[1]); import comfy_stubs; comfy_stubs.install(); "
             "spec = importlib.util.spec_from_file_location('__init__', sys.argv[2]); "
-            "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); print(sorted(m.NODE_CLASS_MAPPINGS))")
+            "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); "
+            "print(sorted(m.NODE_CLASS_MAPPINGS))")
     result = subprocess.run([sys.executable, "-c", code, str(root / "tests"), str(root / "__init__.py")],
                             capture_output=True, text=True, cwd=root)
     assert result.returncode == 0, result.stderr

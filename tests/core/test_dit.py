@@ -20,7 +20,7 @@ def inputs(seed=0):
 
 
 def stream_velocities(model, x, id_sink, context_cache):
-    cache = IDContextCache(model.cfg, batch=B, latent_size=SIZE, chunk_latents=CHUNK, text_tokens=5,
+    cache = IDContextCache(model.config, batch=B, latent_size=SIZE, chunk_latents=CHUNK, text_tokens=5,
                            id_sink=id_sink, context_cache=context_cache)
     model.prefill(cache, x["ref"], x["text"])
     out = []
@@ -99,10 +99,10 @@ def test_null_rows_of_a_cfg_batch_do_not_disturb_the_conditional_rows(tiny_model
     chunk = x["chunks"][:, :, :CHUNK]
     t = x["t"][:, 0]
     with torch.no_grad():
-        alone = IDContextCache(tiny_model.cfg, batch=B, latent_size=SIZE, chunk_latents=CHUNK, text_tokens=5)
+        alone = IDContextCache(tiny_model.config, batch=B, latent_size=SIZE, chunk_latents=CHUNK, text_tokens=5)
         tiny_model.prefill(alone, x["ref"], x["text"])
         v_cond = tiny_model.forward_chunk(chunk, t, x["speech"][:, :CHUNK], alone, 0)
-        both = IDContextCache(tiny_model.cfg, batch=B, branches=2, latent_size=SIZE, chunk_latents=CHUNK,
+        both = IDContextCache(tiny_model.config, batch=B, branches=2, latent_size=SIZE, chunk_latents=CHUNK,
                               text_tokens=5)
         tiny_model.prefill(both, x["ref"], x["text"])
         v = tiny_model.forward_chunk(torch.cat([chunk, chunk]), t.repeat(2), x["speech"][:, :CHUNK], both, 0)
@@ -118,7 +118,7 @@ def test_null_rows_of_a_cfg_batch_do_not_disturb_the_conditional_rows(tiny_model
     (lambda a: a.update(t=torch.rand(B + 1)), r"t: expected shape \[B=2\]"),
 ])
 def test_forward_chunk_rejects_wrong_shapes_with_the_expected_shape(tiny_model, change, word):
-    cache = IDContextCache(tiny_model.cfg, batch=B, latent_size=SIZE, chunk_latents=CHUNK)
+    cache = IDContextCache(tiny_model.config, batch=B, latent_size=SIZE, chunk_latents=CHUNK)
     args = dict(x=torch.randn(B, C, CHUNK, SIZE, SIZE), t=torch.rand(B), speech=torch.randn(B, CHUNK, 2, 12))
     change(args)
     with pytest.raises(ValueError, match=word):
@@ -137,7 +137,7 @@ def test_forward_sequence_rejects_partial_chunks_and_per_row_timesteps(tiny_mode
 def test_model_runs_in_bfloat16(tiny_model):
     model = tiny_model.to(torch.bfloat16)
     x = inputs()
-    cache = IDContextCache(model.cfg, batch=B, latent_size=SIZE, chunk_latents=CHUNK, text_tokens=5,
+    cache = IDContextCache(model.config, batch=B, latent_size=SIZE, chunk_latents=CHUNK, text_tokens=5,
                            dtype=torch.bfloat16)
     with torch.no_grad():
         model.prefill(cache, x["ref"].bfloat16(), x["text"].bfloat16())

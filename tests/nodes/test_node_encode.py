@@ -84,7 +84,7 @@ def test_speech_gives_the_frame_count_and_the_audio_fitted_to_it(comfy, rest_mod
     assert fitted["sample_rate"] == rate and fitted["waveform"].shape == (1, 2, round(frames * rate / 25))
     n = min(samples, fitted["waveform"].shape[-1])
     assert torch.equal(fitted["waveform"][0, :, :n], waveform[:, :n])
-    assert speech.audio_16k.shape[0] == -(-samples * 16_000 // rate)
+    assert speech.speech.audio_16k.shape[0] == -(-samples * 16_000 // rate)
 
 
 @pytest.mark.parametrize("audio, message", [

@@ -4,12 +4,15 @@ import colorsys
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from rest_core.__main__ import main
 from rest_core.data import drawing, faces, synth
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.tools("espeak-ng")  # the synthetic clips speak with it
 
 SIZE = 192  # not the default, so that size is really honoured
 
@@ -212,7 +215,7 @@ def test_blinks_happen_and_the_head_moves_smoothly(clip):
 
 def test_command_writes_clips_and_a_rerun_skips_them(tmp_path, capsys):
     out = tmp_path / "corpus"
-    root = Path(__file__).resolve().parents[1]
+    root = ROOT
     done = subprocess.run([sys.executable, "-m", "rest_core", "synth", "--out", str(out), "--count", "2",
                            "--first-seed", "40", "--seconds", "2", "--size", "128", "--workers", "2"],
                           cwd=root, capture_output=True, text=True, timeout=120)

@@ -11,11 +11,14 @@ from rest_core.data.faces import FRAMING
 from rest_core.data.images import PORTRAITS, photo
 from rest_core.data.synth import render_clip, write_clip
 from rest_core.eval import photo_square
+from rest_core.reference import CropBox
 from rest_core.pipeline import RESTPipeline
 from rest_core.train.state import save_part
 from rest_core.whisper import WhisperEncoder
 
 from conftest import TINY_REST
+
+pytestmark = pytest.mark.tools("espeak-ng")  # the synthetic clips speak with it
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +41,7 @@ def report(tmp_path_factory):
     return root / "docs"
 
 
+@pytest.mark.slow
 def test_results_name_every_variant_in_both_tables(report):
     results = json.loads((report / "results" / "results.json").read_text())
     short, long = results["training_window"], results["long_streams"]
@@ -49,6 +53,7 @@ def test_results_name_every_variant_in_both_tables(report):
     assert "python -m rest_core eval --checkpoint" in text and "| teacher (non-streaming) |" in text
 
 
+@pytest.mark.slow
 def test_ground_truth_rows_validate_the_measurements(report):
     results = json.loads((report / "results" / "results.json").read_text())
     sections = [results["training_window"], results["long_streams"], *results["families"].values()]
@@ -61,6 +66,7 @@ def test_ground_truth_rows_validate_the_measurements(report):
     assert results["long_streams"]["ground truth"]["drift"] == pytest.approx(1.0)  # zero error: 1 by convention
 
 
+@pytest.mark.slow
 def test_held_out_families_and_photographs_get_their_own_tables(report):
     results = json.loads((report / "results" / "results.json").read_text())
     assert set(results["families"]) == {"halftone", "pixel"}
@@ -77,6 +83,7 @@ def test_held_out_families_and_photographs_get_their_own_tables(report):
     assert {"family_halftone_full", "family_pixel_no_id_sink", "photo_astronaut_full"} <= names
 
 
+@pytest.mark.slow
 def test_a_random_model_is_far_from_the_truth(report):
     results = json.loads((report / "results" / "results.json").read_text())
     full = results["training_window"]["full"]
@@ -85,9 +92,10 @@ def test_a_random_model_is_far_from_the_truth(report):
     assert results["photographs"]["astronaut"]["full"]["fidelity"] < 15
 
 
+@pytest.mark.slow
 def test_a_contact_sheet_per_variant(report):
     names = {p.stem for p in (report / "results").glob("*.png")}
-    assert {"full", "no_id_sink", "no_context_cache", "student_without_asd", "teacher"} <= names
+    assert {"full", "no_id_sink", "no_context_cache", "student_without_asd", "teacher_non-streaming"} <= names
 
 
 def test_clips_without_ground_truth_are_refused(tmp_path, capsys):
@@ -105,6 +113,7 @@ def test_clips_without_ground_truth_are_refused(tmp_path, capsys):
     assert "nothing to evaluate" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_eval_leaves_grad_mode_alone(report):
     assert torch.is_grad_enabled()
 
@@ -132,6 +141,7 @@ def test_targets_hold_each_ablation_to_the_metric_it_hurts():
                    "pixel: seam ratio <= 1.3": True, "camera: appearance fidelity >= 20 dB": True}
 
 
+@pytest.mark.slow
 def test_results_list_the_targets(report):
     text = (report / "RESULTS.md").read_text()
     assert "## Targets" in text and "| lip-sync r >= 0.6 | full:" in text
@@ -140,14 +150,16 @@ def test_results_list_the_targets(report):
 @pytest.mark.parametrize("name", sorted(PORTRAITS))
 def test_a_photographs_full_square_frames_its_face_as_the_corpus_frames_faces(name):
     x0, y0, x1, y1 = PORTRAITS[name].face_box
-    assert photo_square(name, "face") == (y0, x0, x1 - x0)
-    top, left, size = photo_square(name, "full")
+    assert photo_square(name, "face") == CropBox(y0, x0, x1 - x0)
+    square = photo_square(name, "full")
+    top, left, size = square.top, square.left, square.size
     height, width = photo(name).shape[:2]
     assert 0 <= top and 0 <= left and top + size <= height and left + size <= width
     assert top <= y0 and left <= x0 and y1 <= top + size and x1 <= left + size
     assert FRAMING[0] < (x1 - x0) / size < FRAMING[1]
 
 
+@pytest.mark.slow
 def test_a_vae_stage_is_measured_alone_as_the_whole_model_eval_measures_its_vae(report, capsys):
     root = report.parent
     pipe = RESTPipeline.from_pretrained(root / "model.safetensors")

@@ -1,3 +1,7 @@
+import pytest
+
+
+@pytest.mark.slow
 def test_e2e_bench_prints_one_json_line_with_latency_fps_and_memory(run_bench):
     result = run_bench("e2e_bench.py", "--preset", "rest-demo", "--seconds", "2", "--steps", "1", "--cfg", "1")
     assert result["frames"] == 50 and result["chunks"] == 3

@@ -6,7 +6,9 @@ import shutil
 import time
 from pathlib import Path
 
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"  # screenshots (git-ignored)
+from conftest import ROOT, need_tool
+
+ARTIFACTS = ROOT / "artifacts"  # screenshots (git-ignored)
 
 
 def chromium(profile: Path):
@@ -14,10 +16,9 @@ def chromium(profile: Path):
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
 
+    need_tool("chromium")
+    need_tool("chromedriver")
     binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not binary or not driver:
-        raise RuntimeError("chromium and chromium-driver are needed for the browser tests: run `make test`, which "
-                           "installs them")
     options = Options()
     options.binary_location = binary
     for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -14,9 +14,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from conftest import portrait, write_wav
+from conftest import ROOT, portrait, write_wav
 
-WORKFLOWS = Path(__file__).resolve().parents[1] / "workflows" / "api"
+WORKFLOWS = ROOT / "workflows" / "api"
 
 
 def workflow(name: str) -> dict:

@@ -1,3 +1,7 @@
+import pytest
+
+
+@pytest.mark.slow
 def test_vae_bench_prints_one_json_line_with_speed_flops_and_memory(run_bench):
     result = run_bench("vae_bench.py", "--preset", "rest-demo", "--chunks", "3", "--timed", "1")
     assert result["frames_per_chunk"] == 24 and result["stream_chunks"] == 3

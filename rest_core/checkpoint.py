@@ -1,0 +1,107 @@
+"""Reading and checking the safetensors files REST writes: checkpoints and training part files (nothing is ever
+unpickled).
+
+A checkpoint is one `.safetensors` file: the parts' tensors under `dit.`, `vae.`, `speech_ae.` (and `whisper.` when
+the speech encoder is bundled), the config as JSON in the metadata. Its config is read and checked, sizes and free
+memory included, before any tensor is.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+import torch
+from safetensors import SafetensorError, safe_open
+from torch import Tensor, nn
+
+from .config import RESTConfig
+
+CHECKPOINT_FORMAT = "rest"
+CHECKPOINT_VERSION = "1"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}  # a model's parts, by name
+
+
+def read_safetensors(path: str | Path, what: str, read_metadata: Callable[[dict[str, str]], object] = dict):
+    """(tensors, read_metadata(metadata)) of a safetensors file. `read_metadata` runs before any tensor is read, so
+    it can refuse the file (a ValueError) before anything large is loaded. `what` names the file in the errors
+    ("REST checkpoint", "vae part", ...)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path} not found: give the {what} (.safetensors)")
+    if path.suffix != ".safetensors":
+        raise ValueError(f"{path}: the {what} must be a .safetensors file; other formats are never loaded")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            found = read_metadata(f.metadata() or {})
+            return {k: f.get_tensor(k) for k in f.keys()}, found
+    except (SafetensorError, OSError) as e:
+        raise ValueError(f"{path} is not a readable safetensors file ({e}); write or download it again") from e
+
+
+def prefixed(tensors: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
+    """The tensors under `prefix.`, with the prefix taken off their names."""
+    return {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+
+
+def load_tensors(module: nn.Module, name: str, state: dict[str, Tensor], path: str | Path):
+    """Load `state` into `module` (part `name` of the file at `path`), every tensor present and of its shape, none
+    left over; each tensor is cast to the module's dtype."""
+    expected = module.state_dict()
+    for key, value in expected.items():
+        if key not in state:
+            raise ValueError(f"{path}: tensor {name}.{key} is missing; the file does not match its config")
+        if state[key].shape != value.shape:
+            raise ValueError(f"{path}: tensor {name}.{key} has shape {list(state[key].shape)}, its config needs "
+                             f"{list(value.shape)}")
+    extra = sorted(set(state) - set(expected))
+    if extra:
+        raise ValueError(f"{path}: unexpected tensor {name}.{extra[0]}; the file does not match its config")
+    module.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
+
+
+def checkpoint_config(path: str | Path, metadata: dict[str, str]) -> RESTConfig:
+    """The REST config in a checkpoint's metadata, checked (sizes included) before anything is built from it."""
+    if metadata.get("format") != CHECKPOINT_FORMAT or "config" not in metadata:
+        raise ValueError(f"{path} is a safetensors file but not a REST checkpoint (no REST config in its metadata)")
+    if metadata.get("format_version") != CHECKPOINT_VERSION:
+        raise ValueError(f"{path}: checkpoint format version {metadata.get('format_version')}; this version of "
+                         f"rest_core reads version {CHECKPOINT_VERSION}")
+    try:
+        return RESTConfig.from_dict(json.loads(metadata["config"]))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path}: its config is not valid ({e})") from e
+
+
+def checkpoint_metadata(config: RESTConfig) -> dict[str, str]:
+    return {"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION, "config": config.to_json()}
+
+
+def available_memory() -> int | None:
+    """Bytes of memory the system can still give (Linux's MemAvailable); None where that is not known."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def check_fits_in_memory(config: RESTConfig):
+    """Refuse, before anything is allocated, a model whose float32 weights alone exceed the free memory (its parts
+    are built in float32 and cast afterwards)."""
+    from .dit import A2VDiT
+    from .speech_ae import SpeechAE
+    from .vae import CausalVAE
+
+    with torch.device("meta"):
+        parts = {"dit": A2VDiT(config.dit), "vae": CausalVAE(config.vae), "speech_ae": SpeechAE.from_config(config)}
+    sizes = {name: 4 * sum(p.numel() for p in part.parameters()) for name, part in parts.items()}
+    free = available_memory()
+    if free is not None and sum(sizes.values()) > free:
+        largest = max(sizes, key=sizes.get)
+        raise ValueError(f"the {config.name} model needs {sum(sizes.values()) / 2**30:.1f} GiB for its weights "
+                         f"({largest}: {sizes[largest] / 2**30:.1f} GiB) but this machine has {free / 2**30:.1f} GiB "
+                         f"free; close other programs or use a smaller model")
