@@ -24,13 +24,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import DTYPES, header, parser, sync  # noqa: E402
 
 from rest_core import RESTConfig, RESTPipeline  # noqa: E402
+from rest_core.config import add_option_flags, given_options  # noqa: E402
 
 
 def main(argv=None):
     p = parser(__doc__)
     p.add_argument("--seconds", type=float, default=12.0, help="length of the audio")
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--cfg", type=float, default=None)
+    add_option_flags(p)
     args = p.parse_args(argv)
 
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
@@ -44,7 +44,7 @@ def main(argv=None):
 
     times, frames = [], 0
     start = last = time.perf_counter()
-    options = pipe.options(**{k: v for k, v in (("steps", args.steps), ("cfg", args.cfg)) if v is not None})
+    options = pipe.options(**given_options(args))
     for chunk in pipe.stream(image, audio, 16_000, options=options):
         sync(device)
         now = time.perf_counter()

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import DTYPES, header, parser, sync  # noqa: E402
 
 from rest_core import A2VDiT, RESTConfig, stream_latents  # noqa: E402
-from rest_core.config import CONTEXT_REFRESH_MODES, VAE_TEMPORAL  # noqa: E402
+from rest_core.config import VAE_TEMPORAL, add_option_flags, given_options  # noqa: E402
 from rest_core.flops import chunk_flops  # noqa: E402
 
 TEXT_TOKENS = 128  # T5 prompt length used by LTX-Video
@@ -58,9 +58,7 @@ def peak_memory_bytes(device: torch.device) -> int:
 def main(argv=None):
     p = parser(__doc__)
     p.add_argument("--chunks", type=int, default=8, help="chunks to stream (the first is reported separately)")
-    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the preset's)")
-    p.add_argument("--cfg", type=float, default=None, help="Joint CFG alpha (default: the preset's; 1 = no guidance)")
-    p.add_argument("--context-refresh", default=None, choices=CONTEXT_REFRESH_MODES, help="(default: the preset's)")
+    add_option_flags(p)
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     args = p.parse_args(argv)
 
@@ -68,8 +66,7 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
     config = RESTConfig.preset(args.preset)
-    options = config.sampler.replace(**{k: v for k, v in (("steps", args.steps), ("cfg", args.cfg),
-                                                          ("context_refresh", args.context_refresh)) if v is not None})
+    options = config.sampler.replace(**given_options(args))
     steps, cfg = options.steps, options.cfg
     dit, c, s = config.dit, config.chunk_latents, config.latent_size
 
@@ -93,7 +90,8 @@ def main(argv=None):
     memory = peak_memory_bytes(device)
 
     flops = chunk_flops(dit, latent_size=s, chunk_latents=c, steps=steps, guided=cfg != 1.0,
-                        context_refresh=options.context_refresh, text_tokens=0 if text is None else TEXT_TOKENS)
+                        context_refresh=options.context_refresh, text_tokens=0 if text is None else TEXT_TOKENS,
+                        id_sink=options.id_sink, context_cache=options.context_cache)
     peak = matmul_peak(device, dtype)
     steady = statistics.median(latencies[1:]) if len(latencies) > 1 else latencies[0]
     chunk_seconds = c * VAE_TEMPORAL / config.fps

@@ -13,13 +13,11 @@ their own modules, each with `configure(parser)` and `run(args) -> exit code`, i
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import math
 import sys
 import time
 
 from .checkpoint import DTYPES
-from .config import StreamOptions
+from .config import add_option_flags, given_options
 
 
 
@@ -66,34 +64,6 @@ def generate(args) -> int:
     sys.stderr.write(f"\nwrote {args.out}: {writer.frames} frames ({seconds:.2f} s) in {elapsed:.1f} s, "
                      f"real-time factor {elapsed / seconds:.2f}\n")
     return 0
-
-
-def finite_float(text: str) -> float:
-    """An argparse type: a number that is not NaN or Inf (float() takes both)."""
-    value = float(text)
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
-    return value
-
-
-def add_option_flags(parser: argparse.ArgumentParser):
-    """One flag per StreamOptions field, from its help and limits; left out, a flag keeps the model's own value."""
-    for f in dataclasses.fields(StreamOptions):
-        meta, flag = f.metadata, "--" + f.name.replace("_", "-")
-        kind = type(f.default)
-        help_text = f"{meta['help']} (default: the model's)"
-        if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
-        elif kind is str:
-            parser.add_argument(flag, choices=meta["choices"], default=None, help=help_text)
-        else:
-            parser.add_argument(flag, type=int if kind is int else finite_float, default=None, help=help_text)
-
-
-def given_options(args) -> dict:
-    """The StreamOptions fields given on the command line."""
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(StreamOptions)}
-    return {name: value for name, value in given.items() if value is not None}
 
 
 # command -> (module, help); the module is imported when its command runs, so `generate` never loads training code

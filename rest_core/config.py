@@ -7,6 +7,7 @@ metadata.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import math
@@ -175,6 +176,35 @@ def checked_option(f: dataclasses.Field, value):
     if not meta["low"] <= value <= meta["high"]:
         raise ValueError(f"{f.name}: expected a number from {meta['low']:g} to {meta['high']:g}, got {value!r}")
     return kind(value)
+
+
+def finite_float(text: str) -> float:
+    """An argparse type: a number that is not NaN or Inf (float() takes both)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def add_option_flags(parser: argparse.ArgumentParser):
+    """One command-line flag per StreamOptions field, from its help and limits (the CLI's and the benchmarks'); left
+    out, a flag keeps the model's own value."""
+    for f in dataclasses.fields(StreamOptions):
+        meta, flag = f.metadata, "--" + f.name.replace("_", "-")
+        kind = type(f.default)
+        help_text = f"{meta['help']} (default: the model's)"
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif kind is str:
+            parser.add_argument(flag, choices=meta["choices"], default=None, help=help_text)
+        else:
+            parser.add_argument(flag, type=int if kind is int else finite_float, default=None, help=help_text)
+
+
+def given_options(args) -> dict:
+    """The StreamOptions fields given on the command line."""
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(StreamOptions)}
+    return {name: value for name, value in given.items() if value is not None}
 
 
 # The largest value each size may take: eight times rest-2b's and more, and still a model a machine can hold. A
