@@ -24,6 +24,12 @@ def sync(device: torch.device):
         torch.cuda.synchronize(device)
 
 
+def compile_blocks(dit):
+    """torch.compile each DiT block in place (the first chunks pay for the compilation: read the steady state)."""
+    for block in dit.transformer_blocks:
+        block.compile()
+
+
 def device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
 
@@ -31,4 +37,4 @@ def device_name(device: torch.device) -> str:
 def header(bench: str, args, device: torch.device) -> dict:
     """The fields every benchmark's JSON line starts with: what ran, where, in which dtype."""
     return {"bench": bench, "preset": args.preset, "device": device_name(device), "threads": torch.get_num_threads(),
-            "dtype": args.dtype}
+            "dtype": args.dtype, "compiled": bool(getattr(args, "compile", False))}

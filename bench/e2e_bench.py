@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import DTYPES, header, parser, sync  # noqa: E402
+from common import DTYPES, compile_blocks, header, parser, sync  # noqa: E402
 
 from rest_core import RESTConfig, RESTPipeline  # noqa: E402
 from rest_core.config import add_option_flags, given_options  # noqa: E402
@@ -31,12 +31,15 @@ def main(argv=None):
     p = parser(__doc__)
     p.add_argument("--seconds", type=float, default=12.0, help="length of the audio")
     add_option_flags(p)
+    p.add_argument("--compile", action="store_true", help="compile the DiT's blocks first (torch.compile)")
     args = p.parse_args(argv)
 
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
     config = RESTConfig.preset(args.preset)
     torch.manual_seed(0)
     pipe = RESTPipeline.from_config(config, device=device, dtype=dtype)
+    if args.compile:
+        compile_blocks(pipe.dit)
     image = torch.rand(1, config.resolution, config.resolution, 3)
     audio = torch.randn(1, int(args.seconds * 16_000)) * 0.1
     if device.type == "cuda":

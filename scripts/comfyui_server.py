@@ -54,11 +54,12 @@ class ComfyServer:
             (self.base / folder).mkdir(parents=True, exist_ok=True)
         (self.base / "custom_nodes" / "comfyui-rest").symlink_to(PLUGIN, target_is_directory=True)
 
-    def start(self, timeout: float = 180, env: dict[str, str] | None = None):
-        """`env`: variables set for the server besides this process's own (e.g. REST_LIVE_IDLE_SECONDS)."""
+    def start(self, timeout: float = 180, env: dict[str, str] | None = None, gpu: bool = False):
+        """`env`: variables set for the server besides this process's own (e.g. REST_LIVE_IDLE_SECONDS); `gpu`:
+        ComfyUI's own device choice (the GPU when there is one) instead of --cpu."""
         self.log = open(self.root / "server.log", "w")
         self.process = subprocess.Popen(
-            [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
+            [sys.executable, "main.py", *([] if gpu else ["--cpu"]), "--listen", "127.0.0.1", "--port", str(self.port),
              "--base-directory", str(self.base), "--disable-auto-launch"],
             cwd=self.app, stdout=self.log, stderr=subprocess.STDOUT, env=os.environ | (env or {}))
         deadline = time.monotonic() + timeout
