@@ -21,32 +21,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import DTYPES, compile_blocks, header, parser, sync  # noqa: E402
+from common import DTYPES, compile_blocks, header, matmul_peak, parser, sync  # noqa: E402
 
 from rest_core import A2VDiT, RESTConfig, stream_latents  # noqa: E402
 from rest_core.config import VAE_TEMPORAL, add_option_flags, given_options  # noqa: E402
 from rest_core.flops import chunk_flops  # noqa: E402
 
 TEXT_TOKENS = 128  # T5 prompt length used by LTX-Video
-
-
-def matmul_peak(device: torch.device, dtype: torch.dtype) -> float:
-    """Best measured FLOP/s of a square matmul in this dtype."""
-    sizes = (8192, 4096) if device.type == "cuda" else (1024, 2048)
-    best = 0.0
-    for n in sizes:
-        a = torch.randn(n, n, device=device, dtype=dtype)
-        b = torch.randn(n, n, device=device, dtype=dtype)
-        for _ in range(3):
-            a @ b
-        sync(device)
-        reps = 20 if device.type == "cuda" else 5
-        start = time.perf_counter()
-        for _ in range(reps):
-            a @ b
-        sync(device)
-        best = max(best, 2 * n**3 * reps / (time.perf_counter() - start))
-    return best
 
 
 def peak_memory_bytes(device: torch.device) -> int:

@@ -19,7 +19,7 @@ import folder_paths
 import torch
 from torch import nn
 
-from rest_core import DTYPES, RESTPipeline
+from rest_core import DTYPES, RESTPipeline, fastest_cpu_dtype
 
 PLUGIN_MODELS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models")
 folder_paths.add_model_folder_path("rest", os.path.join(folder_paths.models_dir, "rest"), is_default=True)
@@ -61,7 +61,7 @@ def pick_dtype(choice: str, device: torch.device) -> torch.dtype:
     if choice != "auto":
         return DTYPES[choice]
     if device.type == "cpu":
-        return torch.float32
+        return fastest_cpu_dtype()
     if comfy.model_management.should_use_bf16(device):
         return torch.bfloat16
     return torch.float16 if comfy.model_management.should_use_fp16(device) else torch.float32
@@ -76,8 +76,11 @@ class RESTModelLoader:
                 "tooltip": "Whisper tiny weights for the speech path: openai or Hugging Face .safetensors, or a "
                            "CTranslate2 model.bin, from models/audio_encoders/."}),
             "device": (["auto", "cpu"], {"tooltip": "auto: ComfyUI's device (the GPU when there is one)."}),
-            "dtype": (["auto", *DTYPES], {"tooltip": "auto: bfloat16 or float16 where the GPU supports it, float32 "
-                                                     "on the CPU. The speech encoder always runs in float32."}),
+            "dtype": (["auto", *DTYPES], {"tooltip": "auto: bfloat16 or float16 where the GPU supports it; on the CPU "
+                                                     "bfloat16 only where it has native bfloat16 matmuls that are "
+                                                     "measured faster, else float32 (elsewhere bfloat16 is emulated "
+                                                     "and several times slower). The speech encoder always runs in "
+                                                     "float32."}),
         }}
 
     RETURN_TYPES = ("REST_MODEL",)

@@ -29,6 +29,18 @@ def progress(done: int, total: int, started: float, note: str = ""):
     sys.stderr.flush()
 
 
+def chosen_dtype(choice: str, device: str):
+    from .precision import fastest_cpu_dtype
+
+    import torch
+
+    if choice != "auto":
+        return DTYPES[choice]
+    if device == "cpu":
+        return fastest_cpu_dtype()
+    return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+
+
 def generate(args) -> int:
     from .media import VideoWriter, read_audio, read_image
     from .pipeline import RESTPipeline
@@ -38,7 +50,7 @@ def generate(args) -> int:
     from .whisper import SAMPLE_RATE
 
     pipe = RESTPipeline.from_pretrained(args.checkpoint, whisper=args.whisper, device=args.device,
-                                        dtype=DTYPES[args.dtype])
+                                        dtype=chosen_dtype(args.dtype, args.device))
     image = read_image(args.image)
     waveform, rate = read_audio(args.audio)
     samples_16k = resampled_length(mono_clip(waveform).shape[0], check_sample_rate(rate), SAMPLE_RATE)
@@ -96,7 +108,9 @@ def main(argv=None) -> int:
     g.add_argument("--whisper", default=None, help="Whisper weights (default: bundled in the checkpoint, or tiny.en)")
     add_option_flags(g)
     g.add_argument("--device", default="cpu")
-    g.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
+    g.add_argument("--dtype", default="auto", choices=["auto", *sorted(DTYPES)],
+                   help="auto: bfloat16 on a GPU that supports it; on the CPU bfloat16 only where its native "
+                        "bfloat16 matmuls are measured faster than float32's (rest_core/precision.py)")
     args = p.parse_args(argv)
     args.argv = argv  # the command line as given, for reports that say how they were made
     try:

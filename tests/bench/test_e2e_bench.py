@@ -7,3 +7,7 @@ def test_e2e_bench_prints_one_json_line_with_latency_fps_and_memory(run_bench):
     assert result["frames"] == 50 and result["chunks"] == 3
     for key in ("first_frame_s", "chunk_s", "fps", "real_time_factor", "peak_memory_mb"):
         assert result[key] > 0, key
+    parts = result["parts"]
+    assert sorted(parts) == ["dit", "speech", "vae"] and all(p["s"] > 0 and p["gflop"] > 0 for p in parts.values())
+    assert result["chunk_gflop"] == pytest.approx(sum(p["gflop"] for p in parts.values()), abs=0.02)
+    assert result["fraction_of_floor"] > 0  # the chunk's FLOPs over the measured matmul peak

@@ -1,0 +1,44 @@
+"""Which dtype a model runs fastest in on this CPU.
+
+bfloat16 pays on a CPU only where it has native bfloat16 matrix instructions (AMX-BF16 or AVX512-BF16). Elsewhere
+torch emulates it, and the rest-demo DiT's matmuls run several times slower than in float32 (an AVX2-only AMD EPYC
+measured 8 GFLOP/s against 61 for a [384, 256] x [256, 256] linear). Even with the instructions, small matmuls can
+lose to float32, so the choice is measured, once per process, on a matmul of the DiT's shape.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+
+import torch
+import torch.nn.functional as F
+
+# How much faster bfloat16 must be to be chosen: below this, float32's exactness is worth more.
+BFLOAT16_MIN_SPEEDUP = 1.2
+
+
+def cpu_has_native_bfloat16() -> bool:
+    return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+
+
+def linear_seconds(dtype: torch.dtype, rows: int = 384, width: int = 256, repeats: int = 20) -> float:
+    """Best time of one [rows, width] x [width, width] linear in `dtype` on the CPU."""
+    x, w = torch.randn(rows, width, dtype=dtype), torch.randn(width, width, dtype=dtype)
+    F.linear(x, w)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        F.linear(x, w)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+@functools.cache
+def fastest_cpu_dtype() -> torch.dtype:
+    """bfloat16 where this CPU has native bfloat16 matmuls and they are measured BFLOAT16_MIN_SPEEDUP times faster
+    than float32's, float32 otherwise."""
+    if not cpu_has_native_bfloat16():
+        return torch.float32
+    speedup = linear_seconds(torch.float32) / linear_seconds(torch.bfloat16)
+    return torch.bfloat16 if speedup >= BFLOAT16_MIN_SPEEDUP else torch.float32
