@@ -25,22 +25,34 @@ def sync(device: torch.device):
         torch.cuda.synchronize(device)
 
 
-def matmul_peak(device: torch.device, dtype: torch.dtype) -> float:
-    """Best measured FLOP/s of a square matmul in this dtype."""
-    sizes = (8192, 4096) if device.type == "cuda" else (1024, 2048)
-    best = 0.0
+def matmul_peak(device: torch.device, dtype: torch.dtype, seconds: float = 0.5) -> float:
+    """Best measured FLOP/s of a square matmul in this dtype, about `seconds` per size, the right operand in either
+    layout. Both layouts, because where bfloat16 is emulated (a CPU without native bfloat16 instructions) a
+    row-major right operand runs 5-15x slower than `nn.Linear`'s transposed one; and a layout moves to the next size
+    (8x the work) only while one product stays quick, because a 2048-square one there takes a minute."""
+    sizes = (4096, 8192) if device.type == "cuda" else (512, 1024, 2048)
+    best, layouts = 0.0, {"row-major", "transposed"}
     for n in sizes:
         a = torch.randn(n, n, device=device, dtype=dtype)
         b = torch.randn(n, n, device=device, dtype=dtype)
-        for _ in range(3):
-            a @ b
-        sync(device)
-        reps = 20 if device.type == "cuda" else 5
-        start = time.perf_counter()
-        for _ in range(reps):
-            a @ b
-        sync(device)
-        best = max(best, 2 * n**3 * reps / (time.perf_counter() - start))
+        for layout in sorted(layouts):
+            right = b if layout == "row-major" else b.t()
+            a @ right  # warm-up: library initialisation, kernel selection
+            sync(device)
+            start = time.perf_counter()
+            a @ right
+            sync(device)
+            once = time.perf_counter() - start
+            reps = max(1, min(20, int(seconds / once)))
+            start = time.perf_counter()
+            for _ in range(reps):
+                a @ right
+            sync(device)
+            best = max(best, 2 * n**3 * reps / (time.perf_counter() - start))
+            if once * 8 > seconds:
+                layouts.discard(layout)
+        if not layouts:
+            break
     return best
 
 
