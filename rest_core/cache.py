@@ -119,6 +119,7 @@ class SinkFill:
     def __init__(self, cache: IDContextCache):
         self.cache = cache
 
+    @torch.compiler.disable  # see ChunkStep.__call__
     def __call__(self, block: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         c = self.cache
         q, k = apply_rope(q, c.rope_sink), apply_rope(k, c.rope_sink)
@@ -138,6 +139,9 @@ class ChunkStep:
         self.cache, self.commit = cache, commit
         self.start, self.mask = cache.window(chunk_index)
 
+    # Eager even where the blocks are compiled: indexing the buffers by block number in compiled code would
+    # specialise each block on its number, one compilation per block; the attention is one kernel either way.
+    @torch.compiler.disable
     def __call__(self, block: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         c, rows = self.cache, q.shape[0]  # q, k, v: [rows, H, L, hd], before RoPE
         q, k_now = apply_rope(q, c.rope_current), apply_rope(k, c.rope_current)

@@ -118,9 +118,8 @@ class PassInputs:
 
 
 class Block(nn.Module):
-    def __init__(self, config: DiTConfig, index: int):
+    def __init__(self, config: DiTConfig):
         super().__init__()
-        self.index = index
         d = config.hidden
         self.norm1 = nn.RMSNorm(d, eps=config.norm_eps, elementwise_affine=False)
         self.attn1 = Attention(d, config.heads, d, config.norm_eps)
@@ -131,13 +130,15 @@ class Block(nn.Module):
         self.ff = FeedForward(d, config.ffn_mult, config.ffn_gelu)
         self.scale_shift_table = nn.Parameter(torch.randn(6, d) / d**0.5)
 
-    def forward(self, x: Tensor, inputs: PassInputs, text_kv: tuple[Tensor, Tensor] | None) -> Tensor:
-        """x: [B, N, D] -> [B, N, D]; text_kv: this block's text keys/values [B, H, Lt, hd] each, or None."""
+    def forward(self, x: Tensor, inputs: PassInputs, text_kv: tuple[Tensor, Tensor] | None, index: int) -> Tensor:
+        """x: [B, N, D] -> [B, N, D]; text_kv: this block's text keys/values [B, H, Lt, hd] each, or None; index: its
+        place in the stack, which picks its slots of the cache. An argument, not an attribute: torch.compile takes a
+        module's int attributes as constants and would compile every block on its own."""
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = (self.scale_shift_table + inputs.mod).unbind(2)
 
         h = self.norm1(x) * (1 + scale_msa) + shift_msa
         q, (k, v) = self.attn1.query(h), self.attn1.keys_values(h)
-        x = x + gate_msa * self.attn1.out(inputs.attend(self.index, q, k, v))
+        x = x + gate_msa * self.attn1.out(inputs.attend(index, q, k, v))
 
         if inputs.speech is not None and inputs.n_ref < x.shape[1]:
             conditioned = x[: inputs.speech.shape[0], inputs.n_ref :]  # [Bc, F*S, D]: the conditional rows' frames
@@ -238,7 +239,7 @@ class A2VDiT(nn.Module):
         if config.text_dim:
             self.caption_projection = nn.Sequential(nn.Linear(config.text_dim, d), nn.GELU(approximate="tanh"),
                                                     nn.Linear(d, d))
-        self.transformer_blocks = nn.ModuleList(Block(config, i) for i in range(config.depth))
+        self.transformer_blocks = nn.ModuleList(Block(config) for _ in range(config.depth))
         self.norm_out = nn.LayerNorm(d, eps=config.norm_eps, elementwise_affine=False)
         self.scale_shift_table = nn.Parameter(torch.randn(2, d) / d**0.5)
         self.proj_out = nn.Linear(d, config.in_channels)
@@ -258,8 +259,8 @@ class A2VDiT(nn.Module):
         x = self.patchify_proj(rearrange(latents, "b c f h w -> b (f h w) c"))
         mod, t_emb = self.adaln_single(t if t.dim() == 2 else t[:, None])
         inputs = PassInputs(mod, attend, speech, n_ref, frame_tokens=latents.shape[-1] * latents.shape[-2])
-        for blk, kv in zip(self.transformer_blocks, text_kv):
-            x = blk(x, inputs, kv)
+        for index, (blk, kv) in enumerate(zip(self.transformer_blocks, text_kv)):
+            x = blk(x, inputs, kv, index)
         return x, t_emb
 
     def head(self, x: Tensor, t_emb: Tensor, h: int, w: int) -> Tensor:

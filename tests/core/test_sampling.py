@@ -254,3 +254,29 @@ def test_non_streaming_sampler_is_deterministic_and_guidance_matters(tiny_model)
 def test_non_streaming_sampler_rejects_live_speech(tiny_model):
     with pytest.raises(ValueError, match="one tensor"):
         sample_sequence(tiny_model, torch.randn(1, 8, 1, 2, 2), iter([torch.randn(1, 3, 2, 12)]), chunk_latents=3)
+
+
+@pytest.mark.slow
+def test_compiled_blocks_stream_as_eager_ones_without_running_out_of_recompilations(tiny_config):
+    """Each block compiles once for all blocks: were the cache indexed by block number inside the compiled code, every
+    block would be its own specialisation and the later ones would fall back to eager."""
+    import dataclasses
+
+    import torch._dynamo
+
+    from rest_core import A2VDiT
+
+    torch.manual_seed(0)
+    model = A2VDiT(dataclasses.replace(tiny_config, depth=6)).eval()
+    ref, speech, text = refs()
+    eager = run(model, ref, speech, text, steps=2, cfg=2.0)
+    torch._dynamo.reset()
+    try:
+        for block in model.transformer_blocks:
+            block.compile()
+        with torch._dynamo.config.patch(recompile_limit=4, fail_on_recompile_limit_hit=True):
+            compiled = run(model, ref, speech, text, steps=2, cfg=2.0)
+    finally:
+        torch._dynamo.reset()
+    for a, b in zip(compiled, eager, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
