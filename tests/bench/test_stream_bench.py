@@ -1,3 +1,6 @@
+import pytest
+
+
 def test_stream_bench_prints_one_json_line_with_the_promised_measurements(run_bench):
     result = run_bench("stream_bench.py", "--preset", "rest-demo", "--chunks", "2", "--steps", "1")
     assert result["chunks"] == 2 and result["frames_per_chunk"] == 24
@@ -5,3 +8,9 @@ def test_stream_bench_prints_one_json_line_with_the_promised_measurements(run_be
                 "chunk_gflop", "matmul_peak_tflops", "fraction_of_floor"):
         assert result[key] > 0, key
     assert abs(result["steady_fps"] * result["chunk_latency_s"] - 24) < 0.1
+
+
+@pytest.mark.slow
+def test_stream_bench_compiles_the_blocks_when_asked_and_says_in_which_mode(run_bench):
+    result = run_bench("stream_bench.py", "--preset", "rest-demo", "--chunks", "2", "--steps", "1", "--compile")
+    assert result["compiled"] == "default" and result["steady_fps"] > 0

@@ -1,10 +1,13 @@
+import dataclasses
+
 import pytest
 import torch
+import torch._dynamo
 from torch.utils.flop_counter import FlopCounterMode
 
 import rest_core.cache as cache_module
 import rest_core.sampling as sampling
-from rest_core import StreamOptions, flow_schedule, joint_cfg, stream_latents
+from rest_core import A2VDiT, StreamOptions, flow_schedule, joint_cfg, stream_latents
 from rest_core.sampling import sample_sequence
 
 C, SIZE, CHUNK = 8, 4, 3
@@ -258,14 +261,8 @@ def test_non_streaming_sampler_rejects_live_speech(tiny_model):
 
 @pytest.mark.slow
 def test_compiled_blocks_stream_as_eager_ones_without_running_out_of_recompilations(tiny_config):
-    """Each block compiles once for all blocks: were the cache indexed by block number inside the compiled code, every
+    """The blocks share one compilation: were the cache indexed by block number inside the compiled code, every
     block would be its own specialisation and the later ones would fall back to eager."""
-    import dataclasses
-
-    import torch._dynamo
-
-    from rest_core import A2VDiT
-
     torch.manual_seed(0)
     model = A2VDiT(dataclasses.replace(tiny_config, depth=6)).eval()
     ref, speech, text = refs()
