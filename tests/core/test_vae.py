@@ -1,8 +1,9 @@
 import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from rest_core.config import VAEConfig
-from rest_core.vae import CausalVAE
+from rest_core.vae import CausalConv3d, CausalVAE
 
 SMALL = VAEConfig(latent_channels=8, block_out_channels=(8, 16, 16, 16), layers_per_block=(1, 1, 1, 1, 1),
                   decoder_block_out_channels=(8, 16, 16, 16), decoder_layers_per_block=(1, 2, 1, 1, 1))
@@ -108,3 +109,20 @@ def test_decode_rejects_latents_with_the_wrong_channels(vae):
 def test_config_rejects_a_layout_without_32x32x8_compression():
     with pytest.raises(ValueError, match="32x32x8"):
         VAEConfig(spatio_temporal_scaling=(True, True, False, False))
+
+
+@pytest.mark.parametrize("shape", [(1, 16, 5, 8, 8), (2, 16, 9, 20, 12)])  # below and above torch's oneDNN threshold
+def test_causal_conv_gives_torchs_conv3d_values_gradients_and_flop_count(shape):
+    torch.manual_seed(0)
+    layer = CausalConv3d(16, 24)
+    x = torch.randn(shape, requires_grad=True)
+    reference = torch.nn.functional.conv3d(x, layer.conv.weight, layer.conv.bias, padding=(0, 1, 1))
+    with FlopCounterMode(display=False) as counted:
+        out = layer.time_conv(x)
+    with FlopCounterMode(display=False) as expected:
+        layer.conv(x)
+    torch.testing.assert_close(out, reference, rtol=1e-5, atol=1e-4)
+    assert counted.get_total_flops() == expected.get_total_flops() > 0
+    (grad,) = torch.autograd.grad(out.square().sum(), x)
+    (grad_reference,) = torch.autograd.grad(reference.square().sum(), x)
+    torch.testing.assert_close(grad, grad_reference, rtol=1e-4, atol=1e-3)
