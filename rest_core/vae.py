@@ -60,7 +60,7 @@ class CausalConv3d(nn.Module):
 
     def time_conv(self, x: Tensor) -> Tensor:
         """The k x 3 x 3 conv. On the CPU in float32, torch sends a one-clip input with few rows (batch * channels *
-        frames * height <= 20480: a streamed chunk's deeper layers) to its unblocked im2col kernel, 1.3-6x slower
+        frames * height <= 20480: a streamed chunk's deeper layers) to its unblocked im2col kernel, 1.1-5.9x slower
         than oneDNN's on the same shapes; this asks for oneDNN's directly. Compiled code keeps torch's choice."""
         conv = self.conv
         if (x.device.type != "cpu" or x.dtype != torch.float32 or not torch.backends.mkldnn.is_available()
