@@ -40,7 +40,8 @@ def need_tool(name: str):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "tools(*names): the system tools a test needs (see TOOLS)")
-    config.addinivalue_line("markers", "slow: a long training or generation run (10 s and more); not in the fast tier")
+    config.addinivalue_line("markers", "slow: a training, generation, compilation or benchmark run of several "
+                                       "seconds and more; not in the fast tier")
 
 
 def pytest_runtest_setup(item):

@@ -1,6 +1,7 @@
 import pytest
 
 
+@pytest.mark.slow
 def test_stream_bench_prints_one_json_line_with_the_promised_measurements(run_bench):
     result = run_bench("stream_bench.py", "--preset", "rest-demo", "--chunks", "2", "--steps", "1")
     assert result["chunks"] == 2 and result["frames_per_chunk"] == 24

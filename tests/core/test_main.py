@@ -68,6 +68,7 @@ def test_generate_refuses_a_guidance_scale_that_is_not_a_finite_number(files, cf
     assert f"'{cfg}' is not a finite number" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_generate_animates_the_chosen_box_and_refuses_one_outside_the_portrait(files):
     folder, _, _ = files
     common = ["generate", "--checkpoint", str(folder / "tiny.safetensors"), "--image", str(folder / "face.png"),

@@ -213,6 +213,7 @@ def test_blinks_happen_and_the_head_moves_smoothly(clip):
         assert np.abs(np.diff(head[name], 2)).max() < 0.25 * np.abs(np.diff(head[name])).max()
 
 
+@pytest.mark.slow
 def test_command_writes_clips_and_a_rerun_skips_them(tmp_path, capsys):
     out = tmp_path / "corpus"
     root = ROOT
