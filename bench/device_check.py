@@ -209,14 +209,15 @@ def speed(device, compile_too: bool) -> dict:
     keep = ("steady_fps", "fps", "first_chunk_s", "first_frame_s", "chunk_latency_s", "chunk_s", "real_time_factor",
             "fraction_of_floor", "peak_memory_mb", "matmul_peak_tflops", "achieved_tflops", "device", "dtype")
     results, ok = {}, True
-    # CUDA graphs only exist on a GPU: there the compiled runs are timed with and without them.
-    modes = [None]
+    runs = [("", None)]  # (suffix of the summary's key, torch.compile mode)
     if compile_too:
-        modes += ["default", "reduce-overhead"] if device.type == "cuda" else ["default"]
-    for mode in modes:
+        runs.append(("_compiled", "default"))
+        if device.type == "cuda":  # CUDA graphs exist only on a GPU
+            runs.append(("_cuda_graphs", "reduce-overhead"))
+    for suffix, mode in runs:
         extra = ["--compile", mode] if mode else []
         for name, script, args in (("stream", "stream_bench.py", stream_args), ("e2e", "e2e_bench.py", e2e_args)):
-            key = name + {None: "", "default": "_compiled", "reduce-overhead": "_cuda_graphs"}[mode]
+            key = name + suffix
             try:
                 line = bench(script, *common, *args, *extra)
             except RuntimeError as error:  # the summary still comes out: a GPU's few minutes are not spent for nothing
