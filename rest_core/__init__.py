@@ -6,7 +6,7 @@ from .config import PRESETS, DiTConfig, RESTConfig, SpeechConfig, StreamOptions,
 from .dit import A2VDiT, sequence_timesteps
 from .media import VideoWriter, even_size
 from .pipeline import RESTPipeline
-from .precision import fastest_cpu_dtype
+from .precision import emulated_dtype_warning, fastest_cpu_dtype
 from .reference import CropBox, cut_square, paste_back, portrait_pixels, prepare_reference
 from .resample import SampleBuffer
 from .sampling import ChunkLatents, flow_schedule, joint_cfg, stream_latents
@@ -23,7 +23,8 @@ __all__ = [
     "RESTConfig", "RESTPipeline", "SAMPLES_PER_VIDEO_FRAME", "SAMPLE_RATE", "SampleBuffer", "SpeechAE",
     "SpeechConfig", "SpeechLatentStream", "SpeechLatents", "SpeechWindows", "StreamOptions", "VAEConfig",
     "VideoChunk", "VideoStream", "VideoWriter", "WhisperEncoder", "as_mono", "check_sample_rate", "cut_square",
-    "default_whisper_encoder", "even_size", "fastest_cpu_dtype", "flow_schedule", "joint_cfg", "latent_frames",
-    "load_whisper_encoder", "log_mel_spectrogram", "mono_clip", "paste_back", "portrait_pixels", "prepare_audio",
-    "prepare_reference", "sequence_timesteps", "speech_features", "stream_latents", "video_frames",
+    "default_whisper_encoder", "emulated_dtype_warning", "even_size", "fastest_cpu_dtype", "flow_schedule",
+    "joint_cfg", "latent_frames", "load_whisper_encoder", "log_mel_spectrogram", "mono_clip", "paste_back",
+    "portrait_pixels", "prepare_audio", "prepare_reference", "sequence_timesteps", "speech_features",
+    "stream_latents", "video_frames",
 ]

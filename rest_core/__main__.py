@@ -30,11 +30,14 @@ def progress(done: int, total: int, started: float, note: str = ""):
 
 
 def chosen_dtype(choice: str, device: str):
-    from .precision import fastest_cpu_dtype
+    from .precision import emulated_dtype_warning, fastest_cpu_dtype
 
     import torch
 
     if choice != "auto":
+        warning = emulated_dtype_warning(DTYPES[choice], device)
+        if warning:
+            sys.stderr.write(f"warning: {warning}\n")
         return DTYPES[choice]
     if device == "cpu":
         return fastest_cpu_dtype()

@@ -56,9 +56,14 @@ def seam_ratio(frames: Tensor, chunk_frames: int) -> float:
     return float(changes[seam].mean() / within.clamp_min(1e-8))
 
 
-def psnr(frames: Tensor, truth: Tensor) -> float:
+def frame_psnr(frames: Tensor, truth: Tensor) -> Tensor:
+    """Per frame, in dB, for values in [0, 1].  [T, H, W, 3] x2 -> [T]"""
     mse = (frames.float() - truth.float()).square().mean(dim=(1, 2, 3)).clamp_min(1e-10)
-    return float((10 * torch.log10(1 / mse)).mean())
+    return 10 * torch.log10(1 / mse)
+
+
+def psnr(frames: Tensor, truth: Tensor) -> float:
+    return float(frame_psnr(frames, truth).mean())
 
 
 def luma(frames: Tensor) -> Tensor:

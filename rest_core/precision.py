@@ -4,6 +4,11 @@ bfloat16 pays on a CPU only where it has native bfloat16 matrix instructions (AM
 torch emulates it, and the rest-demo DiT's matmuls run several times slower than in float32 (an AVX2-only AMD EPYC
 measured 8 GFLOP/s against 61 for a [384, 256] x [256, 256] linear). Even with the instructions, small matmuls can
 lose to float32, so the choice is measured, once per process, on a matmul of the DiT's shape.
+
+Where oneDNN has no kernels for a reduced dtype on this CPU (it needs AVX-512 or AMX extensions, or AVX-NE-CONVERT,
+for them) the VAE's convolutions fall back to torch's unblocked ones: on an AVX2-only CPU the demo model ran 70x
+slower in bfloat16 and 60x in float16 than in float32 (`bench/precision_bench.py`), so whoever picks such a dtype is
+told (`emulated_dtype_warning`).
 """
 
 from __future__ import annotations
@@ -17,9 +22,32 @@ import torch.nn.functional as F
 # How much faster bfloat16 must be to be chosen: below this, float32's exactness is worth more.
 BFLOAT16_MIN_SPEEDUP = 1.2
 
+# A reduced dtype's frames count as float32's when every frame's PSNR against float32's (the same portrait, speech
+# and seed) is at least this: an RMS difference of 1% of the range, which the eye does not tell apart.
+MIN_PSNR_DB = 40.0
+
 
 def cpu_has_native_bfloat16() -> bool:
     return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+
+
+def onednn_runs(dtype: torch.dtype) -> bool:
+    """Whether oneDNN takes `dtype`'s convolutions and matmuls on this CPU (float32 always). Where it does not, torch
+    falls back to its own unblocked kernels: a reduced dtype is then tens of times slower than float32."""
+    if dtype == torch.bfloat16:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    if dtype == torch.float16:
+        return bool(torch.ops.mkldnn._is_mkldnn_fp16_supported())
+    return True
+
+
+def emulated_dtype_warning(dtype: torch.dtype, device) -> str | None:
+    """What to tell someone who runs a model in a dtype this CPU only emulates; None where that is not so."""
+    if torch.device(device).type != "cpu" or onednn_runs(dtype):
+        return None
+    name = str(dtype).removeprefix("torch.")
+    return (f"{name} on this CPU is emulated (oneDNN has no {name} kernels for it), so the model runs tens of times "
+            f"slower than in float32; choose dtype auto or float32")
 
 
 def linear_seconds(dtype: torch.dtype, rows: int = 384, width: int = 256, repeats: int = 20) -> float:

@@ -304,6 +304,17 @@ def render_clip(seed: int, seconds: float, size: int = 256, looks: str = "train"
     return Clip(pictures, audio, rate, truth)
 
 
+def render_portrait(seed: int, size: int = 256, looks: str = "train") -> tuple[np.ndarray, list[float]]:
+    """The speaker of clip `seed` at rest, mouth shut, eyes open, as a still: (uint8 [size, size, 3], its mouth box).
+    No speech, so no espeak-ng: for checks that need a portrait the model knows and any audio."""
+    style_families(looks)
+    identity = sample_identity(np.random.default_rng(looks_seed(seed, looks)).spawn(3)[0], looks)
+    at_rest = {"dx": np.zeros(1), "dy": np.zeros(1), "angle": np.zeros(1), "scale": np.ones(1)}
+    _, centre, unit = layout(identity, at_rest, size)
+    picture = Painter(identity, size, centre, unit).frame(transforms(at_rest, centre, unit)[0], 0.0, 0.5, 0.0)
+    return picture, mouth_box(identity, centre, unit)
+
+
 def write_clip(clip: Clip, path) -> tuple[Path, Path]:
     """Write `<path>.mp4` (H.264 crf 18 + AAC) and `<path>.json`. Each lands under its final name only when
     complete, the json last, so a clip with both files is a finished clip."""

@@ -78,3 +78,14 @@ def test_generate_animates_the_chosen_box_and_refuses_one_outside_the_portrait(f
     result = run_cli(*common, "--out", str(folder / "outside.mp4"), "--box", "50", "0", "40")
     assert result.returncode == 2
     assert "face box x=50, y=0, size=40 reaches outside the 80x96 image" in result.stderr
+
+
+def test_a_dtype_this_cpu_only_emulates_is_chosen_with_a_warning(monkeypatch, capsys):
+    from rest_core import __main__ as cli
+    from rest_core import precision
+
+    monkeypatch.setattr(precision, "onednn_runs", lambda dtype: dtype == torch.float32)
+    assert cli.chosen_dtype("bfloat16", "cpu") == torch.bfloat16
+    assert "warning: bfloat16 on this CPU is emulated" in capsys.readouterr().err
+    assert cli.chosen_dtype("float32", "cpu") == torch.float32
+    assert capsys.readouterr().err == ""

@@ -246,3 +246,15 @@ def test_command_says_how_to_get_espeak_when_missing(tmp_path, capsys, monkeypat
     monkeypatch.setattr(synth.shutil, "which", lambda name: None)
     assert main(["synth", "--out", str(tmp_path / "corpus"), "--count", "1"]) == 2
     assert "apt-get install espeak-ng" in capsys.readouterr().err
+
+
+def test_a_portrait_still_is_the_clips_speaker_at_rest_and_needs_no_speech(clip):
+    picture, box = synth.render_portrait(7, size=SIZE)
+    again, _ = synth.render_portrait(7, size=SIZE)
+    other, _ = synth.render_portrait(8, size=SIZE)
+    assert picture.shape == (SIZE, SIZE, 3) and picture.dtype == np.uint8
+    assert np.array_equal(picture, again) and not np.array_equal(picture, other)
+    x0, y0, x1, y1 = box
+    assert 0 <= x0 < x1 <= SIZE and 0 <= y0 < y1 <= SIZE
+    # the same identity as the clip's: the backdrop, drawn from it, is the clip's where the head is not
+    assert np.abs(picture[:4, :4].astype(int) - clip.frames[0][:4, :4].astype(int)).mean() < 8

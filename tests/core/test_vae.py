@@ -3,7 +3,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from rest_core.config import VAEConfig
-from rest_core.vae import CausalConv3d, CausalVAE
+from rest_core.vae import CausalConv3d, CausalVAE, channel_norm
 
 SMALL = VAEConfig(latent_channels=8, block_out_channels=(8, 16, 16, 16), layers_per_block=(1, 1, 1, 1, 1),
                   decoder_block_out_channels=(8, 16, 16, 16), decoder_layers_per_block=(1, 2, 1, 1, 1))
@@ -125,3 +125,14 @@ def test_causal_conv_gives_torchs_conv3d_values_gradients_and_flop_count(shape):
     (grad,) = torch.autograd.grad(out.square().sum(), x)
     (grad_reference,) = torch.autograd.grad(reference.square().sum(), x)
     torch.testing.assert_close(grad, grad_reference, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_channel_norm_holds_in_reduced_precision_where_the_squares_overflow_float16(dtype):
+    torch.manual_seed(0)
+    x = torch.randn(1, 32, 2, 4, 4) * 400  # the encoder's range: 400^2 is past float16's largest value
+    reduced = channel_norm(x.to(dtype)).float()
+    exact = channel_norm(x)
+    assert torch.isfinite(reduced).all()
+    assert (reduced - exact).abs().max() / exact.abs().max() < 1e-2
+    assert torch.allclose(exact.square().mean(dim=1), torch.ones(1, 2, 4, 4), atol=1e-4)

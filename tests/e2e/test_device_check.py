@@ -18,6 +18,8 @@ def test_the_device_check_passes_on_the_cpu_and_ends_with_one_json_summary():
                                                    "live_equals_whole"))
     assert all(r["pass"] and r["relative_error"] < 0.04 for r in summary["exactness"].values())
     assert summary["exactness"]["live_equals_whole_float32"]["relative_error"] == 0  # bit for bit on the CPU
+    assert sorted(summary["precision"]) == ["bfloat16", "float16"]
+    assert all(r["pass"] and r["psnr_db_min"] >= r["min_psnr_db"] for r in summary["precision"].values())
     assert summary["nodes"]["pass"] and summary["nodes"]["frames"] == 75  # 3 s of speech through ComfyUI
     stream, e2e = summary["speed"]["stream"], summary["speed"]["e2e"]
     assert stream["steady_fps"] > 0 and 0 < stream["fraction_of_floor"] < 1 and e2e["fps"] > 0

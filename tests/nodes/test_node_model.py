@@ -38,6 +38,18 @@ def test_dtype_option_casts_the_model_but_not_the_speech_encoder(comfy):
     assert next(model.pipe.whisper.parameters()).dtype == torch.float32
 
 
+def test_a_dtype_this_cpu_only_emulates_is_loaded_with_a_warning(comfy, monkeypatch, caplog):
+    import rest_core.precision
+
+    monkeypatch.setattr(rest_core.precision, "onednn_runs", lambda dtype: dtype == torch.float32)
+    model, = RESTModelLoader().load("tiny.safetensors", DEFAULT_WHISPER, "cpu", "float16")
+    assert next(model.pipe.dit.parameters()).dtype == torch.float16
+    assert "float16 on this CPU is emulated" in caplog.text and "choose dtype auto or float32" in caplog.text
+    caplog.clear()
+    RESTModelLoader().load("tiny.safetensors", DEFAULT_WHISPER, "cpu", "float32")
+    assert "emulated" not in caplog.text
+
+
 def test_a_speech_encoder_from_models_audio_encoders_replaces_the_bundled_one(comfy):
     torch.manual_seed(9)
     whisper = WhisperEncoder(layers=1)
