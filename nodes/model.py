@@ -83,8 +83,8 @@ class RESTModelLoader:
             "dtype": (["auto", *DTYPES], {"tooltip": "auto: bfloat16 or float16 where the GPU supports it; on the CPU "
                                                      "bfloat16 only where it has native bfloat16 matmuls that are "
                                                      "measured faster, else float32 (elsewhere bfloat16 is emulated "
-                                                     "and several times slower). The speech encoder always runs in "
-                                                     "float32."}),
+                                                     "and far slower: picking it is warned of). The speech "
+                                                     "encoder always runs in float32."}),
         }}
 
     RETURN_TYPES = ("REST_MODEL",)
