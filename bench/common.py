@@ -72,12 +72,6 @@ def add_compile_flag(p: argparse.ArgumentParser):
                    help="compile the DiT's blocks first (torch.compile; the mode defaults to 'default')")
 
 
-def compile_blocks(dit, mode: str = "default"):
-    """torch.compile each DiT block in place (the first chunks pay for the compilation: read the steady state)."""
-    for block in dit.transformer_blocks:
-        block.compile(mode=mode)
-
-
 def device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
 

@@ -24,7 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import DTYPES, add_compile_flag, compile_blocks, header, matmul_peak, parser, sync  # noqa: E402
+from common import DTYPES, add_compile_flag, header, matmul_peak, parser, sync  # noqa: E402
 
 from rest_core import RESTConfig, RESTPipeline, stream_latents  # noqa: E402
 from rest_core.config import add_option_flags, given_options  # noqa: E402
@@ -95,7 +95,7 @@ def main(argv=None):
     torch.manual_seed(0)
     pipe = RESTPipeline.from_config(config, device=device, dtype=dtype)
     if args.compile:
-        compile_blocks(pipe.dit, args.compile)
+        pipe.compile(args.compile)
     image = torch.rand(1, config.resolution, config.resolution, 3)
     audio = torch.randn(1, int(args.seconds * 16_000)) * 0.1
     if device.type == "cuda":

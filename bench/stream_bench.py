@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import DTYPES, add_compile_flag, compile_blocks, header, matmul_peak, parser, sync  # noqa: E402
+from common import DTYPES, add_compile_flag, header, matmul_peak, parser, sync  # noqa: E402
 
 from rest_core import A2VDiT, RESTConfig, stream_latents  # noqa: E402
 from rest_core.config import VAE_TEMPORAL, add_option_flags, given_options  # noqa: E402
@@ -55,7 +55,7 @@ def main(argv=None):
     torch.manual_seed(0)
     model = A2VDiT(dit).to(device=device, dtype=dtype).eval()
     if args.compile:
-        compile_blocks(model, args.compile)
+        model.compile_blocks(args.compile)
     ref = torch.randn(1, dit.in_channels, 1, s, s, device=device)
     speech = torch.randn(1, args.chunks * c, dit.speech_tokens, dit.speech_dim, device=device)
     text = torch.randn(1, TEXT_TOKENS, dit.text_dim, device=device) if dit.text_dim else None

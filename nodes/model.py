@@ -32,8 +32,8 @@ DEFAULT_WHISPER = "bundled in the checkpoint, else Whisper tiny.en (package)"
 @dataclass
 class RESTModel:
     """What flows along a REST_MODEL link. `identity` says which model this is by what changes its output (the
-    checkpoint's and the speech encoder's contents, the dtype, the device): two loads of the same files and choices
-    are the same model, whatever other prompts loaded in between."""
+    checkpoint's and the speech encoder's contents, the dtype, the device, compiled or not): two loads of the same
+    files and choices are the same model, whatever other prompts loaded in between."""
 
     pipe: RESTPipeline
     patcher: comfy.model_patcher.ModelPatcher
@@ -85,6 +85,11 @@ class RESTModelLoader:
                                                      "measured faster, else float32 (elsewhere bfloat16 is emulated "
                                                      "and far slower: picking it is warned of). The speech "
                                                      "encoder always runs in float32."}),
+        }, "optional": {
+            "compile": ("BOOLEAN", {"default": False, "tooltip": "Compile the DiT (torch.compile): the first run "
+                                                                 "in this ComfyUI process waits 10-20 s for it, "
+                                                                 "later chunks run faster. Needs a C++ compiler "
+                                                                 "on the CPU, Triton on a GPU."}),
         }}
 
     RETURN_TYPES = ("REST_MODEL",)
@@ -93,7 +98,7 @@ class RESTModelLoader:
     CATEGORY = "REST"
     DESCRIPTION = "Loads a REST talking-head model (DiT, causal VAE, SpeechAE) and its Whisper speech encoder."
 
-    def load(self, checkpoint: str, speech_encoder: str, device: str, dtype: str):
+    def load(self, checkpoint: str, speech_encoder: str, device: str, dtype: str, compile: bool = False):
         path = folder_paths.get_full_path("rest", checkpoint)
         if path is None:
             raise ValueError(f"checkpoint {checkpoint!r} is not in models/rest/; put the .safetensors file there "
@@ -110,8 +115,10 @@ class RESTModelLoader:
             offload_device = comfy.model_management.unet_offload_device()
         chosen = pick_dtype(dtype, load_device)
         pipe = RESTPipeline.from_pretrained(path, whisper=whisper, device=offload_device, dtype=chosen)
+        if compile:
+            pipe.compile(device=load_device)
         parts = nn.ModuleDict(pipe.parts(include_whisper=True))
         patcher = comfy.model_patcher.ModelPatcher(parts, load_device=load_device, offload_device=offload_device)
-        identity = (file_digest(path), whisper and file_digest(whisper), str(chosen), str(load_device))
+        identity = (file_digest(path), whisper and file_digest(whisper), str(chosen), str(load_device), compile)
         return (RESTModel(pipe, patcher, checkpoint, identity),)
 

@@ -54,6 +54,8 @@ def generate(args) -> int:
 
     pipe = RESTPipeline.from_pretrained(args.checkpoint, whisper=args.whisper, device=args.device,
                                         dtype=chosen_dtype(args.dtype, args.device))
+    if args.compile:
+        pipe.compile()
     image = read_image(args.image)
     waveform, rate = read_audio(args.audio)
     samples_16k = resampled_length(mono_clip(waveform).shape[0], check_sample_rate(rate), SAMPLE_RATE)
@@ -114,6 +116,9 @@ def main(argv=None) -> int:
     g.add_argument("--dtype", default="auto", choices=["auto", *sorted(DTYPES)],
                    help="auto: bfloat16 on a GPU that supports it; on the CPU bfloat16 only where its native "
                         "bfloat16 matmuls are measured faster than float32's (rest_core/precision.py)")
+    g.add_argument("--compile", action="store_true",
+                   help="compile the DiT (torch.compile): the first chunk waits 10-20 s for it, later ones run "
+                        "faster; needs a C++ compiler on the CPU")
     args = p.parse_args(argv)
     args.argv = argv  # the command line as given, for reports that say how they were made
     try:

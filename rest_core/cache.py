@@ -22,9 +22,9 @@ first chunk alone (the stream starts from the identity, then only rolls on its c
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from .attention import attention
 from .config import DiTConfig
 from .rope import RotaryTable, apply_rope, chunk_times, grid_positions, rotary_table, sink_time
 
@@ -125,7 +125,7 @@ class SinkFill:
         q, k = apply_rope(q, c.rope_sink), apply_rope(k, c.rope_sink)
         c.write_shared(c.k, block, 0, k)
         c.write_shared(c.v, block, 0, v)
-        return F.scaled_dot_product_attention(q, k, v)
+        return attention(q, k, v)
 
 
 class ChunkStep:
@@ -150,7 +150,7 @@ class ChunkStep:
         keys = c.k[block, :rows, :, self.start :]  # [rows, H, window, hd]
         values = c.v[block, :rows, :, self.start :]
         mask = None if self.mask is None else self.mask[..., self.start :]
-        out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
+        out = attention(q, keys, values, mask)
         if self.commit:
             c.write_shared(c.k, block, c.context_start, apply_rope(k, c.rope_context))
             c.write_shared(c.v, block, c.context_start, v)

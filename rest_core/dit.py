@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from .attention import attention
 from .cache import ChunkStep, IDContextCache, SinkFill, chunk_visibility
 from .checks import expect_shape
 from .config import DiTConfig
@@ -155,7 +156,7 @@ class Block(nn.Module):
             return x
         k, v = text_kv
         rows = x.shape[0]
-        return x + self.attn2.out(F.scaled_dot_product_attention(self.attn2.query(x), k[:rows], v[:rows]))
+        return x + self.attn2.out(attention(self.attn2.query(x), k[:rows], v[:rows]))
 
     def speech_cross_attention(self, x: Tensor, speech: Tensor, frame_tokens: int) -> Tensor:
         """Eq. 13, frame-level: latent frames are folded into the batch, so the tokens of frame j attend only to
@@ -163,7 +164,7 @@ class Block(nn.Module):
         frames = speech.shape[1]
         q = self.speech_attn.query(rearrange(self.speech_norm(x), "b (f s) d -> (b f) s d", f=frames, s=frame_tokens))
         k, v = self.speech_attn.keys_values(rearrange(speech, "b f n a -> (b f) n a"))
-        o = self.speech_attn.out(F.scaled_dot_product_attention(q, k, v))  # [(B F), S, D]
+        o = self.speech_attn.out(attention(q, k, v))  # [(B F), S, D]
         return x + rearrange(o, "(b f) s d -> b (f s) d", f=frames)
 
 
@@ -218,7 +219,7 @@ class SequenceAttention:
         keys = torch.cat([apply_rope(k[:, :, :S].repeat(1, 1, K, 1), self.rope_sinks),
                           apply_rope(k[:, :, S:], self.rope_tokens)], dim=2)
         values = torch.cat([v[:, :, :S].repeat(1, 1, K, 1), v[:, :, S:]], dim=2)
-        return F.scaled_dot_product_attention(q, keys, values, attn_mask=self.mask)
+        return attention(q, keys, values, self.mask)
 
 
 def sequence_timesteps(chunk_t: Tensor, chunk_latents: int, latent_size: int) -> Tensor:
@@ -243,6 +244,13 @@ class A2VDiT(nn.Module):
         self.norm_out = nn.LayerNorm(d, eps=config.norm_eps, elementwise_affine=False)
         self.scale_shift_table = nn.Parameter(torch.randn(2, d) / d**0.5)
         self.proj_out = nn.Linear(d, config.in_channels)
+
+    def compile_blocks(self, mode: str = "default") -> "A2VDiT":
+        """torch.compile every block in place (the weights keep their names). The blocks share one compilation
+        (`Block.forward` takes its index as an argument); the first passes pay for it."""
+        for block in self.transformer_blocks:
+            block.compile(mode=mode)
+        return self
 
     # --- shared pieces --------------------------------------------------------------------------------------
 

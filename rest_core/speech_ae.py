@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from .attention import attention
 from .checks import expect_finite, expect_shape
 from .config import FEATURES_PER_LATENT, RESTConfig, SpeechConfig
 
@@ -36,7 +37,7 @@ class Block(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         q, k, v = rearrange(self.qkv(self.attn_norm(x)), "b t (three h d) -> three b h t d", three=3, h=self.heads)
-        x = x + self.proj(rearrange(F.scaled_dot_product_attention(q, k, v), "b h t d -> b t (h d)"))
+        x = x + self.proj(rearrange(attention(q, k, v), "b h t d -> b t (h d)"))
         return x + self.mlp(self.mlp_norm(x))
 
 

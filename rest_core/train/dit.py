@@ -146,8 +146,7 @@ def run(args, settings: Settings, config: RESTConfig, student: bool) -> int:
         teacher = teacher.to(procs.device).eval().requires_grad_(False)
     if opts.compile:  # in place, block by block: the weights keep their names
         for dit in [m for m in (model, teacher) if m is not None]:
-            for block in dit.transformer_blocks:
-                block.compile()
+            dit.compile_blocks()
     streaming = dict(global_attention=not student, id_sink=opts.id_sink, context_cache=opts.context_cache)
 
     def batch(step: int, g: torch.Generator) -> dict:

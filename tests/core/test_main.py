@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 
@@ -89,3 +90,17 @@ def test_a_dtype_this_cpu_only_emulates_is_chosen_with_a_warning(monkeypatch, ca
     assert "warning: bfloat16 on this CPU is emulated" in capsys.readouterr().err
     assert cli.chosen_dtype("float32", "cpu") == torch.float32
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.slow
+def test_compile_on_a_machine_without_a_cpp_compiler_fails_before_any_video_with_what_to_do(files):
+    folder, _, _ = files
+    out = folder / "compiled.mp4"
+    env = os.environ | {"CXX": "no-such-compiler", "TORCHINDUCTOR_FX_GRAPH_CACHE": "0"}
+    result = subprocess.run([sys.executable, "-m", "rest_core", "generate", "--checkpoint",
+                             str(folder / "tiny.safetensors"), "--image", str(folder / "face.png"), "--audio",
+                             str(folder / "speech.wav"), "--out", str(out), "--compile"],
+                            capture_output=True, text=True, env=env)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "torch.compile cannot build kernels" in result.stderr and "C++ compiler" in result.stderr
+    assert "Run without compile" in result.stderr and not out.exists()

@@ -188,3 +188,17 @@ def test_a_model_larger_than_the_free_memory_is_refused_before_it_is_built(monke
 def test_a_whisper_of_the_wrong_width_is_rejected():
     with pytest.raises(ValueError, match="384"):
         RESTPipeline.from_config(TINY, whisper=WhisperEncoder(width=512, heads=8, layers=1))
+
+
+@pytest.mark.slow
+def test_a_compiled_pipeline_makes_the_video_the_eager_one_does(pipe, portrait):
+    torch.manual_seed(0)
+    compiled = RESTPipeline.from_config(TINY, whisper=WhisperEncoder(layers=1))
+    for name, part in compiled.parts(include_whisper=True).items():
+        part.load_state_dict(pipe.parts(include_whisper=True)[name].state_dict())
+    assert compiled.compile() is compiled
+    assert all(block._compiled_call_impl is not None for block in compiled.dit.transformer_blocks)
+    audio = torch.randn(1, 30_000) * 0.1
+    options = pipe.options(steps=2)
+    assert torch.allclose(compiled.generate(portrait, audio, 16_000, options=options),
+                          pipe.generate(portrait, audio, 16_000, options=options), atol=1e-4)

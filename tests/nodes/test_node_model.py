@@ -68,3 +68,18 @@ def test_a_speech_encoder_from_models_audio_encoders_replaces_the_bundled_one(co
 def test_missing_files_are_named_in_the_error(comfy, checkpoint, encoder, message):
     with pytest.raises(ValueError, match=message):
         RESTModelLoader().load(checkpoint, encoder, "auto", "auto")
+
+
+def test_compile_is_an_optional_choice_that_compiles_the_dit_and_makes_another_model(comfy, monkeypatch):
+    import rest_core.pipeline
+
+    assert "compile" not in RESTModelLoader.INPUT_TYPES()["required"]  # prompts saved before it still run
+    assert RESTModelLoader.INPUT_TYPES()["optional"]["compile"][1]["default"] is False
+    checked = []
+    monkeypatch.setattr(rest_core.pipeline, "check_compile_works", checked.append)
+    plain, = RESTModelLoader().load("tiny.safetensors", DEFAULT_WHISPER, "cpu", "float32")
+    compiled, = RESTModelLoader().load("tiny.safetensors", DEFAULT_WHISPER, "cpu", "float32", compile=True)
+    assert checked == [torch.device("cpu")]
+    assert all(block._compiled_call_impl is not None for block in compiled.pipe.dit.transformer_blocks)
+    assert all(block._compiled_call_impl is None for block in plain.pipe.dit.transformer_blocks)
+    assert compiled.identity != plain.identity
