@@ -15,3 +15,12 @@ def test_stream_bench_prints_one_json_line_with_the_promised_measurements(run_be
 def test_stream_bench_compiles_the_blocks_when_asked_and_says_in_which_mode(run_bench):
     result = run_bench("stream_bench.py", "--preset", "rest-demo", "--chunks", "2", "--steps", "1", "--compile")
     assert result["compiled"] == "default" and result["steady_fps"] > 0
+
+
+@pytest.mark.slow
+def test_stream_bench_against_another_dtype_streams_both_in_turn_and_reports_the_speedup(run_bench):
+    result = run_bench("stream_bench.py", "--chunks", "2", "--steps", "1", "--dtype", "bfloat16",
+                       "--against", "float32", "--repeats", "2")
+    assert result["dtype"] == "bfloat16" and result["repeats"] == 2 and result["against"]["dtype"] == "float32"
+    assert result["chunks"] == 2 and result["against"]["steady_fps"] > 0
+    assert result["speedup"] == pytest.approx(result["steady_fps"] / result["against"]["steady_fps"], rel=0.01)
