@@ -61,7 +61,7 @@ class LiveSession:
                              f"session_id)")
         if model.identity != self.model.identity:
             refuse(f"model ({self.model.name}, now {model.name}, or the same file changed, or another dtype, "
-                   f"device or speech encoder)")
+                   f"device, speech encoder or compile choice)")
         if reference is not self.reference and not torch.equal(reference.latent, self.reference.latent):
             refuse("portrait")
         if options != self.options:
