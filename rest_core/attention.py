@@ -18,7 +18,7 @@ from torch import Tensor
 
 def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Tensor:
     """q: [B, H, Lq, d]; k, v: [B, H, Lk, d]; mask: bool, broadcasting to [B, H, Lq, Lk]  ->  [B, H, Lq, d]"""
-    if q.device.type != "cpu" or q.dtype == torch.float32 or q.dtype == torch.float64:
+    if q.device.type != "cpu" or q.dtype not in (torch.bfloat16, torch.float16):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-1, -2)  # [B, H, Lq, Lk]
     if mask is not None:
