@@ -87,7 +87,7 @@ class RESTModelLoader:
                                                      "encoder always runs in float32."}),
         }, "optional": {
             "compile": ("BOOLEAN", {"default": False, "tooltip": "Compile the DiT (torch.compile): the first run "
-                                                                 "in this ComfyUI process waits 10-20 s for it, "
+                                                                 "in this ComfyUI process waits 15-30 s for it, "
                                                                  "later chunks run faster. Needs a C++ compiler "
                                                                  "on the CPU, Triton on a GPU."}),
         }}

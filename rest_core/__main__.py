@@ -117,7 +117,7 @@ def main(argv=None) -> int:
                    help="auto: bfloat16 on a GPU that supports it; on the CPU bfloat16 only where its native "
                         "bfloat16 matmuls are measured faster than float32's (rest_core/precision.py)")
     g.add_argument("--compile", action="store_true",
-                   help="compile the DiT (torch.compile): the first chunk waits 10-20 s for it, later ones run "
+                   help="compile the DiT (torch.compile): the first chunk waits 15-30 s for it, later ones run "
                         "faster; needs a C++ compiler on the CPU")
     args = p.parse_args(argv)
     args.argv = argv  # the command line as given, for reports that say how they were made

@@ -72,7 +72,7 @@ class RESTPipeline:
         return self
 
     def compile(self, mode: str = "default", device=None) -> "RESTPipeline":
-        """Compile the DiT's blocks (torch.compile) in place. The first passes pay for it (10-20 s for rest-demo on a
+        """Compile the DiT's blocks (torch.compile) in place. The first passes pay for it (15-30 s for rest-demo on a
         2-core CPU, once per process and shape); after that a rest-demo chunk took 0.81x its eager time in bfloat16
         and 0.87x in float32 there (both streamed in turn in one process). `device`: where the model will run
         (default: where the DiT is)."""
