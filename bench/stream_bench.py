@@ -9,6 +9,7 @@ memory and the achieved fraction of the compute floor. Random weights (speed doe
 times each after a warm-up stream, in one process: on a machine whose speed drifts (shared cores) that ratio holds
 where two separate runs do not. The steady latency is then the median over the repeats of each stream's median, and
 the peak memory holds both models.
+
 Prints one JSON line. The floor is the analytic FLOPs of a chunk (rest_core.flops) over this device's measured
 matmul peak in the same dtype.
 """

@@ -192,7 +192,6 @@ def test_a_whisper_of_the_wrong_width_is_rejected():
 
 @pytest.mark.slow
 def test_a_compiled_pipeline_makes_the_video_the_eager_one_does(pipe, portrait):
-    torch.manual_seed(0)
     compiled = RESTPipeline.from_config(TINY, whisper=WhisperEncoder(layers=1))
     for name, part in compiled.parts(include_whisper=True).items():
         part.load_state_dict(pipe.parts(include_whisper=True)[name].state_dict())
