@@ -67,7 +67,11 @@ class VideoWriter:
     """An mp4 written as frames arrive: `write([n, H, W, 3] float in [0, 1])` per chunk, then `close(audio)`.
 
     The audio track's rate and channel count (mono or stereo) are fixed up front, as the container header needs
-    them before the first frame; its samples come at the end, fitted to the video's duration."""
+    them before the first frame; its samples come at the end, fitted to the video's duration.
+
+    The same frames do not always make the same file: at a size that is not a multiple of 16 (92 x 76, say) x264
+    gave one of two slightly different files, by what had run before it in the process, whatever its thread count.
+    Its `mbtree=0` or `aq-mode=0` made it repeatable; this writer keeps both on, for the quality they buy."""
 
     def __init__(self, path: str | Path, fps: int, audio_rate: int | None = None, audio_channels: int = 1,
                  crf: int = 18):
