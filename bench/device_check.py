@@ -101,11 +101,12 @@ def stream_decode_equals_whole(config: RESTConfig, device, dtype, chunks: int = 
     vae = CausalVAE(config.vae).to(device, dtype).eval()
     c, s = config.chunk_latents, config.latent_size
     z = torch.randn(1, config.vae.latent_channels, 1 + chunks * c, s, s, device=device, dtype=dtype)
-    state, pieces = vae.decode_start(), []
+    portrait = torch.rand(1, 3, config.resolution, config.resolution, device=device, dtype=dtype) * 2 - 1
+    state, pieces = vae.decode_start(portrait), []
     for part in [z[:, :, :1]] + list(z[:, :, 1:].split(c, dim=2)):
         frames, state = vae.decode_stream(part, state)
         pieces.append(frames)
-    return relative_error(torch.cat(pieces, dim=2), vae.decode(z))
+    return relative_error(torch.cat(pieces, dim=2), vae.decode(z, portrait))
 
 
 def live_equals_whole(config: RESTConfig, device, dtype) -> float:

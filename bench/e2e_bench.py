@@ -60,7 +60,7 @@ def parts(pipe: RESTPipeline, image, audio, options, device) -> dict:
                             chunk_latents=pipe.config.chunk_latents, steps=options.steps, guided=options.cfg != 1.0,
                             context_refresh=options.context_refresh, id_sink=options.id_sink,
                             context_cache=options.context_cache)
-    video, made = stream_latents(pipe.dit, ref, iter(latents), chunk_latents=pipe.config.chunk_latents,
+    video, made = stream_latents(pipe.dit, ref.latent, iter(latents), chunk_latents=pipe.config.chunk_latents,
                                  options=options), []
     for _ in latents:
         sync(device)

@@ -49,29 +49,30 @@ def main(argv=None):
     z_ref = torch.randn(1, config.vae.latent_channels, 1, s, s, device=device, dtype=dtype)
     z_chunk = torch.randn(1, config.vae.latent_channels, c, s, s, device=device, dtype=dtype)
     clip = torch.rand(1, 3, 1 + frames, config.resolution, config.resolution, device=device, dtype=dtype) * 2 - 1
+    portrait = clip[:, :, 0]  # a reference-conditioned VAE's (a plain one ignores it)
 
     with torch.no_grad():
-        state = vae.decode_start()
+        state = vae.decode_start(portrait)
         vae.decode_stream(z_ref, state)
         with FlopCounterMode(display=False) as counter:
             vae.decode_stream(z_chunk, state)
         decode_flops = counter.get_total_flops()
         with FlopCounterMode(display=False) as counter:
-            vae.encode_video(clip)
+            vae.encode_video(clip, portrait)
         encode_flops = counter.get_total_flops()
 
         encode_times = []
         for _ in range(args.timed):
             sync(device)
             start = time.perf_counter()
-            vae.encode_video(clip)
+            vae.encode_video(clip, portrait)
             sync(device)
             encode_times.append(time.perf_counter() - start)
 
         # one long stream: time every chunk, sample memory as it goes
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        state = vae.decode_start()
+        state = vae.decode_start(portrait)
         vae.decode_stream(z_ref, state)
         decode_times, memory = [], []
         for _ in range(args.chunks):

@@ -14,16 +14,17 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from rest_core import CropBox, SpeechLatents, check_sample_rate, cut_square, mono_clip, portrait_pixels
+from rest_core import CropBox, Reference, SpeechLatents, check_sample_rate, cut_square, mono_clip, portrait_pixels
 
 from .model import RESTModel
 
 
 @dataclass
 class RESTReference:
-    """What flows along a REST_REFERENCE link: z_R and where it came from in the source image."""
+    """What flows along a REST_REFERENCE link: the model's Reference (z_R and the square) and where it came from in
+    the source image."""
 
-    latent: Tensor  # [1, C, 1, h, w] on the model's device
+    ref: Reference  # on the model's device
     crop: CropBox
     source: Tensor  # [H, W, 3] float in [0, 1], the image before the crop (for paste-back)
 
@@ -116,12 +117,12 @@ class RESTReferenceEncoder:
 
     RETURN_TYPES = ("REST_REFERENCE", "IMAGE")
     RETURN_NAMES = ("reference", "crop")
-    OUTPUT_TOOLTIPS = ("z_R, the crop box and the source image (for REST Paste Back).",
+    OUTPUT_TOOLTIPS = ("z_R and the square, the crop box and the source image (for REST Paste Back).",
                        "The square the model animates, at its resolution.")
     FUNCTION = "encode"
     CATEGORY = "REST"
-    DESCRIPTION = ("Encodes the portrait's face box with the causal VAE into the reference latent z_R (the ID sink). "
-                   "The node shows the box on the portrait.")
+    DESCRIPTION = ("Encodes the portrait's face box with the causal VAE into the reference latent z_R (the ID sink) "
+                   "and keeps the square, whose look the decoder copies. The node shows the box on the portrait.")
 
     def encode(self, model: RESTModel, image: Tensor, face_x: int = 0, face_y: int = 0, face_size: int = 0,
                face_mask: Tensor | None = None):

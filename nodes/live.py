@@ -44,7 +44,7 @@ class LiveSession:
         pipe, device = model.pipe, model.device
         session = cls(model, reference, options, sample_rate, text, pipe.speech_stream(sample_rate, keep_audio=True),
                       None)
-        session.video = pipe.video_stream(reference.latent.to(device), options,
+        session.video = pipe.video_stream(reference.ref.to(device), options,
                                           None if text is None else text.to(device), on_step=session.on_step)
         return session
 
@@ -62,7 +62,8 @@ class LiveSession:
         if model.identity != self.model.identity:
             refuse(f"model ({self.model.name}, now {model.name}, or the same file changed, or another dtype, "
                    f"device, speech encoder or compile choice)")
-        if reference is not self.reference and not torch.equal(reference.latent, self.reference.latent):
+        if reference is not self.reference and not (torch.equal(reference.ref.pixels, self.reference.ref.pixels)
+                                                    and torch.equal(reference.ref.latent, self.reference.ref.latent)):
             refuse("portrait")
         if options != self.options:
             refuse(", ".join(self.options.differences(options)))

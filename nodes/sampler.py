@@ -97,11 +97,12 @@ def made_chunks(video: VideoStream, progress: ChunkProgress, player: LivePlayer 
 
 
 def stream_latent(reference: RESTReference, video_frames: int, chunks: list[VideoChunk]) -> dict:
-    """The sampler's LATENT: the latents, plus what decoding needs (z_R, the frame count) and the frames the stream
-    already decoded, tied to this very samples tensor so REST Decode reuses them only for it."""
+    """The sampler's LATENT: the latents, plus what decoding needs (the portrait's Reference, the frame count) and
+    the frames the stream already decoded, tied to this very samples tensor so REST Decode reuses them only for it."""
     samples = torch.cat([c.latents for c in chunks], dim=2).float().cpu()  # [1, C, K * chunk_latents, h, w]
-    return {"samples": samples, "rest_reference": reference.latent.float().cpu(), "rest_video_frames": video_frames,
-            "rest_frames": torch.cat([c.frames for c in chunks]), "rest_frames_of": samples}
+    return {"samples": samples, "rest_reference": reference.ref.to("cpu", torch.float32),
+            "rest_video_frames": video_frames, "rest_frames": torch.cat([c.frames for c in chunks]),
+            "rest_frames_of": samples}
 
 
 class RESTStreamingSampler:
@@ -147,7 +148,7 @@ def stream_chunks(model: RESTModel, reference: RESTReference, speech: RESTSpeech
         player = LivePlayer(unique_id, uuid.uuid4().hex, audio, pipe.config.fps, latents.video_frames,
                             last_chunk=len(parts) - 1)
     try:
-        video = pipe.video_stream(reference.latent.to(model.device), options,
+        video = pipe.video_stream(reference.ref.to(model.device), options,
                                   None if text is None else text.to(model.device), on_step=progress.step)
         for e in parts:
             video.add(e)

@@ -7,7 +7,7 @@ from .dit import A2VDiT, sequence_timesteps
 from .media import VideoWriter, even_size
 from .pipeline import RESTPipeline
 from .precision import emulated_dtype_warning, fastest_cpu_dtype
-from .reference import CropBox, cut_square, paste_back, portrait_pixels, prepare_reference
+from .reference import CropBox, Reference, cut_square, paste_back, portrait_pixels, prepare_reference
 from .resample import SampleBuffer
 from .sampling import ChunkLatents, flow_schedule, joint_cfg, stream_latents
 from .speech import (SAMPLES_PER_VIDEO_FRAME, SpeechWindows, as_mono, check_sample_rate, latent_frames, mono_clip,
@@ -20,7 +20,7 @@ from .whisper_import import default_whisper_encoder, load_whisper_encoder
 
 __all__ = [
     "A2VDiT", "CausalVAE", "ChunkLatents", "CropBox", "DTYPES", "DecodeState", "DiTConfig", "IDContextCache", "PRESETS",
-    "RESTConfig", "RESTPipeline", "SAMPLES_PER_VIDEO_FRAME", "SAMPLE_RATE", "SampleBuffer", "SpeechAE",
+    "RESTConfig", "RESTPipeline", "Reference", "SAMPLES_PER_VIDEO_FRAME", "SAMPLE_RATE", "SampleBuffer", "SpeechAE",
     "SpeechConfig", "SpeechLatentStream", "SpeechLatents", "SpeechWindows", "StreamOptions", "VAEConfig",
     "VideoChunk", "VideoStream", "VideoWriter", "WhisperEncoder", "as_mono", "check_sample_rate", "cut_square",
     "default_whisper_encoder", "emulated_dtype_warning", "even_size", "fastest_cpu_dtype", "flow_schedule",

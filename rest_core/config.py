@@ -51,6 +51,9 @@ class DiTConfig:
         return self.hidden // self.heads
 
 
+REFERENCE_MODES = ("none", "decoder", "both")
+
+
 @dataclass(frozen=True)
 class VAEConfig:
     """The causal temporal VAE (paper §3.2), LTX-Video 0.9.0 layout; field names as diffusers'
@@ -65,8 +68,13 @@ class VAEConfig:
     decoder_spatio_temporal_scaling: tuple[bool, ...] = (True, True, True, False)
     patch_size: int = 4
     resnet_norm_eps: float = 1e-6
+    # Where the stream's portrait conditions the VAE (vae_reference.py): "none" (the paper's plain VAE), "decoder"
+    # (the decoder copies the look from it) or "both" (the encoder sees it too, so latents carry what it lacks)
+    reference: str = "none"
 
     def __post_init__(self):
+        if self.reference not in REFERENCE_MODES:
+            raise ValueError(f"vae reference={self.reference!r}: choose one of {', '.join(REFERENCE_MODES)}")
         for name in ("block_out_channels", "layers_per_block", "spatio_temporal_scaling",
                      "decoder_block_out_channels", "decoder_layers_per_block", "decoder_spatio_temporal_scaling"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
@@ -306,14 +314,16 @@ PRESETS: dict[str, RESTConfig] = {
     # Small enough to train on a 2-core CPU in hours and to stream faster than real time there; same code paths.
     # 256x256: an 8x8 latent grid is the smallest that holds eyes, glasses and a mouth apart (4x4 at 128x128 could
     # not); the slimmer decoder keeps the whole checkpoint under 40 MB in float16. The exact GELU because the CPU's
-    # tanh approximation costs five times as much: a tenth of a bfloat16 chunk.
+    # tanh approximation costs five times as much: a tenth of a bfloat16 chunk. The VAE copies the look from the
+    # portrait (vae_reference.py): a small model cannot learn every look there is.
     "rest-demo": RESTConfig(
         name="rest-demo",
         resolution=256,
         dit=DiTConfig(in_channels=128, hidden=256, depth=6, heads=4, text_dim=None, speech_tokens=4, speech_dim=64,
                       ffn_gelu="none"),
         vae=VAEConfig(latent_channels=128, block_out_channels=(32, 64, 128, 128), layers_per_block=(1, 1, 1, 1, 1),
-                      decoder_block_out_channels=(32, 64, 96, 128), decoder_layers_per_block=(1, 1, 1, 1, 1)),
+                      decoder_block_out_channels=(32, 64, 96, 128), decoder_layers_per_block=(1, 1, 1, 1, 1),
+                      reference="both"),
         speech=SpeechConfig(hidden=128, depth=2, heads=4),
     ),
 }

@@ -48,7 +48,7 @@ from .data.prepare import CROPS, crop_resize, crop_square, find_videos, read_fra
 from .media import read_audio
 from .mouth_expert import MouthExpert, load_expert, read_openness
 from .pipeline import RESTPipeline
-from .reference import CropBox
+from .reference import CropBox, Reference
 from .streams import decode_latents
 from .sampling import sample_sequence
 from .train.state import load_part
@@ -155,20 +155,22 @@ def non_streaming(pipe: RESTPipeline, teacher, clip: HeldOutClip, frames: int) -
     audio, rate = after_first_frame(clip, frames)
     ref, _ = pipe.encode_reference(clip.frames[0])
     speech = pipe.encode_speech(audio, rate)
-    z = sample_sequence(teacher, ref, speech.latents, chunk_latents=pipe.config.chunk_latents,
+    z = sample_sequence(teacher, ref.latent, speech.latents, chunk_latents=pipe.config.chunk_latents,
                         options=pipe.options(seed=0))
     return pipe.decode_latents(ref, z, speech.video_frames)
 
 
 @torch.no_grad()
 def reconstructed(vae: CausalVAE, clip: HeldOutClip, frames: int, chunk_latents: int) -> torch.Tensor:
-    """Ground truth through the VAE: frame 0 primes the decoder as a portrait does, then the chunks.  A clip without
+    """Ground truth through the VAE: frame 0 is the portrait (of a reference-conditioned VAE too: the frames after
+    it are other moments of the clip) and primes the decoder as a portrait does, then the chunks.  A clip without
     video (a photograph) is its portrait held still."""
     video = truth_or_portrait(clip, frames)
-    video = torch.cat([clip.frames[:1], video]).permute(3, 0, 1, 2)[None] * 2 - 1
     p = next(vae.parameters())
-    z = vae.encode_video(video.to(p.device, p.dtype))
-    return decode_latents(vae, z[:, :, :1], z[:, :, 1:], chunk_latents, frames)
+    video = (torch.cat([clip.frames[:1], video]).permute(3, 0, 1, 2)[None] * 2 - 1).to(p.device, p.dtype)
+    portrait = video[:, :, 0]
+    z = vae.encode_video(video, portrait)
+    return decode_latents(vae, Reference(z[:, :, :1], portrait), z[:, :, 1:], chunk_latents, frames)
 
 
 # --- measuring -------------------------------------------------------------------------------------------------

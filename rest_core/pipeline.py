@@ -1,6 +1,6 @@
 """RESTPipeline: a portrait and speech in, talking-head frames out, chunk by chunk (paper Algorithm 1 end to end).
 
-    portrait -> crop/resize (reference.py) -> VAE encoder -> z_R -----------------------\
+    portrait -> crop/resize (reference.py) -> VAE encoder -> z_R (+ the square) --------\
     audio pieces -> SpeechLatentStream (Whisper -> SpeechAE) -> E, one chunk at a time -> VideoStream -> frames
 
 The streams are in streams.py, the checkpoint file in checkpoint.py; this class holds the parts and wires them.
@@ -19,7 +19,7 @@ from .checkpoint import (check_fits_in_memory, checkpoint_config, checkpoint_met
                          read_safetensors)
 from .config import RESTConfig, StreamOptions
 from .dit import A2VDiT
-from .reference import CropBox, prepare_reference
+from .reference import CropBox, Reference, prepare_reference
 from .speech import SAMPLES_PER_LATENT, check_sample_rate, mono_clip
 from .speech_ae import SpeechAE
 from .streams import SpeechLatents, SpeechLatentStream, VideoChunk, VideoStream, decode_latents
@@ -114,16 +114,18 @@ class RESTPipeline:
 
     # --- generation ------------------------------------------------------------------------------------------
 
-    def encode_reference(self, image, box: CropBox | None = None) -> tuple[Tensor, CropBox]:
-        """A portrait -> (z_R [1, C, 1, h, w], its crop box: `box`, or the largest centred square)."""
+    def encode_reference(self, image, box: CropBox | None = None) -> tuple[Reference, CropBox]:
+        """A portrait -> (its Reference: z_R and the square, its crop box: `box`, or the largest centred square)."""
         pixels, box = prepare_reference(image, self.config.resolution, box)
         return self.encode_square(pixels), box
 
     @torch.no_grad()
-    def encode_square(self, pixels: Tensor) -> Tensor:
-        """The portrait's square as `prepare_reference` gives it, [1, 3, R, R] in [-1, 1] -> z_R [1, C, 1, h, w]"""
+    def encode_square(self, pixels: Tensor) -> Reference:
+        """The portrait's square as `prepare_reference` gives it, [1, 3, R, R] in [-1, 1] -> its Reference (z_R
+        [1, C, 1, h, w] and the square, on the model's device and in its dtype)"""
         p = next(self.vae.parameters())
-        return self.vae.encode_image(pixels.to(p.device, p.dtype))
+        pixels = pixels.to(p.device, p.dtype)
+        return Reference(self.vae.encode_image(pixels), pixels)
 
     def options(self, **changes) -> StreamOptions:
         """This model's recommended sampling options (from its checkpoint), with `changes`."""
@@ -149,9 +151,9 @@ class RESTPipeline:
         chunks += speech.finish()
         return SpeechLatents(torch.cat(chunks, dim=1), speech.video_frames, speech.heard.read(0, speech.heard.received))
 
-    def video_stream(self, ref: Tensor, options: StreamOptions | None = None, text: Tensor | None = None,
+    def video_stream(self, ref: Reference, options: StreamOptions | None = None, text: Tensor | None = None,
                      on_step: Callable[[int, int], None] | None = None) -> VideoStream:
-        """A stream from z_R [1, C, 1, h, w]; `options` default to the model's (`options()`); `on_step` as for
+        """A stream from a portrait's Reference; `options` default to the model's (`options()`); `on_step` as for
         `stream_latents`."""
         return VideoStream(self.dit, self.vae, ref, self.config.chunk_latents,
                            self.options() if options is None else options, text, on_step)
@@ -185,7 +187,7 @@ class RESTPipeline:
         video.end(speech.video_frames)
         yield from video.pull()
 
-    def decode_latents(self, ref: Tensor, latents: Tensor, video_frames: int | None = None) -> Tensor:
+    def decode_latents(self, ref: Reference, latents: Tensor, video_frames: int | None = None) -> Tensor:
         """Latents of a stream [1, C, K * chunk_latents, h, w] -> its frames (`streams.decode_latents`)."""
         return decode_latents(self.vae, ref, latents, self.config.chunk_latents, video_frames)
 

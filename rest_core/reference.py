@@ -63,6 +63,18 @@ class CropBox:
         return self
 
 
+@dataclass(frozen=True)
+class Reference:
+    """A stream's portrait as the model holds it: z_R, the ID sink's latent, and the square it was encoded from,
+    which a reference-conditioned VAE's decoder copies the look from (a plain VAE's ignores it)."""
+
+    latent: Tensor  # [1, C, 1, h, w]
+    pixels: Tensor  # [1, 3, R, R] in [-1, 1]
+
+    def to(self, device=None, dtype: torch.dtype | None = None) -> "Reference":
+        return Reference(self.latent.to(device, dtype), self.pixels.to(device, dtype))
+
+
 def portrait_pixels(image) -> Tensor:
     """Any portrait `prepare_reference` accepts -> [H, W, 3] float in [0, 1]."""
     image = as_tensor("image", image, "[H, W, C]")

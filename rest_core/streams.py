@@ -20,6 +20,7 @@ from torch import Tensor
 
 from .config import RESTConfig, StreamOptions
 from .dit import A2VDiT
+from .reference import Reference
 from .resample import SampleBuffer
 from .sampling import stream_latents
 from .speech import SpeechWindows, video_frames
@@ -94,11 +95,11 @@ class VideoStream:
     clip's frame count; chunks pulled after it are trimmed to it.
     """
 
-    def __init__(self, dit: A2VDiT, vae: CausalVAE, ref: Tensor, chunk_latents: int, options: StreamOptions,
+    def __init__(self, dit: A2VDiT, vae: CausalVAE, ref: Reference, chunk_latents: int, options: StreamOptions,
                  text: Tensor | None = None, on_step: Callable[[int, int], None] | None = None):
         self.waiting: deque[Tensor] = deque()  # speech latents added, not yet denoised
-        self.latents = stream_latents(dit, ref, self._speech(), text, chunk_latents=chunk_latents, options=options,
-                                      on_step=on_step)
+        self.latents = stream_latents(dit, ref.latent, self._speech(), text, chunk_latents=chunk_latents,
+                                      options=options, on_step=on_step)
         self.vae, self.video_frames, self.made = vae, None, 0
         self.vae_state = primed_decoder(vae, ref)
 
@@ -131,11 +132,13 @@ def to_images(video: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def primed_decoder(vae: CausalVAE, ref: Tensor):
+def primed_decoder(vae: CausalVAE, ref: Reference):
     """A causal decoder state that has seen z_R [1, C, 1, h, w], as every stream's decoder starts: the reference
-    primes it and is not shown."""
-    state = vae.decode_start()
-    vae.decode_stream(ref.to(next(vae.parameters()).dtype), state)
+    primes it and is not shown (a reference-conditioned VAE also keeps the portrait's features in it)."""
+    p = next(vae.parameters())
+    ref = ref.to(p.device, p.dtype)
+    state = vae.decode_start(ref.pixels)
+    vae.decode_stream(ref.latent, state)
     return state
 
 
@@ -146,7 +149,7 @@ def decode_chunk(vae: CausalVAE, latents: Tensor, state) -> tuple[Tensor, object
 
 
 @torch.no_grad()
-def decode_latents(vae: CausalVAE, ref: Tensor, latents: Tensor, chunk_latents: int,
+def decode_latents(vae: CausalVAE, ref: Reference, latents: Tensor, chunk_latents: int,
                    video_frames: int | None = None) -> Tensor:
     """Latents of a stream [1, C, K * chunk_latents, h, w] -> its frames [n, H, W, 3] in [0, 1], decoded chunk by
     chunk as the stream was, cut to `video_frames` when given."""

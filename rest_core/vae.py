@@ -27,6 +27,7 @@ from torch.utils.flop_counter import conv_flop_count, flop_registry, register_fl
 
 from .checks import expect_finite, expect_shape
 from .config import VAEConfig
+from .vae_reference import ReferenceEncoder2d, ReferenceMerge, patchify
 
 
 @dataclass
@@ -35,6 +36,7 @@ class DecodeState:
 
     frames: list = field(default_factory=list)  # [B, C, k-1, H, W] tails of each conv's input, or None
     started: bool = False
+    reference: list | None = None  # the portrait's features per up block (a reference-conditioned VAE), or None
 
 
 class CausalConv3d(nn.Module):
@@ -154,17 +156,22 @@ class Upsampler3d(nn.Module):
 
 
 class UpBlock3d(nn.Module):
-    def __init__(self, cin: int, cout: int, layers: int, upsample: bool, eps: float):
+    """A widening resnet, a 2x upsampler, the portrait's look merged in (a reference-conditioned VAE), resnets."""
+
+    def __init__(self, cin: int, cout: int, layers: int, upsample: bool, eps: float, reference: bool = False):
         super().__init__()
         self.conv_in = ResnetBlock3d(cin, cout, eps) if cin != cout else None
         self.upsamplers = nn.ModuleList([Upsampler3d(cout)]) if upsample else None
+        self.reference_merge = ReferenceMerge(cout) if reference else None
         self.resnets = nn.ModuleList(ResnetBlock3d(cout, cout, eps) for _ in range(layers))
 
-    def forward(self, x: Tensor, state: DecodeState | None = None) -> Tensor:
+    def forward(self, x: Tensor, state: DecodeState | None = None, reference: Tensor | None = None) -> Tensor:
         if self.conv_in is not None:
             x = self.conv_in(x, state)
         for up in self.upsamplers or ():
             x = up(x, state)
+        if self.reference_merge is not None:
+            x = self.reference_merge(x, reference)
         for resnet in self.resnets:
             x = resnet(x, state)
         return x
@@ -174,8 +181,10 @@ class Encoder3d(nn.Module):
     def __init__(self, config: VAEConfig):
         super().__init__()
         self.patch = config.patch_size
+        self.sees_reference = config.reference == "both"
         widths, layers, eps = config.block_out_channels, config.layers_per_block, config.resnet_norm_eps
-        self.conv_in = CausalConv3d(3 * self.patch**2, widths[0])
+        # with the portrait: its patches beside each frame's
+        self.conv_in = CausalConv3d(3 * self.patch**2 * (2 if self.sees_reference else 1), widths[0])
         self.down_blocks = nn.ModuleList(
             DownBlock3d(widths[i], widths[min(i + 1, len(widths) - 1)], layers[i], config.spatio_temporal_scaling[i],
                         eps)
@@ -185,10 +194,13 @@ class Encoder3d(nn.Module):
         # one extra channel: a log-variance shared by all latent channels (LTX "uniform" log-var)
         self.conv_out = CausalConv3d(widths[-1], config.latent_channels + 1)
 
-    def forward(self, video: Tensor) -> Tensor:
-        """video: [B, 3, 1+8k, H, W] in [-1, 1] -> posterior mean and log-variance [B, C+1, 1+k, H/32, W/32]"""
+    def forward(self, video: Tensor, reference: Tensor | None = None) -> Tensor:
+        """video: [B, 3, 1+8k, H, W] in [-1, 1] (and, for reference = "both", the portrait [B, 3, H, W]) ->
+        posterior mean and log-variance [B, C+1, 1+k, H/32, W/32]"""
         # channel order (c, w-offset, h-offset), as LTX-Video patchifies
         x = rearrange(video, "b c f (h q) (w r) -> b (c r q) f h w", q=self.patch, r=self.patch)
+        if self.sees_reference:
+            x = torch.cat([x, patchify(reference, self.patch)[:, :, None].expand(-1, -1, x.shape[2], -1, -1)], dim=1)
         x = self.conv_in(x)
         for block in self.down_blocks:
             x = block(x)
@@ -207,18 +219,20 @@ class Decoder3d(nn.Module):
         self.conv_in = CausalConv3d(config.latent_channels, widths[0])
         self.mid_block = MidBlock3d(widths[0], layers[0], eps)
         self.up_blocks = nn.ModuleList(
-            UpBlock3d(widths[max(i - 1, 0)], widths[i], layers[i + 1], scaling[i], eps) for i in range(len(widths))
+            UpBlock3d(widths[max(i - 1, 0)], widths[i], layers[i + 1], scaling[i], eps, config.reference != "none")
+            for i in range(len(widths))
         )
         self.conv_out = CausalConv3d(widths[-1], 3 * self.patch**2)
         self.convs = [m for m in self.modules() if isinstance(m, CausalConv3d) and m.time_kernel > 1]
         for slot, conv in enumerate(self.convs):
             conv.slot = slot
 
-    def forward(self, z: Tensor, state: DecodeState | None = None) -> Tensor:
-        """z: [B, C, F, h, w] (un-normalised latents) -> video [B, 3, frames, 32h, 32w]"""
+    def forward(self, z: Tensor, state: DecodeState | None = None, reference: list[Tensor] | None = None) -> Tensor:
+        """z: [B, C, F, h, w] (un-normalised latents); reference: the portrait's features (ReferenceEncoder2d, fine
+        to coarse) for a reference-conditioned VAE -> video [B, 3, frames, 32h, 32w]"""
         x = self.mid_block(self.conv_in(z, state), state)
-        for block in self.up_blocks:
-            x = block(x, state)
+        for i, block in enumerate(self.up_blocks):
+            x = block(x, state, None if reference is None else reference[-1 - i])
         x = self.conv_out(F.silu(channel_norm(x)), state)
         return rearrange(x, "b (c r q) f h w -> b c f (h q) (w r)", q=self.patch, r=self.patch)
 
@@ -229,6 +243,7 @@ class CausalVAE(nn.Module):
         self.config = config
         self.encoder = Encoder3d(config)
         self.decoder = Decoder3d(config)
+        self.reference_encoder = ReferenceEncoder2d(config) if config.reference != "none" else None
         # per-channel latent statistics: the DiT works on (mean - latents_mean) / latents_std
         self.register_buffer("latents_mean", torch.zeros(config.latent_channels))
         self.register_buffer("latents_std", torch.ones(config.latent_channels))
@@ -260,11 +275,31 @@ class CausalVAE(nn.Module):
             raise ValueError(f"{name}: {h}x{w} pixels; height and width must be multiples of 32")
         return expect_finite(name, video)
 
-    def encode_video(self, video: Tensor, sample: bool = False, generator: torch.Generator | None = None) -> Tensor:
+    def check_reference(self, reference: Tensor | None, batch: int | None = None,
+                        size: tuple[int, int] = (None, None)) -> Tensor | None:
+        """The portrait a reference-conditioned VAE needs, [B, 3, H, W] at the video's batch and size where given;
+        None for a plain VAE (which ignores one)."""
+        if self.reference_encoder is None:
+            return None
+        if reference is None:
+            raise ValueError("this VAE copies the look from the portrait (reference-conditioned): pass the portrait "
+                             "as `reference`, [B, 3, H, W] in [-1, 1]")
+        expect_shape("reference", reference, [("B", batch), ("RGB", 3), ("H", size[0]), ("W", size[1])])
+        return expect_finite("reference", reference)
+
+    def encode_moments(self, video: Tensor, reference: Tensor | None = None) -> Tensor:
+        """video [B, 3, 1+8k, H, W] in [-1, 1] (checked) -> posterior mean and log-variance, un-normalised
+        [B, C+1, 1+k, H/32, W/32]; `reference` as for encode_video."""
+        reference = self.check_reference(reference, video.shape[0], video.shape[-2:])
+        return self.encoder(video, reference if self.encoder.sees_reference else None)
+
+    def encode_video(self, video: Tensor, reference: Tensor | None = None, sample: bool = False,
+                     generator: torch.Generator | None = None) -> Tensor:
         """video: [B, 3, 1+8k, H, W] in [-1, 1] -> normalised latents [B, C, 1+k, H/32, W/32] (posterior mean, or a
-        sample of the posterior with `sample`)."""
+        sample of the posterior with `sample`). A reference-conditioned VAE needs the stream's portrait,
+        `reference` [B, 3, H, W] in [-1, 1]; a video whose first frame is the portrait encodes it to z_R."""
         self.check_video("video", video)
-        moments = self.encoder(video)
+        moments = self.encode_moments(video, reference)
         mean, log_var = moments[:, :-1], moments[:, -1:]
         if sample:
             noise = torch.randn(mean.shape, generator=generator, device="cpu").to(mean)
@@ -272,21 +307,34 @@ class CausalVAE(nn.Module):
         return self.normalize(mean)
 
     def encode_image(self, image: Tensor) -> Tensor:
-        """image: [B, 3, H, W] in [-1, 1] -> the reference latent z_R [B, C, 1, H/32, W/32]"""
+        """image: [B, 3, H, W] in [-1, 1] -> the reference latent z_R [B, C, 1, H/32, W/32] (for a
+        reference-conditioned VAE: the image encoded with itself as the portrait)."""
         expect_shape("image", image, [("B", None), ("RGB", 3), ("H", None), ("W", None)])
-        return self.encode_video(image[:, :, None])
+        return self.encode_video(image[:, :, None], image)
 
-    def decode(self, z: Tensor) -> Tensor:
-        """Normalised latents [B, C, 1+k, h, w] -> video [B, 3, 1+8k, 32h, 32w] in about [-1, 1]."""
-        return self.decoder(self.denormalize(self.check_latents(z)))
+    def reference_features(self, reference: Tensor | None, batch: int | None = None,
+                           size: tuple[int, int] = (None, None)) -> list[Tensor] | None:
+        """The portrait's features for every decoder up block, once per stream (None for a plain VAE); `batch` and
+        `size` (height, width) are the frames', where known."""
+        reference = self.check_reference(reference, batch, size)
+        return None if reference is None else self.reference_encoder(reference)
 
-    def decode_start(self) -> DecodeState:
-        return DecodeState(frames=[None] * len(self.decoder.convs))
+    def decode(self, z: Tensor, reference: Tensor | None = None) -> Tensor:
+        """Normalised latents [B, C, 1+k, h, w] -> video [B, 3, 1+8k, 32h, 32w] in about [-1, 1]; `reference` the
+        portrait [B, 3, 32h, 32w] for a reference-conditioned VAE."""
+        z = self.check_latents(z)
+        features = self.reference_features(reference, z.shape[0], (z.shape[-2] * 32, z.shape[-1] * 32))
+        return self.decoder(self.denormalize(z), reference=features)
+
+    def decode_start(self, reference: Tensor | None = None) -> DecodeState:
+        """A stream's decoder state; a reference-conditioned VAE computes the portrait's features into it here, once
+        (`reference` [B, 3, H, W] in [-1, 1], the frames' size)."""
+        return DecodeState(frames=[None] * len(self.decoder.convs), reference=self.reference_features(reference))
 
     def decode_stream(self, z: Tensor, state: DecodeState) -> tuple[Tensor, DecodeState]:
         """Decode the next latent frames of a stream. The first call (normally the reference latent alone) gives
         1 + 8(F-1) frames, every later call exactly 8 per latent frame; together they equal `decode` of the
         concatenation."""
-        frames = self.decoder(self.denormalize(self.check_latents(z)), state)
+        frames = self.decoder(self.denormalize(self.check_latents(z)), state, state.reference)
         state.started = True
         return frames, state

@@ -5,6 +5,8 @@
 # `python -m rest_core train expert --config configs/mouth-expert.toml --data runs/expert-data --out runs/expert`).
 # Run it again after an interruption: finished corpus clips and prepared data are kept, training stages resume
 # from their last state. RUNS (default runs/demo) holds everything; DEVICE picks cpu/cuda (default: auto).
+# A stage whose finished weights are in FINISHED (default models/stages/rest-demo: float16, committed to the
+# repository, `python -m rest_core train finish`) is not trained again: the recipe continues from them on any machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-python}
@@ -13,32 +15,51 @@ DEVICE=${DEVICE:-auto}
 WORKERS=${WORKERS:-$(nproc)}
 CONFIGS=configs/rest-demo
 MODEL=${MODEL:-models/rest-demo.safetensors}
+FINISHED=${FINISHED:-models/stages/rest-demo}
 
 rest() { echo "+ python -m rest_core $*" >&2; "$PY" -m rest_core "$@"; }
+# finished STAGE: its weights are committed; part STAGE FILE: where its weights are (committed, else its run's)
+finished() { [ -f "$FINISHED/$1.safetensors" ]; }
+part() { if finished "$1"; then echo "$FINISHED/$1.safetensors"; else echo "$RUNS/$1/$2"; fi; }
+# finish STAGE FILE: its run's part as finished float16 weights, to commit
+finish() { finished "$1" || rest train finish --part "$RUNS/$1/$2" --out "$FINISHED/$1.safetensors"; }
 
 # 1. corpus: training seeds 0..1199 (5 s each, a new identity per clip)
 rest synth --out "$RUNS/corpus/train" --count 1200 --first-seed 0 --seconds 5 --workers "$WORKERS"
 
 # 2. clips: the whole 256 px frames (the corpus frames its faces at any size and place) and the speech windows
-[ -f "$RUNS/data/clips/index.json" ] || rest prepare clips --videos "$RUNS/corpus/train" --out "$RUNS/data"
+[ -f "$RUNS/data/clips/index.json" ] || rest prepare clips --videos "$RUNS/corpus/train" --out "$RUNS/data" \
+    --workers "$WORKERS"
 
-# 3. the frozen encoders, the VAE (the long one) first
-rest train vae --config $CONFIGS/vae.toml --data "$RUNS/data" --out "$RUNS/vae" --device "$DEVICE"
+# 3. the frozen encoders, the VAE (the long one) first; once the decoder stage is finished the first one's weights
+#    are not needed (the second keeps its encoder and latents)
+finished vae-decoder || finished vae || {
+    rest train vae --config $CONFIGS/vae.toml --data "$RUNS/data" --out "$RUNS/vae" --device "$DEVICE"
+    finish vae vae.safetensors; }
 # the decoder alone, tuned to spread each latent frame's motion over its 8 frames (same latents)
-rest train vae --config $CONFIGS/vae-decoder.toml --init "$RUNS/vae/vae.safetensors" --data "$RUNS/data" \
-    --out "$RUNS/vae-decoder" --device "$DEVICE"
-rest train speechae --config $CONFIGS/speechae.toml --data "$RUNS/data" --out "$RUNS/speechae" --device "$DEVICE"
+finished vae-decoder || {
+    rest train vae --config $CONFIGS/vae-decoder.toml --init "$(part vae vae.safetensors)" --data "$RUNS/data" \
+        --out "$RUNS/vae-decoder" --device "$DEVICE"
+    finish vae-decoder vae.safetensors; }
+VAE=$(part vae-decoder vae.safetensors)
+finished speechae || {
+    rest train speechae --config $CONFIGS/speechae.toml --data "$RUNS/data" --out "$RUNS/speechae" --device "$DEVICE"
+    finish speechae speech_ae.safetensors; }
+SPEECH_AE=$(part speechae speech_ae.safetensors)
 
 # 4. training segments: the reference and 3 chunks, encoded once, starting every 2 latent frames (0.64 s)
-[ -f "$RUNS/data/segments/index.json" ] || rest prepare latents --data "$RUNS/data" --vae "$RUNS/vae/vae.safetensors" \
-    --speech-ae "$RUNS/speechae/speech_ae.safetensors" --chunks 3 --stride 2 --device "$DEVICE"
+[ -f "$RUNS/data/segments/index.json" ] || rest prepare latents --data "$RUNS/data" --vae "$VAE" \
+    --speech-ae "$SPEECH_AE" --chunks 3 --stride 2 --device "$DEVICE"
 
 # 5. teacher, then the students from its weights
-rest train teacher --config $CONFIGS/teacher.toml --data "$RUNS/data" --out "$RUNS/teacher" --device "$DEVICE"
+finished teacher || {
+    rest train teacher --config $CONFIGS/teacher.toml --data "$RUNS/data" --out "$RUNS/teacher" --device "$DEVICE"
+    finish teacher dit.safetensors; }
+TEACHER=$(part teacher dit.safetensors)
 rest train student --config $CONFIGS/student.toml --data "$RUNS/data" --out "$RUNS/student" --device "$DEVICE" \
-    --init "$RUNS/teacher/dit.safetensors" --teacher "$RUNS/teacher/dit.safetensors"
+    --init "$TEACHER" --teacher "$TEACHER"
 rest train student --config $CONFIGS/student.toml --data "$RUNS/data" --out "$RUNS/student-noasd" --device "$DEVICE" \
-    --init "$RUNS/teacher/dit.safetensors" --no-con --no-smo
+    --init "$TEACHER" --no-con --no-smo
 
 # 6. the held-out corpora, made only now so that training starts sooner: held-out seeds from 1,000,000 (8 s clips)
 #    and 2,000,000 (60 s streams), and 60 s streams of the held-out style families (drawing styles the training
@@ -52,8 +73,8 @@ done
 
 # 7. the checkpoint (Joint CFG 2 by default: where this small model lip-syncs best, docs/MODEL_CARD.md), and its
 #    evaluation
-rest train export --vae "$RUNS/vae-decoder/vae.safetensors" --speech-ae "$RUNS/speechae/speech_ae.safetensors" \
+rest train export --vae "$VAE" --speech-ae "$SPEECH_AE" \
     --dit "$RUNS/student/dit.safetensors" --cfg 2 --out "$MODEL"
 rest eval --checkpoint "$MODEL" --clips "$RUNS/corpus/heldout" --streams "$RUNS/corpus/heldout-60s" \
     --families "$RUNS/corpus/families-60s" --photos \
-    --teacher "$RUNS/teacher/dit.safetensors" --no-asd "$RUNS/student-noasd/dit.safetensors" --out docs
+    --teacher "$TEACHER" --no-asd "$RUNS/student-noasd/dit.safetensors" --out docs

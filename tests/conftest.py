@@ -109,12 +109,14 @@ def speak(tmp_path_factory):
     return run
 
 
-# A whole REST model small enough for node and server tests: 64 px, 2 DiT blocks, a one-layer Whisper.
+# A whole REST model small enough for node and server tests: 64 px, 2 DiT blocks, a one-layer Whisper; its VAE
+# copies the look from the portrait, as rest-demo's does.
 TINY_REST = RESTConfig(
     name="tiny", resolution=64,
     dit=DiTConfig(in_channels=8, hidden=64, depth=2, heads=4, text_dim=None, speech_tokens=2, speech_dim=16),
     vae=VAEConfig(latent_channels=8, block_out_channels=(8, 16, 16, 16), layers_per_block=(1, 1, 1, 1, 1),
-                  decoder_block_out_channels=(8, 16, 16, 16), decoder_layers_per_block=(1, 1, 1, 1, 1)),
+                  decoder_block_out_channels=(8, 16, 16, 16), decoder_layers_per_block=(1, 1, 1, 1, 1),
+                  reference="both"),
     speech=SpeechConfig(hidden=32, depth=1, heads=4),
     sampler=StreamOptions(steps=2, cfg=2.0),
 )

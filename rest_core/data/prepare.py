@@ -16,9 +16,10 @@ Output: clips/shard-NNNNN.safetensors (`<name>/frames` uint8 [T, R, R, 3], `<nam
 [latent frames, H_w, 384]) and clips/index.json.
 
 `latents` cuts each clip into training segments and encodes them with the trained (frozen) VAE and SpeechAE. A
-segment is the reference frame and the K chunks after it: frames [8m - 1, 8m + 24K), encoded as one causal clip,
-so its first latent is the reference encoded alone (z_R, exactly as a portrait is encoded) and the rest are the
-chunks' latents, which the decoder primed on z_R reproduces. Its speech is the SpeechAE latents of the clip's
+segment is the reference frame and the K chunks after it: frames [8m - 1, 8m + 24K), encoded as one causal clip
+(with the reference frame as the portrait, for a reference-conditioned VAE), so its first latent is the reference
+encoded alone (z_R, exactly as a portrait is encoded) and the rest are the chunks' latents, which the decoder primed
+on z_R reproduces. Its speech is the SpeechAE latents of the clip's
 windows m .. m + cK - 1: output frame 0 of the segment is clip frame 8m, on latent frame m of the clip's audio.
 Output: segments/shard-NNNNN.safetensors (`latents` [S, C, 1 + cK, h, w], `speech` [S, cK, h_w, d_A], `clip` and
 `start` [S]) and segments/index.json.
@@ -111,50 +112,92 @@ def crop_resize(frames: np.ndarray, box: CropBox, resolution: int) -> np.ndarray
 # --- pass 1: clips ---------------------------------------------------------------------------------------------
 
 def prepare_clips(videos: str | Path, out: str | Path, config: RESTConfig, whisper=None, shard_clips: int = 32,
-                  crop: str = CROPS[0], log=sys.stderr) -> dict:
-    from ..media import read_audio
-
+                  crop: str = CROPS[0], workers: int = 1, log=sys.stderr) -> dict:
+    """`whisper`: an encoder, a weights file or None (the pinned tiny.en); `workers` > 1 prepares shards in that
+    many processes, each loading the encoder from the file (an encoder object cannot be handed to them)."""
     paths = find_videos(videos)
     out = Path(out) / "clips"
     out.mkdir(parents=True, exist_ok=True)
-    encoder = whisper if whisper is not None else default_whisper_encoder()
-    left, right = config.speech.context_left, config.speech.context_right
-    index = {"resolution": config.resolution, "crop": crop, "context_left": left, "context_right": right,
-             "clips": [], "shards": []}
-    shard: dict[str, torch.Tensor] = {}
-    started = time.perf_counter()
+    index = {"resolution": config.resolution, "crop": crop, "context_left": config.speech.context_left,
+             "context_right": config.speech.context_right, "clips": [], "shards": []}
+    groups = [paths[i:i + shard_clips] for i in range(0, len(paths), shard_clips)]
+    jobs = [(group, str(videos), str(out / f"shard-{k:05d}.safetensors"), config.to_json(), crop) for k, group in
+            enumerate(groups)]
+    started, done = time.perf_counter(), 0
 
-    def flush():
-        if shard:
-            save_file(shard, str(out / f"shard-{len(index['shards']):05d}.safetensors"))
-            index["shards"].append(f"shard-{len(index['shards']):05d}.safetensors")
-            shard.clear()
+    def gather(entries: list[dict], skipped: list[str], shard: str):
+        nonlocal done
+        for message in skipped:
+            log.write(message)
+        if entries:
+            index["clips"] += [entry | {"shard": len(index["shards"])} for entry in entries]
+            index["shards"].append(shard)
+        done += len(entries) + len(skipped)
+        log.write(f"\r[prepare clips] {done}/{len(paths)}  {done / (time.perf_counter() - started):.2f} videos/s ")
 
-    for n, path in enumerate(paths):
-        frames = read_frames_25fps(path)
-        waveform, rate = read_audio(path)
-        audio = prepare_audio(waveform, rate)  # [N] mono 16 kHz
-        count = min(len(frames), round(len(audio) / SAMPLES_PER_VIDEO_FRAME))
-        if count < 1 + VAE_TEMPORAL:
-            log.write(f"skipping {path}: {count} frames with audio; a clip needs at least {1 + VAE_TEMPORAL}\n")
-            continue
-        box = crop_square(path, *frames.shape[1:3], crop)
-        pixels = crop_resize(frames[:count], box, config.resolution)
-        windows = speech_features(encoder, audio, SAMPLE_RATE, left, right, batch=64)  # [latent frames, H_w, width]
-        name = path.relative_to(videos).with_suffix("").as_posix()
-        shard[f"{name}/frames"] = torch.from_numpy(pixels)
-        shard[f"{name}/windows"] = windows.to(torch.float16)
-        index["clips"].append({"name": name, "source": path.relative_to(videos).as_posix(),
-                               "shard": len(index["shards"]), "frames": count, "box": [box.top, box.left, box.size]})
-        if len(shard) >= 2 * shard_clips:
-            flush()
-        log.write(f"\r[prepare clips] {n + 1}/{len(paths)}  {(n + 1) / (time.perf_counter() - started):.2f} videos/s ")
-    flush()
+    if workers > 1 and len(jobs) > 1:
+        if whisper is not None and not isinstance(whisper, (str, Path)):
+            raise ValueError("prepare clips with workers > 1 loads the Whisper encoder in each worker: give its file")
+        import multiprocessing
+
+        # spawn, not fork: the parent has torch loaded, and forked OpenMP thread pools can hang
+        with multiprocessing.get_context("spawn").Pool(workers, initializer=_quiet_worker,
+                                                       initargs=(None if whisper is None else str(whisper),)) as pool:
+            for result in pool.imap(_prepare_shard_in_worker, jobs):
+                gather(*result)
+    else:
+        if whisper is None or isinstance(whisper, (str, Path)):
+            whisper = default_whisper_encoder() if whisper is None else load_whisper_encoder(whisper)
+        for job in jobs:
+            gather(*prepare_shard(*job, whisper))
     log.write("\n")
     if not index["clips"]:
         raise ValueError(f"no usable clips in {videos}: every video was shorter than {1 + VAE_TEMPORAL} frames")
     (out / "index.json").write_text(json.dumps(index, indent=1))
     return index
+
+
+def prepare_shard(paths: list[Path], videos: str, shard: str, config_json: str, crop: str,
+                  encoder) -> tuple[list[dict], list[str], str]:
+    """One shard's videos -> its file (when a clip is usable), the index entries of its clips (without the shard
+    number), the messages of the videos it skipped, and the shard's file name."""
+    from ..media import read_audio
+
+    config = RESTConfig.from_json(config_json)
+    left, right = config.speech.context_left, config.speech.context_right
+    tensors, entries, skipped = {}, [], []
+    for path in paths:
+        frames = read_frames_25fps(path)
+        waveform, rate = read_audio(path)
+        audio = prepare_audio(waveform, rate)  # [N] mono 16 kHz
+        count = min(len(frames), round(len(audio) / SAMPLES_PER_VIDEO_FRAME))
+        if count < 1 + VAE_TEMPORAL:
+            skipped.append(f"skipping {path}: {count} frames with audio; a clip needs at least {1 + VAE_TEMPORAL}\n")
+            continue
+        box = crop_square(path, *frames.shape[1:3], crop)
+        pixels = crop_resize(frames[:count], box, config.resolution)
+        windows = speech_features(encoder, audio, SAMPLE_RATE, left, right, batch=64)  # [latent frames, H_w, width]
+        name = path.relative_to(videos).with_suffix("").as_posix()
+        tensors[f"{name}/frames"] = torch.from_numpy(pixels)
+        tensors[f"{name}/windows"] = windows.to(torch.float16)
+        entries.append({"name": name, "source": path.relative_to(videos).as_posix(), "frames": count,
+                        "box": [box.top, box.left, box.size]})
+    if tensors:
+        save_file(tensors, shard)
+    return entries, skipped, Path(shard).name
+
+
+_worker_encoder = None  # each worker process's Whisper encoder, loaded once
+
+
+def _quiet_worker(whisper: str | None):
+    global _worker_encoder
+    torch.set_num_threads(1)  # the parallelism is the pool's processes
+    _worker_encoder = default_whisper_encoder() if whisper is None else load_whisper_encoder(whisper)
+
+
+def _prepare_shard_in_worker(job: tuple) -> tuple[list[dict], list[str], str]:
+    return prepare_shard(*job, _worker_encoder)
 
 
 class ClipSet:
@@ -232,7 +275,7 @@ def prepare_segments(data: str | Path, vae, speech_ae, config: RESTConfig, chunk
         frames, windows = clips.frames(i), clips.windows(i).to(device)
         for m in segment_starts(count, chunks, c, stride):
             video = to_video(frames[8 * m - 1: 8 * m + VAE_TEMPORAL * c * chunks]).to(device)
-            latents.append(vae.encode_video(video).cpu())  # [1, C, 1 + cK, h, w]
+            latents.append(vae.encode_video(video, video[:, :, 0]).cpu())  # [1, C, 1 + cK, h, w]
             speech.append(speech_ae.encode(windows[m:m + c * chunks])[None].cpu())  # [1, cK, h_w, d_A]
             clip_ids.append(i)
             starts.append(8 * m - 1)
@@ -280,6 +323,7 @@ def configure(p):
     c.add_argument("--crop", choices=CROPS, default=CROPS[0],
                    help="full: the largest centred square (default); face: the sidecar's face_box")
     c.add_argument("--shard-clips", type=int, default=32)
+    c.add_argument("--workers", type=int, default=1, help="processes preparing shards in parallel (default 1)")
     s = sub.add_parser("latents", help="clips -> training segments encoded by the trained VAE and SpeechAE")
     s.add_argument("--data", required=True, help="the data folder `prepare clips` wrote")
     s.add_argument("--vae", required=True, help="vae.safetensors from `train vae`")
@@ -292,8 +336,9 @@ def configure(p):
 def run(args) -> int:
     if args.pass_ == "clips":
         config = RESTConfig.preset(args.preset)
-        whisper = load_whisper_encoder(args.whisper) if args.whisper else None
-        index = prepare_clips(args.videos, args.out, config, whisper, args.shard_clips, args.crop)
+        if args.workers < 1:
+            raise ValueError(f"--workers must be at least 1 (got {args.workers})")
+        index = prepare_clips(args.videos, args.out, config, args.whisper, args.shard_clips, args.crop, args.workers)
         print(f"{len(index['clips'])} clips -> {Path(args.out) / 'clips'}")
         return 0
     from ..train.loop import resolve_device

@@ -7,6 +7,7 @@
     expert     the mouth-opening expert eval reads lip-sync with (renders its own stills into --data)
                                                                                -> mouth_expert.safetensors
     export     VAE + SpeechAE + DiT parts -> one REST checkpoint for RESTPipeline / the ComfyUI loader
+    finish     a stage's part -> its finished float16 weights, to commit where the recipe continues from
 
 Every stage reads a TOML config (configs/<preset>/<stage>.toml: `preset` or a [model] table, a [train] table of
 loop settings and a table of the stage's own), writes a run folder, resumes from it when run again, and runs on
@@ -50,9 +51,18 @@ def configure(p):
     e.add_argument("--dtype", default="float16", choices=["float32", "float16", "bfloat16"])
     e.add_argument("--cfg", type=float, default=None, help="the checkpoint's default Joint-CFG scale")
     e.add_argument("--steps", type=int, default=None, help="the checkpoint's default sampling steps")
+    f = sub.add_parser("finish", help="a stage's part -> its finished float16 weights (no optimizer state)")
+    f.add_argument("--part", required=True, help="the run folder's part (e.g. runs/demo/vae/vae.safetensors)")
+    f.add_argument("--out", required=True, help="where the finished weights go (e.g. models/stages/rest-demo/)")
 
 
 def run(args) -> int:
+    if args.stage == "finish":
+        from .state import finish_part
+
+        path = finish_part(args.part, args.out)
+        print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+        return 0
     if args.stage == "export":
         from .export import export
 

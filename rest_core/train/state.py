@@ -58,6 +58,21 @@ def load_part(path: str | Path, part: str, module_factory=None) -> tuple[nn.Modu
     return module, config
 
 
+def finish_part(path: str | Path, out: str | Path) -> Path:
+    """A stage's part file -> its finished weights: the same tensors and metadata with every floating tensor in
+    float16 (half the size, for committing to the folder the recipe continues from; the next stage loads them into
+    float32 modules). Refuses anything but a part file."""
+    def part_metadata(metadata: dict[str, str]) -> dict[str, str]:
+        if metadata.get("format") != PART_FORMAT:
+            raise ValueError(f"{path}: not a training part file (a run folder's <part>.safetensors)")
+        return metadata
+
+    tensors, metadata = read_safetensors(path, "part written by a training stage", part_metadata)
+    half = {k: v.to(torch.float16) if v.is_floating_point() else v for k, v in tensors.items()}
+    _atomic_save(half, Path(out), metadata)
+    return Path(out)
+
+
 def part_info(path: str | Path) -> dict:
     with safe_open(str(path), framework="pt") as f:
         return json.loads((f.metadata() or {}).get("info", "{}"))

@@ -38,7 +38,8 @@ when the clip steps start): a 256x256 image step takes three quarters of its tim
 At the end the per-channel latent statistics are measured on the training clips and stored in the VAE
 (`latents_mean`, `latents_std`), so the DiT sees unit-scale latents.
 
-With `train_encoder = false` a run starts from a trained VAE (`--init`) and tunes its decoder alone: the latents
+With `train_encoder = false` a run starts from a trained VAE (`--init`) and tunes its decoder alone (with the
+portrait's encoder a reference-conditioned decoder reads): the latents
 and their statistics stay exactly those of the VAE it started from, so prepared segments and DiTs trained on them
 remain valid. The rest-demo recipe uses it to teach the decoder where the motion goes inside each latent frame
 (a high `missed_motion` weight): a decoder that puts each latent frame's change at its first frame jumps at every
@@ -47,6 +48,7 @@ chunk boundary, since chunks start on latent frames.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -79,6 +81,7 @@ class VAEOptions:
     augment: bool = False
     compile: bool = False
     crop: int = 0  # 0: whole frames
+    reference_moved: float = 0.3  # reference-conditioned VAE: share of samples whose portrait is cut moved and scaled
 
 IMAGE_WINDOW = 17  # frames around an image sample whose motion sets its weights (0.68 s: a syllable or two)
 
@@ -111,6 +114,17 @@ class Augmentation:
         gains = tuple(0.85 + 0.3 * float(v) for v in torch.rand(3, generator=g))
         return cls((top, left, ch, cw), (oh, ow), channels, gains, saturation=0.5 + 0.8 * u(),
                    contrast=0.8 + 0.4 * u(), brightness=(u() - 0.5) * 0.16, flip=u() < 0.5)
+
+    def moved(self, height: int, width: int, g: torch.Generator) -> "Augmentation":
+        """The same recolouring and flip with the window moved by up to 8 % of its side and scaled by up to 8 %,
+        inside height x width frames: a portrait the decoder has to warp, not paste."""
+        u = lambda: float(torch.rand(1, generator=g)) * 2 - 1  # noqa: E731
+        top, left, ch, cw = self.crop
+        scale = 1 + 0.08 * u()
+        nh, nw = min(height, max(8, round(ch * scale))), min(width, max(8, round(cw * scale)))
+        top = min(max(round(top + (ch - nh) / 2 + 0.08 * ch * u()), 0), height - nh)
+        left = min(max(round(left + (cw - nw) / 2 + 0.08 * cw * u()), 0), width - nw)
+        return dataclasses.replace(self, crop=(top, left, nh, nw))
 
     def cut(self, frames: Tensor) -> Tensor:
         """The window of source frames [T, H, W, C] -> [T, h, w, C]"""
@@ -151,12 +165,15 @@ def missed_motion(recon: Tensor, video: Tensor) -> Tensor:
 
 
 def reconstruction_losses(vae: CausalVAE, video: Tensor, weights: Tensor, kl_weight: float, mse_weight: float,
-                          missed_weight: float = 0.0, generator: torch.Generator | None = None) -> dict[str, Tensor]:
-    """video: [B, 3, 1+8k, H, W] in [-1, 1]; weights: [B, 1, 1+8k, H, W], the L1 term's per-pixel weights"""
-    moments = vae.encoder(video)
+                          missed_weight: float = 0.0, generator: torch.Generator | None = None,
+                          reference: Tensor | None = None) -> dict[str, Tensor]:
+    """video: [B, 3, 1+8k, H, W] in [-1, 1]; weights: [B, 1, 1+8k, H, W], the L1 term's per-pixel weights;
+    reference: [B, 3, H, W], the portrait a reference-conditioned VAE copies the look from"""
+    moments = vae.encode_moments(video, reference)
     mean, log_var = moments[:, :-1], moments[:, -1:].clamp(-30, 20)
     noise = torch.randn(mean.shape, generator=generator).to(mean)
-    recon = vae.decoder(mean + torch.exp(0.5 * log_var) * noise)
+    features = vae.reference_features(reference)
+    recon = vae.decoder(mean + torch.exp(0.5 * log_var) * noise, reference=features)
     l1 = ((recon - video).abs() * weights).mean() / weights.mean()
     mse = F.mse_loss(recon, video)
     kl = 0.5 * (mean.square() + log_var.exp() - 1 - log_var).mean()
@@ -165,6 +182,16 @@ def reconstruction_losses(vae: CausalVAE, video: Tensor, weights: Tensor, kl_wei
         terms["missed_motion"] = missed_motion(recon, video)
         terms["loss"] = terms["loss"] + missed_weight * terms["missed_motion"]
     return terms
+
+
+def another_moment(frames: int, start: int, length: int, g: torch.Generator) -> int:
+    """A frame of a `frames`-long clip outside the window [start, start + length) where there is one: the portrait
+    of a sample, so that copying it gets the look right and only the latents get the motion right."""
+    outside = frames - length
+    if outside < 1:
+        return torch.randint(frames, (1,), generator=g).item()
+    r = torch.randint(outside, (1,), generator=g).item()
+    return r if r < start else r + length
 
 
 @torch.no_grad()
@@ -191,13 +218,15 @@ def video_path_from_images(vaes: list[CausalVAE], optimizer: torch.optim.Optimiz
 
 @torch.no_grad()
 def latent_statistics(vae: CausalVAE, clips: ClipSet, count: int, frames: int) -> tuple[Tensor, Tensor]:
-    """Per-channel mean and std of the posterior means over the first frames of up to `count` clips. [C], [C]"""
+    """Per-channel mean and std of the posterior means over the first frames of up to `count` clips, each encoded
+    as a stream is: its first frame the portrait. [C], [C]"""
     device = next(vae.parameters()).device
     means = []
     for i in range(min(count, len(clips))):
         n = min(clips.clips[i]["frames"], frames)
         n = 1 + 8 * ((n - 1) // 8)
-        means.append(vae.encoder(to_video(clips.frames(i, 0, n)).to(device))[:, :-1])
+        video = to_video(clips.frames(i, 0, n)).to(device)
+        means.append(vae.encode_moments(video, video[:, :, 0])[:, :-1])  # the first frame is the portrait
     z = torch.cat([m.transpose(0, 1).flatten(1) for m in means], dim=1)  # [C, samples]
     return z.mean(dim=1), z.std(dim=1).clamp_min(1e-4)
 
@@ -236,42 +265,60 @@ def run(args, settings: Settings, config: RESTConfig) -> int:
             vae.encoder.conv_out.conv.bias[-1] = opts.log_var_init
     vae.encoder.requires_grad_(train_encoder)
     if opts.compile:  # in place: the weights keep their names
-        vae.encoder.compile()
-        vae.decoder.compile()
+        for part in (vae.encoder, vae.decoder, vae.reference_encoder):
+            if part is not None:
+                part.compile()
 
     image_steps, image_batch = opts.image_steps, opts.image_batch
 
-    def batch(step: int, g: torch.Generator) -> tuple[Tensor, Tensor, torch.Generator]:
+    conditioned = config.vae.reference != "none"
+
+    def sample(i: int, length: int, images: bool, g: torch.Generator) -> tuple[Tensor, Tensor, Tensor | None]:
+        """A window of clip i (one frame of it for an image step) -> video [1, 3, T, h, w], its loss weights
+        [1, 1, T, h, w] and, for a reference-conditioned VAE, its portrait [1, 3, h, w]: a frame from another
+        moment of the clip, cut from the same window (or, a `reference_moved` share of the time, a moved one)."""
+        count = clips.clips[i]["frames"]
+        start = torch.randint(count - length + 1, (1,), generator=g).item()
+        window = clips.frames(i, start, length)  # [length, R, R, 3] uint8
+        portrait = clips.frames(i, another_moment(count, start, length, g), 1) if conditioned else None
+        # the window the sample shows is cut first: the weights and colours are worked out on it alone
+        if opts.augment:
+            augmentation = Augmentation.draw(*window.shape[1:3], g, crop or None)
+            window = augmentation.cut(window)
+            if conditioned:
+                moved = torch.rand(1, generator=g).item() < opts.reference_moved
+                look = augmentation.moved(*portrait.shape[1:3], g) if moved else augmentation
+                portrait = look(to_video(look.cut(portrait)))
+        elif crop:
+            top, left = (torch.randint(side - crop + 1, (1,), generator=g).item() for side in window.shape[1:3])
+            window = window[:, top:top + crop, left:left + crop]
+            portrait = None if portrait is None else to_video(portrait[:, top:top + crop, left:left + crop])
+        elif conditioned:
+            portrait = to_video(portrait)
+        video = to_video(window)  # [1, 3, length, h, w]
+        weight = motion_weights(video, opts.motion_weight)
+        if images:
+            t = torch.randint(length, (1,), generator=g).item()
+            video, weight = video[:, :, t:t + 1], weight[:, :, t:t + 1]
+        if opts.augment:  # after the frame is picked: an image step augments one frame, not its window
+            video, weight = augmentation(video), augmentation.geometry(weight)
+        elif torch.rand(1, generator=g).item() < 0.5:
+            video, weight = video.flip(-1), weight.flip(-1)
+            portrait = None if portrait is None else portrait.flip(-1)
+        return video, weight, None if portrait is None else portrait[:, :, 0]
+
+    def batch(step: int, g: torch.Generator) -> tuple[Tensor, Tensor, Tensor | None, torch.Generator]:
         images = step < image_steps
         length = min(frames, IMAGE_WINDOW) if images else frames
-        videos, weights = [], []
-        for _ in range(image_batch if images else settings.batch):
-            i = usable[torch.randint(len(usable), (1,), generator=g).item()]
-            start = torch.randint(clips.clips[i]["frames"] - length + 1, (1,), generator=g).item()
-            window = clips.frames(i, start, length)  # [length, R, R, 3] uint8
-            # the window the sample shows is cut first: the weights and colours are worked out on it alone
-            if opts.augment:
-                augmentation = Augmentation.draw(*window.shape[1:3], g, crop or None)
-                window = augmentation.cut(window)
-            elif crop:
-                top, left = (torch.randint(side - crop + 1, (1,), generator=g).item() for side in window.shape[1:3])
-                window = window[:, top:top + crop, left:left + crop]
-            video = to_video(window)  # [1, 3, length, h, w]
-            weight = motion_weights(video, opts.motion_weight)
-            if images:
-                t = torch.randint(length, (1,), generator=g).item()
-                video, weight = video[:, :, t:t + 1], weight[:, :, t:t + 1]
-            if opts.augment:  # after the frame is picked: an image step augments one frame, not its window
-                video, weight = augmentation(video), augmentation.geometry(weight)
-            elif torch.rand(1, generator=g).item() < 0.5:
-                video, weight = video.flip(-1), weight.flip(-1)
-            videos.append(video)
-            weights.append(weight)
-        return torch.cat(videos).to(procs.device), torch.cat(weights).to(procs.device), g
+        samples = [sample(usable[torch.randint(len(usable), (1,), generator=g).item()], length, images, g)
+                   for _ in range(image_batch if images else settings.batch)]
+        videos, weights, portraits = zip(*samples)
+        portraits = torch.cat(portraits).to(procs.device) if conditioned else None
+        return torch.cat(videos).to(procs.device), torch.cat(weights).to(procs.device), portraits, g
 
     def losses(module: CausalVAE, b) -> dict[str, Tensor]:
-        video, weights, g = b
-        return reconstruction_losses(module, video, weights, opts.kl, opts.mse, opts.missed_motion, g)
+        video, weights, portraits, g = b
+        return reconstruction_losses(module, video, weights, opts.kl, opts.mse, opts.missed_motion, g, portraits)
 
     def before_step(step: int, module: CausalVAE, ema: CausalVAE | None, optimizer: torch.optim.Optimizer):
         if step == image_steps > 0:

@@ -145,3 +145,19 @@ def test_missing_prepared_data_says_which_pass_to_run(tmp_path):
         ClipSet(tmp_path)
     with pytest.raises(ValueError, match="prepare latents"):
         SegmentSet(tmp_path)
+
+
+def test_clips_prepared_by_two_worker_processes_equal_those_of_one(corpus, whisper, data, tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "whisper.safetensors"
+    save_file({k: v.contiguous() for k, v in whisper.state_dict().items()}, str(path))
+    index = prepare_clips(corpus[0], tmp_path / "two", TINY_REST, path, shard_clips=1, workers=2)
+    one, two = ClipSet(data), ClipSet(tmp_path / "two")
+    assert [c["name"] for c in index["clips"]] == [c["name"] for c in one.clips]
+    assert [c["shard"] for c in index["clips"]] == [0, 1] and len(index["shards"]) == 2  # one clip per shard
+    for i in range(len(one)):
+        assert torch.equal(two.frames(i), one.frames(i))
+        torch.testing.assert_close(two.windows(i), one.windows(i), atol=2e-3, rtol=1e-2)  # float16, 1 thread vs 2
+    with pytest.raises(ValueError, match="give its file"):
+        prepare_clips(corpus[0], tmp_path / "three", TINY_REST, whisper, shard_clips=1, workers=2)

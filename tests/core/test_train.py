@@ -2,6 +2,7 @@
 generates, and torchrun runs a stage on two processes."""
 
 import csv
+import dataclasses
 import json
 import os
 import subprocess
@@ -187,6 +188,22 @@ def test_exported_parts_make_a_checkpoint_that_streams(vae_run, speechae_run, te
     assert frames.shape == (25, 64, 64, 3)
 
 
+def test_a_finished_part_is_the_same_part_in_float16_and_loads_for_the_next_stage(vae_run, tmp_path, capsys):
+    from safetensors import safe_open
+
+    out = tmp_path / "finished" / "vae.safetensors"
+    assert cli("train", "finish", "--part", vae_run / "vae.safetensors", "--out", out) == 0
+    with safe_open(str(vae_run / "vae.safetensors"), "pt") as f, safe_open(str(out), "pt") as g:
+        assert g.metadata() == f.metadata() and set(g.keys()) == set(f.keys())
+        for key in f.keys():
+            assert g.get_tensor(key).dtype == torch.float16
+            torch.testing.assert_close(g.get_tensor(key).float(), f.get_tensor(key), atol=1e-3, rtol=1e-3)
+    vae, _ = load_part(out, "vae")
+    assert next(vae.parameters()).dtype == torch.float32
+    assert cli("train", "finish", "--part", vae_run / "state.safetensors", "--out", tmp_path / "x.safetensors") != 0
+    assert "not a training part file" in capsys.readouterr().err
+
+
 def test_export_refuses_parts_of_different_models(vae_run, speechae_run, teacher_run, tmp_path):
     with pytest.raises(ValueError, match="expected a 'vae' part"):
         cli_export = __import__("rest_core.train.export", fromlist=["export"]).export
@@ -322,13 +339,14 @@ def test_vae_trains_on_random_crops_of_the_chosen_side(data, tmp_path, monkeypat
     original = vae_stage.reconstruction_losses
 
     def recording(vae, video, weights, *args, **kwargs):
-        seen.append((tuple(video.shape), tuple(weights.shape)))
+        seen.append((tuple(video.shape), tuple(weights.shape), tuple(args[-1].shape)))  # and the portraits'
         return original(vae, video, weights, *args, **kwargs)
 
     monkeypatch.setattr(vae_stage, "reconstruction_losses", recording)
     run = run_stage(tmp_path, "vae", data, steps=4, batch=2, lr=1e-3,
                     extra="[vae]\nframes = 9\nstats_clips = 1\nimage_steps = 2\nimage_batch = 3\ncrop = 32\n")
-    assert seen == [((3, 3, 1, 32, 32), (3, 1, 1, 32, 32))] * 2 + [((2, 3, 9, 32, 32), (2, 1, 9, 32, 32))] * 2
+    assert seen == ([((3, 3, 1, 32, 32), (3, 1, 1, 32, 32), (3, 3, 32, 32))] * 2 +
+                    [((2, 3, 9, 32, 32), (2, 1, 9, 32, 32), (2, 3, 32, 32))] * 2)
     vae, _ = load_part(run / "vae.safetensors", "vae")
     assert (vae.latents_std != 1).all()  # the latent statistics were measured (on whole frames)
 
@@ -361,7 +379,7 @@ def test_a_decoder_only_vae_run_keeps_the_latents_and_tunes_the_decoder(data, va
     run = run_stage(tmp_path, "vae", data, "--init", vae_run / "vae.safetensors", steps=5, batch=1, lr=1e-3,
                     extra=extra)
     before, after = load_file(vae_run / "vae.safetensors"), load_file(run / "vae.safetensors")
-    kept = [k for k in before if not k.startswith("decoder.")]
+    kept = [k for k in before if not k.startswith(("decoder.", "reference_encoder."))]  # what the decoder reads
     assert kept and all(torch.equal(before[k], after[k]) for k in kept)  # encoder and latent statistics
     assert not torch.equal(before["decoder.conv_out.conv.weight"], after["decoder.conv_out.conv.weight"])
     assert "missed_motion" in next(csv.reader((run / "losses.csv").open()))
@@ -372,26 +390,31 @@ def test_the_video_path_from_images_keeps_single_frames_and_plays_a_clip_frame_b
     from rest_core.vae import CausalVAE
 
     torch.manual_seed(0)
-    vae = CausalVAE(TINY_REST.vae).eval()
+    vae = CausalVAE(TINY_REST.vae).eval()  # reference-conditioned: the portrait's paths are per frame
+    portrait = torch.rand(1, 3, 64, 64) * 2 - 1
     optimizer = torch.optim.AdamW(vae.parameters())
-    vae.decoder(torch.randn(1, TINY_REST.vae.latent_channels, 3, 2, 2)).square().mean().backward()
+    features = vae.reference_features(portrait)
+    vae.decoder(torch.randn(1, TINY_REST.vae.latent_channels, 3, 2, 2), reference=features).square().mean().backward()
     optimizer.step()
     image = torch.rand(1, 3, 1, 64, 64) * 2 - 1
     clip = torch.rand(1, 3, 17, 64, 64) * 2 - 1
     still = torch.randn(1, TINY_REST.vae.latent_channels, 1, 2, 2).expand(-1, -1, 3, -1, -1)  # [1, C, 3, 2, 2]
 
-    def decode_image(x):
-        return vae.decoder(vae.encoder(x)[:, :-1])
+    def decode(z):
+        return vae.decoder(z, reference=vae.reference_features(portrait))
+
+    def encode(x):
+        return vae.encoder(x, portrait)[:, :-1]
 
     with torch.no_grad():
-        before = decode_image(image)
-        flicker_before = vae.decoder(still).diff(dim=2).abs().max()
+        before = decode(encode(image))
+        flicker_before = decode(still).diff(dim=2).abs().max()
         video_path_from_images([vae], optimizer)
-        after = decode_image(image)
+        after = decode(encode(image))
         # latent frame j now sees only video frame 8j, as an image would be encoded
-        latents = vae.encoder(clip)[:, :-1]
-        frames = torch.cat([vae.encoder(clip[:, :, t:t + 1])[:, :-1] for t in (0, 8, 16)], dim=2)
-        flicker_after = vae.decoder(still).diff(dim=2).abs().max()
+        latents = encode(clip)
+        frames = torch.cat([encode(clip[:, :, t:t + 1]) for t in (0, 8, 16)], dim=2)
+        flicker_after = decode(still).diff(dim=2).abs().max()
     assert torch.allclose(before, after, atol=1e-4)
     assert torch.allclose(latents, frames, atol=1e-4)
     assert flicker_before > 1e-2 and flicker_after < 1e-5  # a latent still in time decodes to a still video
@@ -439,6 +462,33 @@ def test_vae_augmentation_zooms_and_recolours_the_whole_window_alike():
     for a in augmentations:
         moved = (a(to_video(a.cut(marked))) - a(to_video(a.cut(plain)))).abs().sum(dim=1).flatten().argmax()
         assert a.geometry(to_video(a.cut(marked))[:, :1]).flatten().argmax() == moved
+
+
+def test_a_portrait_is_a_frame_from_another_moment_than_the_sample_where_the_clip_has_one():
+    from rest_core.train.vae import another_moment
+
+    g = torch.Generator().manual_seed(2)
+    picks = [another_moment(125, 30, 49, g) for _ in range(300)]
+    assert all(0 <= r < 30 or 79 <= r < 125 for r in picks)
+    assert min(picks) < 30 and max(picks) >= 79  # both sides of the window
+    assert all(0 <= another_moment(49, 0, 49, g) < 49 for _ in range(20))  # no other moment: any frame
+
+
+def test_a_moved_portrait_keeps_the_samples_colours_and_moves_its_window():
+    from rest_core.train.vae import Augmentation
+
+    g = torch.Generator().manual_seed(3)
+    moved = 0
+    for _ in range(20):
+        a = Augmentation.draw(256, 256, g, out=128)
+        m = a.moved(256, 256, g)
+        moved += m.crop != a.crop
+        assert dataclasses.replace(m, crop=a.crop) == a  # colours, flip and output size as the sample's
+        (top, left, h, w), (mt, ml, mh, mw) = a.crop, m.crop
+        assert abs(mh - h) <= 0.08 * h + 1 and abs(mt + mh / 2 - top - h / 2) <= 0.08 * h + 1
+        assert abs(mw - w) <= 0.08 * w + 1 and abs(ml + mw / 2 - left - w / 2) <= 0.08 * w + 1
+        assert 0 <= mt <= 256 - mh and 0 <= ml <= 256 - mw
+    assert moved >= 18
 
 
 def test_a_cropped_augmentation_cuts_a_zoomed_window_and_gives_the_crop_size():

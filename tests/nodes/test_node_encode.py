@@ -14,10 +14,10 @@ from rest_core import CropBox
 
 
 def test_the_reference_keeps_its_crop_and_source_for_paste_back(rest_model, rest_reference, portrait_image):
-    assert rest_reference.latent.shape == (1, 8, 1, 2, 2)  # 64 px / 32
+    assert rest_reference.ref.latent.shape == (1, 8, 1, 2, 2)  # 64 px / 32
     assert rest_reference.crop == CropBox(top=10, left=0, size=70)
     assert torch.equal(rest_reference.source, portrait_image[0])
-    assert torch.equal(rest_reference.latent, rest_model.pipe.encode_reference(portrait_image)[0])
+    assert torch.equal(rest_reference.ref.latent, rest_model.pipe.encode_reference(portrait_image)[0].latent)
 
 
 def test_the_face_box_chooses_the_square_and_the_node_shows_it(comfy, rest_model):
@@ -25,7 +25,7 @@ def test_the_face_box_chooses_the_square_and_the_node_shows_it(comfy, rest_model
     out = RESTReferenceEncoder().encode(rest_model, image, face_x=130, face_y=20, face_size=64)
     reference, crop = out["result"]
     assert reference.crop == CropBox(top=20, left=130, size=64)
-    assert torch.equal(reference.latent, rest_model.pipe.encode_reference(image, CropBox(20, 130, 64))[0])
+    assert torch.equal(reference.ref.pixels, rest_model.pipe.encode_reference(image, CropBox(20, 130, 64))[0].pixels)
     expected = torch.nn.functional.interpolate(image[0, 20:84, 130:194].permute(2, 0, 1)[None], size=64,
                                                mode="bilinear", antialias=True).permute(0, 2, 3, 1)
     assert crop.shape == (1, 64, 64, 3) and torch.allclose(crop, expected.clamp(0, 1), atol=1e-6)

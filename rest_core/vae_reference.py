@@ -1,0 +1,110 @@
+"""Reference conditioning of the causal VAE: the look comes from the portrait, the latents carry what it lacks.
+
+A plain VAE has to learn every look there is to reconstruct it; a 2-core CPU cannot teach it that. So when
+`VAEConfig.reference` is on, the decoder copies appearance from the stream's portrait instead, as one-shot renderers
+do (Wav2Lip feeds a reference frame to every decoder scale; FOMM and LIA warp the source's features by a predicted
+flow and blend them by a predicted occlusion mask):
+
+    portrait [B, 3, H, W] -> ReferenceEncoder2d -> one feature map per decoder up block, at its scale and width
+    each up block:  upsample -> ReferenceMerge(its features, the portrait's at that scale) -> resnets
+
+The merge predicts, for every frame from the decoder's own features next to the portrait's, a flow (where each
+position's look is in the portrait: head motion) and a gate (how much of the copy to take: nothing where the mouth
+opens or the eyes close, which the latents paint). It acts on each frame alone, so the decode stays causal and
+streams exactly: the portrait's features are computed once per stream and kept in the decoder's state. Every
+output pixel is still the decoder's: the merged features go through its resnets and output conv.
+
+With `reference = "both"` the encoder sees the portrait too (its patches beside each frame's), so a latent can carry
+the difference from it; the KL term then squeezes out what the portrait already supplies, and the DiT's latents
+depend little on the look.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+from .config import VAEConfig
+
+
+def rms_norm(x: Tensor, eps: float = 1e-8) -> Tensor:
+    """RMS over channels at each position (dim 1), the mean square in float32 (as the VAE's channel_norm)."""
+    return x * torch.rsqrt(x.float().pow(2).mean(dim=1, keepdim=True) + eps).to(x.dtype)
+
+
+def patchify(image: Tensor, patch: int) -> Tensor:
+    """[B, 3, H, W] -> [B, 3 p^2, H/p, W/p] in the VAE's patch channel order (c, w-offset, h-offset)."""
+    return rearrange(image, "b c (h q) (w r) -> b (c r q) h w", q=patch, r=patch)
+
+
+def warp(features: Tensor, flow: Tensor) -> Tensor:
+    """Each position takes the features `flow` points at (bilinear, border values beyond the edge).
+    features: [N, C, H, W]; flow: [N, 2, H, W] in positions of this grid (x, y)."""
+    n, _, h, w = features.shape
+    ys = torch.linspace(-1, 1, h, device=features.device, dtype=torch.float32)
+    xs = torch.linspace(-1, 1, w, device=features.device, dtype=torch.float32)
+    base = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)  # [H, W, 2] (x, y)
+    scale = torch.tensor([2 / max(w - 1, 1), 2 / max(h - 1, 1)], device=features.device)
+    grid = base + flow.float().permute(0, 2, 3, 1) * scale  # [N, H, W, 2]
+    # grid_sample has no bfloat16 CPU kernel: sample in float32, hand back the features' dtype
+    out = F.grid_sample(features.float(), grid, mode="bilinear", padding_mode="border", align_corners=True)
+    return out.to(features.dtype)
+
+
+class ResBlock2d(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.conv2(F.silu(rms_norm(self.conv1(F.silu(rms_norm(x))))))
+
+
+class ReferenceEncoder2d(nn.Module):
+    """The portrait -> one feature map per decoder up block, fine to coarse: at 1/patch of its side with the
+    decoder's finest width, then halved wherever the decoder doubles (`decoder_spatio_temporal_scaling`)."""
+
+    def __init__(self, config: VAEConfig):
+        super().__init__()
+        self.patch = config.patch_size
+        widths, scaling = config.decoder_block_out_channels, config.decoder_spatio_temporal_scaling
+        self.conv_in = nn.Conv2d(3 * self.patch**2, widths[0], 3, padding=1)
+        self.downs = nn.ModuleList(
+            nn.Conv2d(widths[i - 1], widths[i], 3, stride=2 if scaling[i - 1] else 1, padding=1)
+            for i in range(1, len(widths)))
+        self.blocks = nn.ModuleList(ResBlock2d(w) for w in widths)
+
+    def forward(self, portrait: Tensor) -> list[Tensor]:
+        """portrait [B, 3, H, W] in [-1, 1] -> [[B, w_i, H_i, W_i], ...] fine to coarse"""
+        x = self.blocks[0](self.conv_in(patchify(portrait, self.patch)))
+        features = [x]
+        for down, block in zip(self.downs, self.blocks[1:]):
+            x = block(down(F.silu(rms_norm(x))))
+            features.append(x)
+        return features
+
+
+class ReferenceMerge(nn.Module):
+    """Decoder features of every frame + the portrait's at the same scale -> the features with the portrait's look
+    copied in, warped by a predicted flow and gated by a predicted mask."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.predict = nn.Sequential(nn.Conv2d(2 * channels, channels, 3, padding=1), nn.SiLU(),
+                                     nn.Conv2d(channels, 3, 3, padding=1))
+        nn.init.zeros_(self.predict[-1].weight)  # no flow at the start, the gate half open
+        nn.init.zeros_(self.predict[-1].bias)
+        self.proj = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x: Tensor, reference: Tensor) -> Tensor:
+        """x: [B, C, F, H, W]; reference: [B, C, H, W] -> [B, C, F, H, W]"""
+        b, _, f = x.shape[:3]
+        frames = rearrange(x, "b c f h w -> (b f) c h w")
+        ref = reference.repeat_interleave(f, dim=0)  # [(B F), C, H, W]
+        out = self.predict(torch.cat([rms_norm(frames), rms_norm(ref)], dim=1))  # [(B F), 3, H, W]
+        flow, gate = out[:, :2], torch.sigmoid(out[:, 2:])
+        frames = frames + self.proj(gate * warp(ref, flow))
+        return rearrange(frames, "(b f) c h w -> b c f h w", b=b)
