@@ -223,17 +223,23 @@ class Decoder3d(nn.Module):
             for i in range(len(widths))
         )
         self.conv_out = CausalConv3d(widths[-1], 3 * self.patch**2)
+        patch_channels = 3 * self.patch**2
+        self.reference_out = (ReferenceMerge(patch_channels, patch_channels, widths[-1], identity=True)
+                              if config.reference != "none" else None)
         self.convs = [m for m in self.modules() if isinstance(m, CausalConv3d) and m.time_kernel > 1]
         for slot, conv in enumerate(self.convs):
             conv.slot = slot
 
     def forward(self, z: Tensor, state: DecodeState | None = None, reference: list[Tensor] | None = None) -> Tensor:
-        """z: [B, C, F, h, w] (un-normalised latents); reference: the portrait's features (ReferenceEncoder2d, fine
-        to coarse) for a reference-conditioned VAE -> video [B, 3, frames, 32h, 32w]"""
+        """z: [B, C, F, h, w] (un-normalised latents); reference: the portrait's patches and features
+        (ReferenceEncoder2d) for a reference-conditioned VAE -> video [B, 3, frames, 32h, 32w]"""
         x = self.mid_block(self.conv_in(z, state), state)
         for i, block in enumerate(self.up_blocks):
             x = block(x, state, None if reference is None else reference[-1 - i])
-        x = self.conv_out(F.silu(channel_norm(x)), state)
+        guide = F.silu(channel_norm(x))
+        x = self.conv_out(guide, state)
+        if self.reference_out is not None:
+            x = self.reference_out(x, reference[0], guide)
         return rearrange(x, "b (c r q) f h w -> b c f (h q) (w r)", q=self.patch, r=self.patch)
 
 

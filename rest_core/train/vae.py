@@ -70,6 +70,7 @@ class VAEOptions:
 
     frames: int = 17  # 1 + 8k frames per clip sample
     kl: float = 1e-4
+    kl_from: int = 0  # the step the KL term starts at
     mse: float = 1.0
     motion_weight: float = 1.0
     missed_motion: float = 0.0
@@ -307,18 +308,19 @@ def run(args, settings: Settings, config: RESTConfig) -> int:
             portrait = None if portrait is None else portrait.flip(-1)
         return video, weight, None if portrait is None else portrait[:, :, 0]
 
-    def batch(step: int, g: torch.Generator) -> tuple[Tensor, Tensor, Tensor | None, torch.Generator]:
+    def batch(step: int, g: torch.Generator) -> tuple[Tensor, Tensor, Tensor | None, float, torch.Generator]:
         images = step < image_steps
+        kl = opts.kl if step >= opts.kl_from else 0.0
         length = min(frames, IMAGE_WINDOW) if images else frames
         samples = [sample(usable[torch.randint(len(usable), (1,), generator=g).item()], length, images, g)
                    for _ in range(image_batch if images else settings.batch)]
         videos, weights, portraits = zip(*samples)
         portraits = torch.cat(portraits).to(procs.device) if conditioned else None
-        return torch.cat(videos).to(procs.device), torch.cat(weights).to(procs.device), portraits, g
+        return torch.cat(videos).to(procs.device), torch.cat(weights).to(procs.device), portraits, kl, g
 
     def losses(module: CausalVAE, b) -> dict[str, Tensor]:
-        video, weights, portraits, g = b
-        return reconstruction_losses(module, video, weights, opts.kl, opts.mse, opts.missed_motion, g, portraits)
+        video, weights, portraits, kl, g = b
+        return reconstruction_losses(module, video, weights, kl, opts.mse, opts.missed_motion, g, portraits)
 
     def before_step(step: int, module: CausalVAE, ema: CausalVAE | None, optimizer: torch.optim.Optimizer):
         if step == image_steps > 0:

@@ -95,8 +95,8 @@ def test_the_reference_mode_is_checked():
 
 def test_the_reference_features_match_each_up_block_in_scale_and_width():
     features = ReferenceEncoder2d(BOTH)(images(1, 3, 64, 96, seed=11))
-    # patch 4, then halved three times: 1/4, 1/8, 1/16, 1/32 of the side, the decoder's widths fine to coarse
-    assert [tuple(f.shape[1:]) for f in features] == [(8, 16, 24), (16, 8, 12), (16, 4, 6), (16, 2, 3)]
+    # the 4x4 patches, then 1/4, 1/8, 1/16, 1/32 of the side at the decoder's widths, fine to coarse
+    assert [tuple(f.shape[1:]) for f in features] == [(48, 16, 24), (8, 16, 24), (16, 8, 12), (16, 4, 6), (16, 2, 3)]
 
 
 def test_warp_with_no_flow_is_the_identity_and_a_flow_moves_the_features():
