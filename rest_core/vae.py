@@ -27,7 +27,6 @@ from torch.utils.flop_counter import conv_flop_count, flop_registry, register_fl
 
 from .checks import expect_finite, expect_shape
 from .config import VAEConfig
-from .vae_reference import ReferenceEncoder2d, ReferenceMerge, patchify
 
 
 @dataclass
@@ -86,8 +85,13 @@ if torch.ops.aten.mkldnn_convolution not in flop_registry:  # torch counts only 
         return conv_flop_count(x_shape, w_shape, out_shape)
 
 
+def patchify(image: Tensor, patch: int) -> Tensor:
+    """[B, 3, H, W] -> [B, 3 p^2, H/p, W/p], channels in LTX-Video's patch order (c, w-offset, h-offset)."""
+    return rearrange(image, "b c (h q) (w r) -> b (c r q) h w", q=patch, r=patch)
+
+
 def channel_norm(x: Tensor, eps: float = 1e-8) -> Tensor:
-    """RMS over channels at each voxel (PixelNorm).  x: [B, C, F, H, W]
+    """RMS over channels (dim 1) at each voxel or pixel (PixelNorm).  x: [B, C, F, H, W] or [B, C, H, W]
 
     The mean square is summed in float32: the encoder's activations reach a few hundred, whose squares overflow
     float16 (65504), and the reference latent came out wrong by 75% of its range in float16."""
@@ -156,13 +160,15 @@ class Upsampler3d(nn.Module):
 
 
 class UpBlock3d(nn.Module):
-    """A widening resnet, a 2x upsampler, the portrait's look merged in (a reference-conditioned VAE), resnets."""
+    """A widening resnet, a 2x upsampler, the portrait's look merged in (`reference_merge`, a reference-conditioned
+    VAE's ReferenceMerge), resnets."""
 
-    def __init__(self, cin: int, cout: int, layers: int, upsample: bool, eps: float, reference: bool = False):
+    def __init__(self, cin: int, cout: int, layers: int, upsample: bool, eps: float,
+                 reference_merge: nn.Module | None = None):
         super().__init__()
         self.conv_in = ResnetBlock3d(cin, cout, eps) if cin != cout else None
         self.upsamplers = nn.ModuleList([Upsampler3d(cout)]) if upsample else None
-        self.reference_merge = ReferenceMerge(cout) if reference else None
+        self.reference_merge = reference_merge
         self.resnets = nn.ModuleList(ResnetBlock3d(cout, cout, eps) for _ in range(layers))
 
     def forward(self, x: Tensor, state: DecodeState | None = None, reference: Tensor | None = None) -> Tensor:
@@ -216,16 +222,20 @@ class Decoder3d(nn.Module):
         layers = tuple(reversed(config.decoder_layers_per_block))
         scaling = tuple(reversed(config.decoder_spatio_temporal_scaling))
         eps = config.resnet_norm_eps
+        conditioned = config.reference != "none"
+        if conditioned:
+            from .vae_reference import ReferenceMerge  # it builds on this module's norm
         self.conv_in = CausalConv3d(config.latent_channels, widths[0])
         self.mid_block = MidBlock3d(widths[0], layers[0], eps)
         self.up_blocks = nn.ModuleList(
-            UpBlock3d(widths[max(i - 1, 0)], widths[i], layers[i + 1], scaling[i], eps, config.reference != "none")
+            UpBlock3d(widths[max(i - 1, 0)], widths[i], layers[i + 1], scaling[i], eps,
+                      ReferenceMerge(widths[i]) if conditioned else None)
             for i in range(len(widths))
         )
-        self.conv_out = CausalConv3d(widths[-1], 3 * self.patch**2)
         patch_channels = 3 * self.patch**2
+        self.conv_out = CausalConv3d(widths[-1], patch_channels)
         self.reference_out = (ReferenceMerge(patch_channels, patch_channels, widths[-1], identity=True)
-                              if config.reference != "none" else None)
+                              if conditioned else None)
         self.convs = [m for m in self.modules() if isinstance(m, CausalConv3d) and m.time_kernel > 1]
         for slot, conv in enumerate(self.convs):
             conv.slot = slot
@@ -249,7 +259,11 @@ class CausalVAE(nn.Module):
         self.config = config
         self.encoder = Encoder3d(config)
         self.decoder = Decoder3d(config)
-        self.reference_encoder = ReferenceEncoder2d(config) if config.reference != "none" else None
+        self.reference_encoder = None
+        if config.reference != "none":
+            from .vae_reference import ReferenceEncoder2d  # it builds on this module's norm
+
+            self.reference_encoder = ReferenceEncoder2d(config)
         # per-channel latent statistics: the DiT works on (mean - latents_mean) / latents_std
         self.register_buffer("latents_mean", torch.zeros(config.latent_channels))
         self.register_buffer("latents_std", torch.ones(config.latent_channels))

@@ -35,16 +35,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from .config import VAEConfig
-
-
-def rms_norm(x: Tensor, eps: float = 1e-8) -> Tensor:
-    """RMS over channels at each position (dim 1), the mean square in float32 (as the VAE's channel_norm)."""
-    return x * torch.rsqrt(x.float().pow(2).mean(dim=1, keepdim=True) + eps).to(x.dtype)
-
-
-def patchify(image: Tensor, patch: int) -> Tensor:
-    """[B, 3, H, W] -> [B, 3 p^2, H/p, W/p] in the VAE's patch channel order (c, w-offset, h-offset)."""
-    return rearrange(image, "b c (h q) (w r) -> b (c r q) h w", q=patch, r=patch)
+from .vae import channel_norm, patchify
 
 
 def warp(features: Tensor, flow: Tensor) -> Tensor:
@@ -68,7 +59,7 @@ class ResBlock2d(nn.Module):
         self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
 
     def forward(self, x: Tensor) -> Tensor:
-        return x + self.conv2(F.silu(rms_norm(self.conv1(F.silu(rms_norm(x))))))
+        return x + self.conv2(F.silu(channel_norm(self.conv1(F.silu(channel_norm(x))))))
 
 
 class ReferenceEncoder2d(nn.Module):
@@ -93,7 +84,7 @@ class ReferenceEncoder2d(nn.Module):
         x = self.blocks[0](self.conv_in(patches))
         features = [patches, x]
         for down, block in zip(self.downs, self.blocks[1:]):
-            x = block(down(F.silu(rms_norm(x))))
+            x = block(down(F.silu(channel_norm(x))))
             features.append(x)
         return features
 
@@ -126,7 +117,7 @@ class ReferenceMerge(nn.Module):
         frames = rearrange(x, "b c f h w -> (b f) c h w")
         guide = frames if guide is None else rearrange(guide, "b c f h w -> (b f) c h w")
         ref = reference.repeat_interleave(f, dim=0)  # [(B F), Cr, H, W]
-        out = self.predict(torch.cat([rms_norm(guide), rms_norm(ref)], dim=1))  # [(B F), 3, H, W]
+        out = self.predict(torch.cat([channel_norm(guide), channel_norm(ref)], dim=1))  # [(B F), 3, H, W]
         flow, gate = out[:, :2], torch.sigmoid(out[:, 2:])
         frames = frames + self.proj(gate * warp(ref, flow))
         return rearrange(frames, "(b f) c h w -> b c f h w", b=b)
