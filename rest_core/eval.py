@@ -83,7 +83,7 @@ def load_clip(path: Path, resolution: int, crop: str = CROPS[0]) -> HeldOutClip:
     pixels = crop_resize(frames, square, resolution)
     audio, rate = read_audio(path)
     count = min(len(pixels), len(truth["mouth_open"]))
-    box = in_crop(truth["mouth_box"], square, resolution)
+    box = square.map(truth["mouth_box"], resolution)
     return HeldOutClip(path.stem, torch.from_numpy(pixels[:count]).float() / 255, audio, rate,
                        np.asarray(truth["mouth_open"][:count]), box, truth["identity"]["style"]["family"])
 
@@ -91,13 +91,6 @@ def load_clip(path: Path, resolution: int, crop: str = CROPS[0]) -> HeldOutClip:
 def clips_in(folder, resolution: int, crop: str, limit: int | None = None) -> list[HeldOutClip]:
     """The first `limit` clips of a folder (none for no folder)."""
     return [load_clip(p, resolution, crop) for p in find_videos(folder)[:limit]] if folder else []
-
-
-def in_crop(box, crop: CropBox, resolution: int) -> list[float]:
-    """A box [x0, y0, x1, y1] in source pixels -> in the pixels of the crop resized to resolution."""
-    scale = resolution / crop.size
-    x0, y0, x1, y1 = box
-    return [(x0 - crop.left) * scale, (y0 - crop.top) * scale, (x1 - crop.left) * scale, (y1 - crop.top) * scale]
 
 
 def photo_square(name: str, crop: str = CROPS[0]) -> CropBox:
@@ -120,7 +113,7 @@ def photo_clip(name: str, speech: HeldOutClip, resolution: int, crop: str = CROP
     crop = photo_square(name, crop)
     portrait = crop_resize(np.array(photo(name)[None]), crop, resolution)  # a copy: the cached photo is read-only
     return HeldOutClip(f"photo {name}", torch.from_numpy(portrait).float() / 255, speech.audio, speech.rate,
-                       speech.mouth_open, in_crop(entry.mouth_box, crop, resolution), "photograph")
+                       speech.mouth_open, crop.map(entry.mouth_box, resolution), "photograph")
 
 
 def truth_or_portrait(clip: HeldOutClip, frames: int) -> torch.Tensor:

@@ -53,6 +53,13 @@ class CropBox:
         left = min(max(centre_x - size // 2, 0), width - size)
         return cls(top=top, left=left, size=size)
 
+    def map(self, box, resolution: int) -> list[float]:
+        """A box [x0, y0, x1, y1] in source pixels -> in the pixels of this square resized to `resolution`."""
+        scale = resolution / self.size
+        x0, y0, x1, y1 = box
+        return [(x0 - self.left) * scale, (y0 - self.top) * scale, (x1 - self.left) * scale,
+                (y1 - self.top) * scale]
+
     def check(self, height: int, width: int) -> "CropBox":
         """This box, if it lies inside a height x width image; else a ValueError that says what fits."""
         if self.size < MIN_IMAGE_SIDE:

@@ -31,17 +31,13 @@ rest synth --out "$RUNS/corpus/train" --count 1200 --first-seed 0 --seconds 5 --
 [ -f "$RUNS/data/clips/index.json" ] || rest prepare clips --videos "$RUNS/corpus/train" --out "$RUNS/data" \
     --workers "$WORKERS"
 
-# 3. the frozen encoders, the VAE (the long one) first; once the decoder stage is finished the first one's weights
-#    are not needed (the second keeps its encoder and latents)
-finished vae-decoder || finished vae || {
-    rest train vae --config $CONFIGS/vae.toml --data "$RUNS/data" --out "$RUNS/vae" --device "$DEVICE"
+# 3. the frozen encoders, the VAE (the long one) first. It copies the look from the portrait and starts from the plain
+#    VAE of the previous rest-demo (committed as vae-plain: its decoder already reads the latents)
+finished vae || {
+    rest train vae --config $CONFIGS/vae.toml --init "$FINISHED/vae-plain.safetensors" --data "$RUNS/data" \
+        --out "$RUNS/vae" --device "$DEVICE"
     finish vae vae.safetensors; }
-# the decoder alone, tuned to spread each latent frame's motion over its 8 frames (same latents)
-finished vae-decoder || {
-    rest train vae --config $CONFIGS/vae-decoder.toml --init "$(part vae vae.safetensors)" --data "$RUNS/data" \
-        --out "$RUNS/vae-decoder" --device "$DEVICE"
-    finish vae-decoder vae.safetensors; }
-VAE=$(part vae-decoder vae.safetensors)
+VAE=$(part vae vae.safetensors)
 finished speechae || {
     rest train speechae --config $CONFIGS/speechae.toml --data "$RUNS/data" --out "$RUNS/speechae" --device "$DEVICE"
     finish speechae speech_ae.safetensors; }

@@ -7,13 +7,14 @@
 `clips` reads every video (mp4, mov, mkv, webm, avi, m4v; synthetic or HDTF/MEAD), resamples it to 25 fps by
 nearest timestamp, crops a square and resizes it (antialiased bilinear, as the pipeline treats a portrait) to
 the model's resolution, and computes the Whisper feature window of every latent frame from the audio, exactly as
-the streaming speech path does at inference. The square (`--crop`) is the largest centred one by default ("full"),
-the framing the video has: the synthetic corpus places its faces at any size and position, as users' portraits
-are, and pre-cropped datasets such as HDTF need nothing else. "face" crops the face box of a sidecar
-`<video>.json` with `"face_box": [x0, y0, x1, y1]` instead (the synthetic corpus writes one; for other footage any
-face detector can), the centred square where there is none.
+the streaming speech path does at inference. Where a sidecar `<video>.json` has a `mouth_box`, the index keeps it
+in the prepared frames' pixels (VAE training can cut its windows around the mouth). The square (`--crop`) is the
+largest centred one by default ("full"), the framing the video has: the synthetic corpus places its faces at any
+size and position, as users' portraits are, and pre-cropped datasets such as HDTF need nothing else. "face" crops
+the face box of a sidecar `<video>.json` with `"face_box": [x0, y0, x1, y1]` instead (the synthetic corpus writes
+one; for other footage any face detector can), the centred square where there is none.
 Output: clips/shard-NNNNN.safetensors (`<name>/frames` uint8 [T, R, R, 3], `<name>/windows` float16
-[latent frames, H_w, 384]) and clips/index.json.
+[latent frames, H_w, 384]) and clips/index.json (per clip: name, source, frames, crop box, mouth box if known).
 
 `latents` cuts each clip into training segments and encodes them with the trained (frozen) VAE and SpeechAE. A
 segment is the reference frame and the K chunks after it: frames [8m - 1, 8m + 24K), encoded as one causal clip
@@ -102,6 +103,16 @@ def crop_square(path: Path, height: int, width: int, crop: str = CROPS[0]) -> Cr
     return CropBox.centred(height, width)
 
 
+def sidecar_mouth_box(path: Path) -> list[float] | None:
+    """The box the mouth stays in over the whole clip, [x0, y0, x1, y1] in the video's pixels, from a sidecar
+    `<video>.json` (the synthetic corpus writes one); None without one."""
+    sidecar = path.with_suffix(".json")
+    box = json.loads(sidecar.read_text()).get("mouth_box") if sidecar.is_file() else None
+    if box is not None and (len(box) != 4 or not box[0] < box[2] or not box[1] < box[3]):
+        raise ValueError(f"{sidecar}: mouth_box {box} must be [x0, y0, x1, y1] with x0 < x1 and y0 < y1")
+    return box
+
+
 def crop_resize(frames: np.ndarray, box: CropBox, resolution: int) -> np.ndarray:
     """[T, H, W, 3] uint8 -> the box at resolution x resolution, cut as a portrait is (`square_pixels`), as uint8."""
     out = [(square_pixels(torch.from_numpy(frames[i:i + 64]), box, resolution) * 255).round().to(torch.uint8)
@@ -180,8 +191,12 @@ def prepare_shard(paths: list[Path], videos: str, shard: str, config_json: str, 
         name = path.relative_to(videos).with_suffix("").as_posix()
         tensors[f"{name}/frames"] = torch.from_numpy(pixels)
         tensors[f"{name}/windows"] = windows.to(torch.float16)
-        entries.append({"name": name, "source": path.relative_to(videos).as_posix(), "frames": count,
-                        "box": [box.top, box.left, box.size]})
+        entry = {"name": name, "source": path.relative_to(videos).as_posix(), "frames": count,
+                 "box": [box.top, box.left, box.size]}
+        mouth = sidecar_mouth_box(path)
+        if mouth is not None:
+            entry["mouth_box"] = [round(v, 2) for v in box.map(mouth, config.resolution)]
+        entries.append(entry)
     if tensors:
         save_file(tensors, shard)
     return entries, skipped, Path(shard).name

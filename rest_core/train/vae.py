@@ -49,6 +49,7 @@ chunk boundary, since chunks start on latent frames.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import torch
@@ -83,6 +84,8 @@ class VAEOptions:
     compile: bool = False
     crop: int = 0  # 0: whole frames
     reference_moved: float = 0.3  # reference-conditioned VAE: share of samples whose portrait is cut moved and scaled
+    reference_withheld: float = 0.0  # ... and share of samples decoded without their portrait, from the latents alone
+    mouth_crops: float = 0.0  # share of samples whose window holds the clip's mouth box (prepared from sidecars)
 
 IMAGE_WINDOW = 17  # frames around an image sample whose motion sets its weights (0.68 s: a syllable or two)
 
@@ -103,14 +106,16 @@ class Augmentation:
     flip: bool
 
     @classmethod
-    def draw(cls, height: int, width: int, g: torch.Generator, out: int | None = None) -> "Augmentation":
+    def draw(cls, height: int, width: int, g: torch.Generator, out: int | None = None,
+             holding: list[float] | None = None) -> "Augmentation":
         """For height x width frames; `out`: the side of a square sample (default: the frames' own size), zoomed
-        into by up to 1.35x."""
+        into by up to 1.35x; `holding`: a box [x0, y0, x1, y1] the window must hold where it can."""
         u = lambda: float(torch.rand(1, generator=g))  # noqa: E731
         oh, ow = (height, width) if out is None else (out, out)
         side = 1 - 0.26 * u()
         ch, cw = max(8, round(oh * side)), max(8, round(ow * side))
-        top, left = int(u() * (height - ch + 1)), int(u() * (width - cw + 1))
+        top = window_start(height, ch, None if holding is None else holding[1::2], u())
+        left = window_start(width, cw, None if holding is None else holding[0::2], u())
         channels = tuple(torch.randperm(3, generator=g).tolist()) if u() < 0.3 else (0, 1, 2)
         gains = tuple(0.85 + 0.3 * float(v) for v in torch.rand(3, generator=g))
         return cls((top, left, ch, cw), (oh, ow), channels, gains, saturation=0.5 + 0.8 * u(),
@@ -152,6 +157,18 @@ class Augmentation:
         return x.clamp(0, 1) * 2 - 1
 
 
+def window_start(size: int, side: int, span: list[float] | None, u: float) -> int:
+    """Where a window `side` long starts in `size` pixels, for u in [0, 1): anywhere, or anywhere it holds the span
+    [lo, hi] (centred on it, inside the frame, where it cannot)."""
+    if span is None:
+        return int(u * (size - side + 1))
+    lo, hi = span
+    first, last = max(0, math.ceil(hi) - side), min(int(lo), size - side)
+    if first > last:
+        return min(max(round((lo + hi - side) / 2), 0), size - side)
+    return first + int(u * (last - first + 1))
+
+
 def motion_weights(video: Tensor, strength: float) -> Tensor:
     """1 + strength * (each pixel's distance from the window's mean frame, over its mean).  [B, 1, T, H, W]"""
     moving = (video - video.mean(dim=2, keepdim=True)).abs().mean(dim=1, keepdim=True)
@@ -167,13 +184,18 @@ def missed_motion(recon: Tensor, video: Tensor) -> Tensor:
 
 def reconstruction_losses(vae: CausalVAE, video: Tensor, weights: Tensor, kl_weight: float, mse_weight: float,
                           missed_weight: float = 0.0, generator: torch.Generator | None = None,
-                          reference: Tensor | None = None) -> dict[str, Tensor]:
+                          reference: Tensor | None = None, withheld: Tensor | None = None) -> dict[str, Tensor]:
     """video: [B, 3, 1+8k, H, W] in [-1, 1]; weights: [B, 1, 1+8k, H, W], the L1 term's per-pixel weights;
-    reference: [B, 3, H, W], the portrait a reference-conditioned VAE copies the look from"""
-    moments = vae.encode_moments(video, reference)
+    reference: [B, 3, H, W], the portrait a reference-conditioned VAE copies the look from; withheld: [B] bool, the
+    samples whose portrait the encoder and decoder do not get (its features zeroed: they decode from the latents)"""
+    if withheld is not None:
+        keep = (~withheld).to(reference.dtype).view(-1, 1, 1, 1)
+    moments = vae.encode_moments(video, reference if withheld is None else reference * keep)
     mean, log_var = moments[:, :-1], moments[:, -1:].clamp(-30, 20)
     noise = torch.randn(mean.shape, generator=generator).to(mean)
     features = vae.reference_features(reference)
+    if withheld is not None:
+        features = [f * keep for f in features]
     recon = vae.decoder(mean + torch.exp(0.5 * log_var) * noise, reference=features)
     l1 = ((recon - video).abs() * weights).mean() / weights.mean()
     mse = F.mse_loss(recon, video)
@@ -218,6 +240,28 @@ def video_path_from_images(vaes: list[CausalVAE], optimizer: torch.optim.Optimiz
 
 
 @torch.no_grad()
+def conditioned_from_plain(vae: CausalVAE, plain: CausalVAE) -> CausalVAE:
+    """A reference-conditioned VAE that starts as the trained plain VAE `plain` of the same shape: every weight they
+    share is copied, the encoder's portrait channels and each merge's projection start at zero, so it decodes
+    exactly as `plain` until training opens the portrait's paths.
+
+    Trained from scratch, the conditioned VAE found the shortcut first: copying the portrait gave most of the loss
+    within a few hundred steps, its decoder never came to read the latents (decoding another frame's latents changed
+    no pixel) and so nothing taught the encoder the mouth. From a plain VAE the decoder reads the latents from the
+    first step, and the portrait's paths are learnt on top."""
+    own, theirs = vae.state_dict(), plain.state_dict()
+    for key, value in theirs.items():
+        if key == "encoder.conv_in.conv.weight":  # [out, frame patches + portrait patches, t, h, w]
+            own[key].zero_()[:, :value.shape[1]] = value
+        else:
+            own[key].copy_(value)
+    for merge in [block.reference_merge for block in vae.decoder.up_blocks] + [vae.decoder.reference_out]:
+        merge.proj.weight.zero_()
+        merge.proj.bias.zero_()
+    return vae
+
+
+@torch.no_grad()
 def latent_statistics(vae: CausalVAE, clips: ClipSet, count: int, frames: int) -> tuple[Tensor, Tensor]:
     """Per-channel mean and std of the posterior means over the first frames of up to `count` clips, each encoded
     as a stream is: its first frame the portrait. [C], [C]"""
@@ -249,11 +293,17 @@ def run(args, settings: Settings, config: RESTConfig) -> int:
     usable = [i for i, c in enumerate(clips.clips) if c["frames"] >= frames]
     if not usable:
         raise ValueError(f"{args.data}: no clip has the {frames} frames a VAE sample needs")
+    if opts.mouth_crops and any("mouth_box" not in clips.clips[i] for i in usable):
+        raise ValueError(f"[vae] mouth_crops = {opts.mouth_crops}: {args.data} has clips without a mouth box; prepare "
+                         f"the clips again from videos with sidecars that give one, or set mouth_crops = 0")
     torch.manual_seed(settings.seed)
     train_encoder = opts.train_encoder
     if args.init:
         vae, init_config = load_part(args.init, "vae")
-        if init_config.vae != config.vae:
+        plain = dataclasses.replace(config.vae, reference="none")
+        if init_config.vae == plain and config.vae != plain:
+            vae = conditioned_from_plain(CausalVAE(config.vae), vae)
+        elif init_config.vae != config.vae:
             raise ValueError(f"{args.init} is a VAE of another shape than preset {config.name}")
     elif not train_encoder:
         raise ValueError("[vae] train_encoder = false tunes the decoder of a trained VAE: pass it with --init")
@@ -279,19 +329,24 @@ def run(args, settings: Settings, config: RESTConfig) -> int:
         [1, 1, T, h, w] and, for a reference-conditioned VAE, its portrait [1, 3, h, w]: a frame from another
         moment of the clip, cut from the same window (or, a `reference_moved` share of the time, a moved one)."""
         count = clips.clips[i]["frames"]
+        mouth = None
+        if opts.mouth_crops and torch.rand(1, generator=g).item() < opts.mouth_crops:
+            mouth = clips.clips[i]["mouth_box"]
         start = torch.randint(count - length + 1, (1,), generator=g).item()
         window = clips.frames(i, start, length)  # [length, R, R, 3] uint8
         portrait = clips.frames(i, another_moment(count, start, length, g), 1) if conditioned else None
         # the window the sample shows is cut first: the weights and colours are worked out on it alone
         if opts.augment:
-            augmentation = Augmentation.draw(*window.shape[1:3], g, crop or None)
+            augmentation = Augmentation.draw(*window.shape[1:3], g, crop or None, mouth)
             window = augmentation.cut(window)
             if conditioned:
                 moved = torch.rand(1, generator=g).item() < opts.reference_moved
                 look = augmentation.moved(*portrait.shape[1:3], g) if moved else augmentation
                 portrait = look(to_video(look.cut(portrait)))
         elif crop:
-            top, left = (torch.randint(side - crop + 1, (1,), generator=g).item() for side in window.shape[1:3])
+            top, left = (window_start(size, crop, None if mouth is None else mouth[axis::2],
+                                      torch.rand(1, generator=g).item())
+                         for size, axis in zip(window.shape[1:3], (1, 0)))
             window = window[:, top:top + crop, left:left + crop]
             portrait = None if portrait is None else to_video(portrait[:, top:top + crop, left:left + crop])
         elif conditioned:
@@ -308,7 +363,7 @@ def run(args, settings: Settings, config: RESTConfig) -> int:
             portrait = None if portrait is None else portrait.flip(-1)
         return video, weight, None if portrait is None else portrait[:, :, 0]
 
-    def batch(step: int, g: torch.Generator) -> tuple[Tensor, Tensor, Tensor | None, float, torch.Generator]:
+    def batch(step: int, g: torch.Generator) -> tuple:
         images = step < image_steps
         kl = opts.kl if step >= opts.kl_from else 0.0
         length = min(frames, IMAGE_WINDOW) if images else frames
@@ -316,11 +371,15 @@ def run(args, settings: Settings, config: RESTConfig) -> int:
                    for _ in range(image_batch if images else settings.batch)]
         videos, weights, portraits = zip(*samples)
         portraits = torch.cat(portraits).to(procs.device) if conditioned else None
-        return torch.cat(videos).to(procs.device), torch.cat(weights).to(procs.device), portraits, kl, g
+        withheld = None
+        if conditioned and opts.reference_withheld:
+            withheld = (torch.rand(len(samples), generator=g) < opts.reference_withheld).to(procs.device)
+        return torch.cat(videos).to(procs.device), torch.cat(weights).to(procs.device), portraits, withheld, kl, g
 
     def losses(module: CausalVAE, b) -> dict[str, Tensor]:
-        video, weights, portraits, kl, g = b
-        return reconstruction_losses(module, video, weights, kl, opts.mse, opts.missed_motion, g, portraits)
+        video, weights, portraits, withheld, kl, g = b
+        return reconstruction_losses(module, video, weights, kl, opts.mse, opts.missed_motion, g, portraits,
+                                     withheld)
 
     def before_step(step: int, module: CausalVAE, ema: CausalVAE | None, optimizer: torch.optim.Optimizer):
         if step == image_steps > 0:

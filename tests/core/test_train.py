@@ -339,7 +339,7 @@ def test_vae_trains_on_random_crops_of_the_chosen_side(data, tmp_path, monkeypat
     original = vae_stage.reconstruction_losses
 
     def recording(vae, video, weights, *args, **kwargs):
-        seen.append((tuple(video.shape), tuple(weights.shape), tuple(args[-1].shape)))  # and the portraits'
+        seen.append((tuple(video.shape), tuple(weights.shape), tuple(args[-2].shape)))  # and the portraits'
         return original(vae, video, weights, *args, **kwargs)
 
     monkeypatch.setattr(vae_stage, "reconstruction_losses", recording)
@@ -349,6 +349,46 @@ def test_vae_trains_on_random_crops_of_the_chosen_side(data, tmp_path, monkeypat
                     [((2, 3, 9, 32, 32), (2, 1, 9, 32, 32), (2, 3, 32, 32))] * 2)
     vae, _ = load_part(run / "vae.safetensors", "vae")
     assert (vae.latents_std != 1).all()  # the latent statistics were measured (on whole frames)
+
+
+def test_a_conditioned_vae_started_from_a_plain_one_codes_exactly_as_it_did():
+    from rest_core.train.vae import conditioned_from_plain
+    from rest_core.vae import CausalVAE
+
+    torch.manual_seed(0)
+    plain = CausalVAE(dataclasses.replace(TINY_REST.vae, reference="none")).eval()
+    vae = conditioned_from_plain(CausalVAE(TINY_REST.vae), plain).eval()
+    video, portrait = torch.rand(1, 3, 9, 64, 64) * 2 - 1, torch.rand(1, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        z = plain.encode_video(video)
+        assert torch.equal(vae.encode_video(video, portrait), z)
+        assert torch.equal(vae.decode(z, portrait), plain.decode(z))  # the portrait's paths start closed
+    # ... and open with training: every merge's projection gets a gradient
+    vae.train()
+    vae.decode(z, portrait).square().mean().backward()
+    merges = [b.reference_merge for b in vae.decoder.up_blocks] + [vae.decoder.reference_out]
+    assert all(m.proj.weight.grad.abs().sum() > 0 for m in merges)
+
+
+def test_a_withheld_portrait_leaves_its_sample_to_the_latents():
+    from rest_core.train.vae import reconstruction_losses
+    from rest_core.vae import CausalVAE
+
+    torch.manual_seed(0)
+    vae = CausalVAE(TINY_REST.vae)
+    with torch.no_grad():  # open every merge (they start with no flow and a half-open gate)
+        for b in vae.decoder.up_blocks:
+            b.reference_merge.predict[-1].weight.normal_(0, 0.1)
+    video, weights = torch.rand(2, 3, 9, 64, 64) * 2 - 1, torch.ones(2, 1, 9, 64, 64)
+    a, b = torch.rand(2, 3, 64, 64) * 2 - 1, torch.rand(2, 3, 64, 64) * 2 - 1
+
+    def l1(portrait, withheld):
+        g = torch.Generator().manual_seed(1)
+        return reconstruction_losses(vae, video, weights, 0.0, 0.0, 0.0, g, portrait, withheld)["l1"].item()
+
+    both = torch.tensor([True, True])
+    assert l1(a, both) == pytest.approx(l1(b, both), abs=1e-7)
+    assert l1(a, ~both) != pytest.approx(l1(b, ~both), abs=1e-4)
 
 
 def test_the_kl_term_joins_the_vae_loss_at_its_starting_step(data, tmp_path):
@@ -498,6 +538,28 @@ def test_a_moved_portrait_keeps_the_samples_colours_and_moves_its_window():
         assert abs(mw - w) <= 0.08 * w + 1 and abs(ml + mw / 2 - left - w / 2) <= 0.08 * w + 1
         assert 0 <= mt <= 256 - mh and 0 <= ml <= 256 - mw
     assert moved >= 18
+
+
+def test_a_window_holds_the_mouth_box_wherever_it_can():
+    from rest_core.train.vae import Augmentation, window_start
+
+    g = torch.Generator().manual_seed(4)
+    box = [150.5, 40.0, 190.2, 70.0]  # x0, y0, x1, y1
+    for _ in range(30):
+        top, left, h, w = Augmentation.draw(256, 256, g, out=128, holding=box).crop
+        assert top <= 40 and top + h >= 70 and left <= 150.5 and left + w >= 190.2
+    assert {window_start(256, 128, None, u) for u in (0.0, 0.999)} == {0, 128}  # anywhere without a box
+    assert window_start(256, 32, [100, 180], 0.5) == 124  # wider than the window: centred on it
+    assert window_start(256, 32, [240, 260], 0.5) == 224  # ... and kept inside the frame
+
+
+def test_prepared_clips_keep_the_sidecars_mouth_box_in_their_own_pixels(data):
+    from rest_core.data.prepare import ClipSet
+
+    for clip in ClipSet(data).clips:
+        x0, y0, x1, y1 = clip["mouth_box"]
+        assert x0 < x1 and y0 < y1
+        assert 0 < (x0 + x1) / 2 < TINY_REST.resolution and 0 < (y0 + y1) / 2 < TINY_REST.resolution
 
 
 def test_a_cropped_augmentation_cuts_a_zoomed_window_and_gives_the_crop_size():
