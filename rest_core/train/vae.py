@@ -38,12 +38,21 @@ when the clip steps start): a 256x256 image step takes three quarters of its tim
 At the end the per-channel latent statistics are measured on the training clips and stored in the VAE
 (`latents_mean`, `latents_std`), so the DiT sees unit-scale latents.
 
+A reference-conditioned VAE (`VAEConfig.reference`) gets each sample's portrait too: a frame from another moment of
+its clip (`another_moment`), cut from the sample's window with its recolouring, or for a `reference_moved` share of
+the samples from a window moved and scaled by up to 8 % (the decoder has to warp it, not paste it). Copying the
+portrait gets the look right; only the latents can get the mouth, the eyes and the motion right. But copying is the
+easy part: trained from scratch, the decoder learnt it within a few hundred steps and never came to read the
+latents. So such a VAE starts (`--init`) from a trained plain VAE with the portrait's paths closed
+(`conditioned_from_plain`); a `reference_withheld` share of the samples is decoded without the portrait (from the
+latents alone); and a `mouth_crops` share of the windows is cut around the clip's mouth box (kept by `prepare
+clips` from the corpus' sidecars), since a random 128 px window of a 256 px frame missed the mouth most of the time.
+
 With `train_encoder = false` a run starts from a trained VAE (`--init`) and tunes its decoder alone (with the
-portrait's encoder a reference-conditioned decoder reads): the latents
-and their statistics stay exactly those of the VAE it started from, so prepared segments and DiTs trained on them
-remain valid. The rest-demo recipe uses it to teach the decoder where the motion goes inside each latent frame
-(a high `missed_motion` weight): a decoder that puts each latent frame's change at its first frame jumps at every
-chunk boundary, since chunks start on latent frames.
+portrait's encoder a reference-conditioned decoder reads): the latents and their statistics stay exactly those of
+the VAE it started from, so prepared segments and DiTs trained on them remain valid. A high `missed_motion` weight
+there teaches the decoder where the motion goes inside each latent frame: a decoder that puts each latent frame's
+change at its first frame jumps at every chunk boundary, since chunks start on latent frames.
 """
 
 from __future__ import annotations
@@ -71,7 +80,6 @@ class VAEOptions:
 
     frames: int = 17  # 1 + 8k frames per clip sample
     kl: float = 1e-4
-    kl_from: int = 0  # the step the KL term starts at
     mse: float = 1.0
     motion_weight: float = 1.0
     missed_motion: float = 0.0
@@ -365,7 +373,6 @@ def run(args, settings: Settings, config: RESTConfig) -> int:
 
     def batch(step: int, g: torch.Generator) -> tuple:
         images = step < image_steps
-        kl = opts.kl if step >= opts.kl_from else 0.0
         length = min(frames, IMAGE_WINDOW) if images else frames
         samples = [sample(usable[torch.randint(len(usable), (1,), generator=g).item()], length, images, g)
                    for _ in range(image_batch if images else settings.batch)]
@@ -374,11 +381,11 @@ def run(args, settings: Settings, config: RESTConfig) -> int:
         withheld = None
         if conditioned and opts.reference_withheld:
             withheld = (torch.rand(len(samples), generator=g) < opts.reference_withheld).to(procs.device)
-        return torch.cat(videos).to(procs.device), torch.cat(weights).to(procs.device), portraits, withheld, kl, g
+        return torch.cat(videos).to(procs.device), torch.cat(weights).to(procs.device), portraits, withheld, g
 
     def losses(module: CausalVAE, b) -> dict[str, Tensor]:
-        video, weights, portraits, withheld, kl, g = b
-        return reconstruction_losses(module, video, weights, kl, opts.mse, opts.missed_motion, g, portraits,
+        video, weights, portraits, withheld, g = b
+        return reconstruction_losses(module, video, weights, opts.kl, opts.mse, opts.missed_motion, g, portraits,
                                      withheld)
 
     def before_step(step: int, module: CausalVAE, ema: CausalVAE | None, optimizer: torch.optim.Optimizer):
