@@ -5,7 +5,7 @@
 # `python -m rest_core train expert --config configs/mouth-expert.toml --data runs/expert-data --out runs/expert`).
 # Run it again after an interruption: finished corpus clips and prepared data are kept, training stages resume
 # from their last state. RUNS (default runs/demo) holds everything; DEVICE picks cpu/cuda (default: auto).
-# A stage whose finished weights are in FINISHED (default models/stages/rest-demo: float16, committed to the
+# A stage whose finished weights are in FINISHED (default stages/rest-demo: float16, committed to the
 # repository, `python -m rest_core train finish`) is not trained again: the recipe continues from them on any machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +15,7 @@ DEVICE=${DEVICE:-auto}
 WORKERS=${WORKERS:-$(nproc)}
 CONFIGS=configs/rest-demo
 MODEL=${MODEL:-models/rest-demo.safetensors}
-FINISHED=${FINISHED:-models/stages/rest-demo}
+FINISHED=${FINISHED:-stages/rest-demo}
 
 rest() { echo "+ python -m rest_core $*" >&2; "$PY" -m rest_core "$@"; }
 # finished STAGE: its weights are committed; part STAGE FILE: where its weights are (committed, else its run's)

@@ -53,7 +53,7 @@ def configure(p):
     e.add_argument("--steps", type=int, default=None, help="the checkpoint's default sampling steps")
     f = sub.add_parser("finish", help="a stage's part -> its finished float16 weights (no optimizer state)")
     f.add_argument("--part", required=True, help="the run folder's part (e.g. runs/demo/vae/vae.safetensors)")
-    f.add_argument("--out", required=True, help="where the finished weights go (e.g. models/stages/rest-demo/)")
+    f.add_argument("--out", required=True, help="where the finished weights go (e.g. stages/rest-demo/)")
 
 
 def run(args) -> int:
