@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from rest_core import even_size, paste_back
+from rest_core import Reference, even_size, paste_back
 
 from .encode import RESTReference
 from .model import RESTModel
@@ -27,7 +27,7 @@ class RESTDecode:
         fps = float(model.pipe.config.fps)
         if latent.get("rest_frames_of") is latent.get("samples") and latent.get("rest_frames") is not None:
             return (latent["rest_frames"], fps)
-        if "rest_reference" not in latent or "rest_video_frames" not in latent:
+        if not isinstance(latent.get("rest_reference"), Reference) or "rest_video_frames" not in latent:
             raise ValueError("latent: this LATENT was not made by REST Streaming Sampler (it has no reference "
                              "latent); connect the sampler's output")
         model.load()

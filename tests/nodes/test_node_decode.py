@@ -30,6 +30,9 @@ def test_decode_of_changed_latents_decodes_them_exactly_as_the_stream_did(comfy,
 def test_a_latent_from_elsewhere_is_refused(comfy, rest_model):
     with pytest.raises(ValueError, match="not made by REST Streaming Sampler"):
         RESTDecode().decode(rest_model, {"samples": torch.zeros(1, 4, 8, 8)})
+    with pytest.raises(ValueError, match="not made by REST Streaming Sampler"):  # a bare z_R, as older versions kept
+        RESTDecode().decode(rest_model, {"samples": torch.zeros(1, 8, 3, 2, 2), "rest_video_frames": 24,
+                                         "rest_reference": torch.zeros(1, 8, 1, 2, 2)})
 
 
 def test_paste_back_puts_the_frames_into_the_source_at_the_crop(comfy, rest_reference, portrait_image):
