@@ -296,7 +296,7 @@ class CausalVAE(nn.Module):
         return expect_finite(name, video)
 
     def check_reference(self, reference: Tensor | None, batch: int | None = None,
-                        size: tuple[int, int] = (None, None)) -> Tensor | None:
+                        size: tuple[int | None, int | None] = (None, None)) -> Tensor | None:
         """The portrait a reference-conditioned VAE needs, [B, 3, H, W] at the video's batch and size where given;
         None for a plain VAE (which ignores one)."""
         if self.reference_encoder is None:
@@ -333,7 +333,7 @@ class CausalVAE(nn.Module):
         return self.encode_video(image[:, :, None], image)
 
     def reference_features(self, reference: Tensor | None, batch: int | None = None,
-                           size: tuple[int, int] = (None, None)) -> list[Tensor] | None:
+                           size: tuple[int | None, int | None] = (None, None)) -> list[Tensor] | None:
         """The portrait's features for every decoder up block, once per stream (None for a plain VAE); `batch` and
         `size` (height, width) are the frames', where known."""
         reference = self.check_reference(reference, batch, size)
