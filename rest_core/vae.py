@@ -224,7 +224,7 @@ class Decoder3d(nn.Module):
         eps = config.resnet_norm_eps
         conditioned = config.reference != "none"
         if conditioned:
-            from .vae_reference import ReferenceMerge  # it builds on this module's norm
+            from .vae_reference import ReferenceWarp, ReferenceMerge  # they build on this module's norm
         self.conv_in = CausalConv3d(config.latent_channels, widths[0])
         self.mid_block = MidBlock3d(widths[0], layers[0], eps)
         self.up_blocks = nn.ModuleList(
@@ -234,23 +234,24 @@ class Decoder3d(nn.Module):
         )
         patch_channels = 3 * self.patch**2
         self.conv_out = CausalConv3d(widths[-1], patch_channels)
-        self.reference_out = (ReferenceMerge(patch_channels, patch_channels, widths[-1], identity=True)
-                              if conditioned else None)
+        # a conditioned VAE's output conv paints what the moved portrait lacks (ReferenceWarp)
+        self.reference_out = ReferenceWarp(widths[-1], widths[-1], self.patch) if conditioned else None
         self.convs = [m for m in self.modules() if isinstance(m, CausalConv3d) and m.time_kernel > 1]
         for slot, conv in enumerate(self.convs):
             conv.slot = slot
 
     def forward(self, z: Tensor, state: DecodeState | None = None, reference: list[Tensor] | None = None) -> Tensor:
-        """z: [B, C, F, h, w] (un-normalised latents); reference: the portrait's patches and features
+        """z: [B, C, F, h, w] (un-normalised latents); reference: the portrait and its features
         (ReferenceEncoder2d) for a reference-conditioned VAE -> video [B, 3, frames, 32h, 32w]"""
         x = self.mid_block(self.conv_in(z, state), state)
         for i, block in enumerate(self.up_blocks):
             x = block(x, state, None if reference is None else reference[-1 - i])
         guide = F.silu(channel_norm(x))
-        x = self.conv_out(guide, state)
-        if self.reference_out is not None:
-            x = self.reference_out(x, reference[0], guide)
-        return rearrange(x, "b (c r q) f h w -> b c f (h q) (w r)", q=self.patch, r=self.patch)
+        painted = rearrange(self.conv_out(guide, state), "b (c r q) f h w -> b c f (h q) (w r)", q=self.patch,
+                            r=self.patch)
+        if self.reference_out is None:
+            return painted
+        return self.reference_out(painted, reference[0], guide, reference[1])
 
 
 class CausalVAE(nn.Module):

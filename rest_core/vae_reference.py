@@ -2,25 +2,30 @@
 
 A plain VAE has to learn every look there is to reconstruct it; a 2-core CPU cannot teach it that. So when
 `VAEConfig.reference` is on, the decoder copies appearance from the stream's portrait instead, as one-shot renderers
-do (Wav2Lip feeds a reference frame to every decoder scale; FOMM and LIA warp the source's features by a predicted
-flow and blend them by a predicted occlusion mask):
+do (Wav2Lip feeds a reference frame to every decoder scale; FOMM and LIA warp the source by a predicted flow and
+blend it by a predicted occlusion mask):
 
-    portrait [B, 3, H, W] -> ReferenceEncoder2d -> one feature map per decoder up block, at its scale and width,
-                                                   and its patches
+    portrait [B, 3, H, W] -> ReferenceEncoder2d -> the portrait, then one feature map per decoder up block, at its
+                                                   scale and width
     each up block:  upsample -> ReferenceMerge(its features, the portrait's at that scale) -> resnets
-    output:         conv_out -> ReferenceMerge(the output patches, the portrait's patches; guided by conv_out's input)
+    output:         conv_out paints -> ReferenceWarp: warp(portrait, flow) + the painting (flow from conv_out's input)
 
-The merge predicts, for every frame from the decoder's own features next to the portrait's, a flow (where each
-position's look is in the portrait: head motion) and a gate (how much of the copy to take: nothing where the mouth
-opens or the eyes close, which the latents paint). It acts on each frame alone, so the decode stays causal and
-streams exactly: the portrait's features are computed once per stream and kept in the decoder's state.
+Inside the decoder, a merge predicts for every frame, from the decoder's own features next to the portrait's, a
+flow and a gate, and adds the portrait's features warped and gated: the painting knows the look (the lips' colour,
+the skin around the mouth). At the output, the portrait itself is moved by a flow predicted for that frame, and the
+decoder paints on top of it what the moved portrait lacks: an open mouth, teeth, closed eyes, what a turned head
+uncovers. Where the portrait already shows the frame (most of it) the painting is nothing and the pixels are the
+portrait's; no pixel is pasted by a fixed mask: the flow and the painting are the decoder's, from the latents.
 
-The merges inside the decoder carry the look through 32-wide features at 1/4 of the side, too narrow for a 4x4
-patch's 48 values: fine textures (halftone dots, hatching, hair) came out blurred. So the last merge acts at the
-output itself: the decoder predicts, from the features its output conv reads, a flow and a gate per frame, and adds
-the portrait's patches warped and gated through a learned 1x1 conv (starting as the identity) to what its output conv
-paints. No pixel is pasted by a fixed mask: where the decoder's gate closes (an open mouth, closed eyes) the output
-is its own painting, and every copied pixel is moved by its predicted flow.
+Two designs before this one failed, and why matters. Adding the portrait's patches, warped and gated, to a painting
+of the whole frame stayed blurred: the painting had to learn to cancel what the copy added, and after 2000 steps the
+frames were as soft as a plain VAE's. A convex blend, mask * moved portrait + (1 - mask) * a painting of the whole
+frame, was sharp within 250 steps, but the mask stayed open over the mouth (0.9) and the mouth stayed the
+portrait's: a whole-frame painting's mouth was worse than the portrait's closed one, so the copy won and the painting
+was never taught the mouth. Painting only the difference gives the mouth's error straight to the painting.
+
+Every step acts on each frame alone, so the decode stays causal and streams exactly: the portrait's features are
+computed once per stream and kept in the decoder's state.
 
 With `reference = "both"` the encoder sees the portrait too (its patches beside each frame's), so a latent can carry
 the difference from it; the KL term then squeezes out what the portrait already supplies, and the DiT's latents
@@ -63,9 +68,9 @@ class ResBlock2d(nn.Module):
 
 
 class ReferenceEncoder2d(nn.Module):
-    """The portrait -> its patches, then one feature map per decoder up block, fine to coarse: at 1/patch of its
-    side with the decoder's finest width, then halved wherever the decoder doubles (`decoder_spatio_temporal_scaling`).
-    """
+    """The portrait -> itself (for the output blend), then one feature map per decoder up block, fine to coarse: at
+    1/patch of its side with the decoder's finest width, then halved wherever the decoder doubles
+    (`decoder_spatio_temporal_scaling`)."""
 
     def __init__(self, config: VAEConfig):
         super().__init__()
@@ -78,11 +83,10 @@ class ReferenceEncoder2d(nn.Module):
         self.blocks = nn.ModuleList(ResBlock2d(w) for w in widths)
 
     def forward(self, portrait: Tensor) -> list[Tensor]:
-        """portrait [B, 3, H, W] in [-1, 1] -> its patches [B, 3 p^2, H/p, W/p] (for the output merge), then
-        [[B, w_i, H_i, W_i], ...] fine to coarse (one per up block)"""
-        patches = patchify(portrait, self.patch)
-        x = self.blocks[0](self.conv_in(patches))
-        features = [patches, x]
+        """portrait [B, 3, H, W] in [-1, 1] -> [the portrait, [B, w_i, H_i, W_i], ...], the features fine to coarse
+        (one per up block)"""
+        x = self.blocks[0](self.conv_in(patchify(portrait, self.patch)))
+        features = [portrait, x]
         for down, block in zip(self.downs, self.blocks[1:]):
             x = block(down(F.silu(channel_norm(x))))
             features.append(x)
@@ -90,34 +94,56 @@ class ReferenceEncoder2d(nn.Module):
 
 
 class ReferenceMerge(nn.Module):
-    """Decoder features of every frame + the portrait's at the same scale -> the features with the portrait's look
-    copied in, warped by a predicted flow and gated by a predicted mask.
+    """Decoder features of every frame + the portrait's at the same scale and width -> the features with the
+    portrait's look added in, warped by a predicted flow and gated. x: [B, C, F, H, W]"""
 
-    `channels`: the width of what the copy is added to; `reference_channels` of the portrait's features (default the
-    same); `guide_channels` of the features the flow and gate are predicted from (default: what is added to)."""
-
-    def __init__(self, channels: int, reference_channels: int | None = None, guide_channels: int | None = None,
-                 identity: bool = False):
+    def __init__(self, channels: int):
         super().__init__()
-        reference_channels = reference_channels or channels
-        guide_channels = guide_channels or channels
-        hidden = max(guide_channels, reference_channels)
-        self.predict = nn.Sequential(nn.Conv2d(guide_channels + reference_channels, hidden, 3, padding=1), nn.SiLU(),
-                                     nn.Conv2d(hidden, 3, 3, padding=1))
-        nn.init.zeros_(self.predict[-1].weight)  # no flow at the start, the gate half open
-        nn.init.zeros_(self.predict[-1].bias)
-        self.proj = nn.Conv2d(reference_channels, channels, 1)
-        if identity:  # the copy starts as the portrait's own values (the output merge: its patches)
-            nn.init.eye_(self.proj.weight[:, :, 0, 0])
-            nn.init.zeros_(self.proj.bias)
+        self.predict = flow_head(2 * channels, channels, gate=True)
+        self.proj = nn.Conv2d(channels, channels, 1)
 
-    def forward(self, x: Tensor, reference: Tensor, guide: Tensor | None = None) -> Tensor:
-        """x: [B, C, F, H, W]; reference: [B, Cr, H, W]; guide: [B, Cg, F, H, W] (default x) -> [B, C, F, H, W]"""
+    def forward(self, x: Tensor, reference: Tensor) -> Tensor:
+        """x: [B, C, F, H, W]; reference: [B, C, H, W] -> [B, C, F, H, W]"""
         b, _, f = x.shape[:3]
         frames = rearrange(x, "b c f h w -> (b f) c h w")
-        guide = frames if guide is None else rearrange(guide, "b c f h w -> (b f) c h w")
-        ref = reference.repeat_interleave(f, dim=0)  # [(B F), Cr, H, W]
-        out = self.predict(torch.cat([channel_norm(guide), channel_norm(ref)], dim=1))  # [(B F), 3, H, W]
+        ref = reference.repeat_interleave(f, dim=0)  # [(B F), C, H, W]
+        out = self.predict(torch.cat([channel_norm(frames), channel_norm(ref)], dim=1))  # [(B F), 3, H, W]
         flow, gate = out[:, :2], torch.sigmoid(out[:, 2:])
         frames = frames + self.proj(gate * warp(ref, flow))
         return rearrange(frames, "(b f) c h w -> b c f h w", b=b)
+
+
+class ReferenceWarp(nn.Module):
+    """The portrait, moved by a flow predicted for every frame, plus what the decoder painted: each output pixel is
+    the portrait's where it shows what the frame shows, and the decoder's painting on top where it does not.
+
+    The flow is predicted at 1/patch of the side, from the features the decoder's output conv reads (`guide`) next
+    to the portrait's at that scale (`features`), then upsampled to pixels: one flow vector per patch would move a
+    patch's pixels together, and bilinear upsampling lets the copy bend smoothly inside it."""
+
+    def __init__(self, guide_channels: int, reference_channels: int, patch: int):
+        super().__init__()
+        self.patch = patch
+        self.predict = flow_head(guide_channels + reference_channels, max(guide_channels, reference_channels),
+                                 gate=False)
+
+    def forward(self, painted: Tensor, portrait: Tensor, guide: Tensor, features: Tensor) -> Tensor:
+        """painted: [B, 3, F, H, W]; portrait: [B, 3, H, W]; guide: [B, Cg, F, H/p, W/p]; features: [B, Cr, H/p, W/p]
+        -> [B, 3, F, H, W]"""
+        b, _, f = painted.shape[:3]
+        guide = rearrange(guide, "b c f h w -> (b f) c h w")
+        ref = features.repeat_interleave(f, dim=0)  # [(B F), Cr, H/p, W/p]
+        flow = self.predict(torch.cat([channel_norm(guide), channel_norm(ref)], dim=1)).float()  # [(B F), 2, h, w]
+        flow = F.interpolate(flow, scale_factor=self.patch, mode="bilinear", align_corners=False) * self.patch
+        copied = warp(portrait.repeat_interleave(f, dim=0), flow)  # [(B F), 3, H, W]
+        return rearrange(copied, "(b f) c h w -> b c f h w", b=b).to(painted.dtype) + painted
+
+
+def flow_head(cin: int, hidden: int, gate: bool) -> nn.Sequential:
+    """Features -> [N, 2 (+1), H, W]: a flow (x, y, in positions of the grid) and, with `gate`, a gate's logit. It
+    starts predicting no flow and a half-open gate."""
+    predict = nn.Sequential(nn.Conv2d(cin, hidden, 3, padding=1), nn.SiLU(),
+                            nn.Conv2d(hidden, 3 if gate else 2, 3, padding=1))
+    nn.init.zeros_(predict[-1].weight)
+    nn.init.zeros_(predict[-1].bias)
+    return predict

@@ -43,10 +43,11 @@ its clip (`another_moment`), cut from the sample's window with its recolouring, 
 the samples from a window moved and scaled by up to 8 % (the decoder has to warp it, not paste it). Copying the
 portrait gets the look right; only the latents can get the mouth, the eyes and the motion right. But copying is the
 easy part: trained from scratch, the decoder learnt it within a few hundred steps and never came to read the
-latents. So such a VAE starts (`--init`) from a trained plain VAE with the portrait's paths closed
-(`conditioned_from_plain`); a `reference_withheld` share of the samples is decoded without the portrait (from the
-latents alone); and a `mouth_crops` share of the windows is cut around the clip's mouth box (kept by `prepare
-clips` from the corpus' sidecars), since a random 128 px window of a 256 px frame missed the mouth most of the time.
+latents. So such a VAE starts (`--init`) from a trained plain VAE whose decoder reads them
+(`conditioned_from_plain`), with its KL weight rising from zero (`kl_warmup`) while its painting grows from nothing; a
+`mouth_crops` share of the windows is cut around the clip's mouth box (kept by `prepare clips` from the corpus'
+sidecars), since a random 128 px window of a 256 px frame missed the mouth most of the time, and `mouth_weight` raises
+the L1 weights inside that box: the mouth is a few hundred pixels of the frame and what the latents must carry.
 
 With `train_encoder = false` a run starts from a trained VAE (`--init`) and tunes its decoder alone (with the
 portrait's encoder a reference-conditioned decoder reads): the latents and their statistics stay exactly those of
@@ -80,6 +81,7 @@ class VAEOptions:
 
     frames: int = 17  # 1 + 8k frames per clip sample
     kl: float = 1e-4
+    kl_warmup: int = 0  # steps over which the KL weight rises from 0 to `kl`
     mse: float = 1.0
     motion_weight: float = 1.0
     missed_motion: float = 0.0
@@ -92,8 +94,8 @@ class VAEOptions:
     compile: bool = False
     crop: int = 0  # 0: whole frames
     reference_moved: float = 0.3  # reference-conditioned VAE: share of samples whose portrait is cut moved and scaled
-    reference_withheld: float = 0.0  # ... and share of samples decoded without their portrait, from the latents alone
     mouth_crops: float = 0.0  # share of samples whose window holds the clip's mouth box (prepared from sidecars)
+    mouth_weight: float = 0.0  # L1 weights inside the clip's mouth box multiplied by 1 + this
 
 IMAGE_WINDOW = 17  # frames around an image sample whose motion sets its weights (0.68 s: a syllable or two)
 
@@ -177,6 +179,16 @@ def window_start(size: int, side: int, span: list[float] | None, u: float) -> in
     return first + int(u * (last - first + 1))
 
 
+def box_mask(box: list[float], origin: tuple[int, int], size: tuple[int, int]) -> Tensor:
+    """1 at the pixels of a window whose centres lie in `box` [x0, y0, x1, y1] (the clip's frame pixels), 0 elsewhere;
+    the window starts at `origin` (top, left) of the frame and is `size` (height, width).  [1, 1, 1, h, w]"""
+    ys = torch.arange(size[0]) + origin[0] + 0.5
+    xs = torch.arange(size[1]) + origin[1] + 0.5
+    inside_y = (ys >= box[1]) & (ys < box[3])
+    inside_x = (xs >= box[0]) & (xs < box[2])
+    return (inside_y[:, None] & inside_x[None, :]).float()[None, None, None]
+
+
 def motion_weights(video: Tensor, strength: float) -> Tensor:
     """1 + strength * (each pixel's distance from the window's mean frame, over its mean).  [B, 1, T, H, W]"""
     moving = (video - video.mean(dim=2, keepdim=True)).abs().mean(dim=1, keepdim=True)
@@ -190,28 +202,24 @@ def missed_motion(recon: Tensor, video: Tensor) -> Tensor:
     return ((recon[:, :, 1:] - recon[:, :, :-1]) - change).abs().sum() / change.abs().sum().clamp_min(1e-6)
 
 
-def reconstruction_losses(vae: CausalVAE, video: Tensor, weights: Tensor, kl_weight: float, mse_weight: float,
-                          missed_weight: float = 0.0, generator: torch.Generator | None = None,
-                          reference: Tensor | None = None, withheld: Tensor | None = None) -> dict[str, Tensor]:
-    """video: [B, 3, 1+8k, H, W] in [-1, 1]; weights: [B, 1, 1+8k, H, W], the L1 term's per-pixel weights;
-    reference: [B, 3, H, W], the portrait a reference-conditioned VAE copies the look from; withheld: [B] bool, the
-    samples whose portrait the encoder and decoder do not get (its features zeroed: they decode from the latents)"""
-    if withheld is not None:
-        keep = (~withheld).to(reference.dtype).view(-1, 1, 1, 1)
-    moments = vae.encode_moments(video, reference if withheld is None else reference * keep)
+def reconstruction_losses(vae: CausalVAE, video: Tensor, weights: Tensor, opts: VAEOptions,
+                          generator: torch.Generator | None = None,
+                          reference: Tensor | None = None) -> dict[str, Tensor]:
+    """video: [B, 3, 1+8k, H, W] in [-1, 1]; weights: [B, 1, 1+8k, H, W], the L1 term's per-pixel weights; opts: the
+    terms' weights (kl, mse, missed_motion); reference: [B, 3, H, W], the portrait a reference-conditioned VAE copies
+    the look from"""
+    moments = vae.encode_moments(video, reference)
     mean, log_var = moments[:, :-1], moments[:, -1:].clamp(-30, 20)
     noise = torch.randn(mean.shape, generator=generator).to(mean)
     features = vae.reference_features(reference)
-    if withheld is not None:
-        features = [f * keep for f in features]
     recon = vae.decoder(mean + torch.exp(0.5 * log_var) * noise, reference=features)
     l1 = ((recon - video).abs() * weights).mean() / weights.mean()
     mse = F.mse_loss(recon, video)
     kl = 0.5 * (mean.square() + log_var.exp() - 1 - log_var).mean()
-    terms = {"loss": l1 + mse_weight * mse + kl_weight * kl, "l1": l1, "mse": mse, "kl": kl}
-    if video.shape[2] > 1 and missed_weight:
+    terms = {"loss": l1 + opts.mse * mse + opts.kl * kl, "l1": l1, "mse": mse, "kl": kl}
+    if video.shape[2] > 1 and opts.missed_motion:
         terms["missed_motion"] = missed_motion(recon, video)
-        terms["loss"] = terms["loss"] + missed_weight * terms["missed_motion"]
+        terms["loss"] = terms["loss"] + opts.missed_motion * terms["missed_motion"]
     return terms
 
 
@@ -249,9 +257,10 @@ def video_path_from_images(vaes: list[CausalVAE], optimizer: torch.optim.Optimiz
 
 @torch.no_grad()
 def conditioned_from_plain(vae: CausalVAE, plain: CausalVAE) -> CausalVAE:
-    """A reference-conditioned VAE that starts as the trained plain VAE `plain` of the same shape: every weight they
-    share is copied, the encoder's portrait channels and each merge's projection start at zero, so it decodes
-    exactly as `plain` until training opens the portrait's paths.
+    """A reference-conditioned VAE that starts from the trained plain VAE `plain` of the same shape: every weight they
+    share is copied, so it encodes exactly as `plain` (the encoder's portrait channels start at zero) and its decoder
+    reads the latents as `plain`'s does; the merges and the output conv start at zero, so it first decodes the
+    portrait, unmoved, and learns to paint on it what the latents say differs.
 
     Trained from scratch, the conditioned VAE found the shortcut first: copying the portrait gave most of the loss
     within a few hundred steps, its decoder never came to read the latents (decoding another frame's latents changed
@@ -261,9 +270,11 @@ def conditioned_from_plain(vae: CausalVAE, plain: CausalVAE) -> CausalVAE:
     for key, value in theirs.items():
         if key == "encoder.conv_in.conv.weight":  # [out, frame patches + portrait patches, t, h, w]
             own[key].zero_()[:, :value.shape[1]] = value
+        elif key.startswith("decoder.conv_out."):  # it painted whole frames; this one paints the difference
+            own[key].zero_()
         else:
             own[key].copy_(value)
-    for merge in [block.reference_merge for block in vae.decoder.up_blocks] + [vae.decoder.reference_out]:
+    for merge in [block.reference_merge for block in vae.decoder.up_blocks]:
         merge.proj.weight.zero_()
         merge.proj.bias.zero_()
     return vae
@@ -301,9 +312,10 @@ def run(args, settings: Settings, config: RESTConfig) -> int:
     usable = [i for i, c in enumerate(clips.clips) if c["frames"] >= frames]
     if not usable:
         raise ValueError(f"{args.data}: no clip has the {frames} frames a VAE sample needs")
-    if opts.mouth_crops and any("mouth_box" not in clips.clips[i] for i in usable):
-        raise ValueError(f"[vae] mouth_crops = {opts.mouth_crops}: {args.data} has clips without a mouth box; prepare "
-                         f"the clips again from videos with sidecars that give one, or set mouth_crops = 0")
+    for name in ("mouth_crops", "mouth_weight"):
+        if getattr(opts, name) and any("mouth_box" not in clips.clips[i] for i in usable):
+            raise ValueError(f"[vae] {name} = {getattr(opts, name)}: {args.data} has clips without a mouth box; "
+                             f"prepare the clips again from videos with sidecars that give one, or set {name} = 0")
     torch.manual_seed(settings.seed)
     train_encoder = opts.train_encoder
     if args.init:
@@ -344,9 +356,11 @@ def run(args, settings: Settings, config: RESTConfig) -> int:
         window = clips.frames(i, start, length)  # [length, R, R, 3] uint8
         portrait = clips.frames(i, another_moment(count, start, length, g), 1) if conditioned else None
         # the window the sample shows is cut first: the weights and colours are worked out on it alone
+        origin = (0, 0)  # where the window starts in the clip's frames (top, left)
         if opts.augment:
             augmentation = Augmentation.draw(*window.shape[1:3], g, crop or None, mouth)
             window = augmentation.cut(window)
+            origin = augmentation.crop[:2]
             if conditioned:
                 moved = torch.rand(1, generator=g).item() < opts.reference_moved
                 look = augmentation.moved(*portrait.shape[1:3], g) if moved else augmentation
@@ -356,11 +370,15 @@ def run(args, settings: Settings, config: RESTConfig) -> int:
                                       torch.rand(1, generator=g).item())
                          for size, axis in zip(window.shape[1:3], (1, 0)))
             window = window[:, top:top + crop, left:left + crop]
+            origin = (top, left)
             portrait = None if portrait is None else to_video(portrait[:, top:top + crop, left:left + crop])
         elif conditioned:
             portrait = to_video(portrait)
         video = to_video(window)  # [1, 3, length, h, w]
         weight = motion_weights(video, opts.motion_weight)
+        if opts.mouth_weight:
+            weight = weight * (1 + opts.mouth_weight * box_mask(clips.clips[i]["mouth_box"], origin,
+                                                                 video.shape[-2:]))
         if images:
             t = torch.randint(length, (1,), generator=g).item()
             video, weight = video[:, :, t:t + 1], weight[:, :, t:t + 1]
@@ -378,15 +396,14 @@ def run(args, settings: Settings, config: RESTConfig) -> int:
                    for _ in range(image_batch if images else settings.batch)]
         videos, weights, portraits = zip(*samples)
         portraits = torch.cat(portraits).to(procs.device) if conditioned else None
-        withheld = None
-        if conditioned and opts.reference_withheld:
-            withheld = (torch.rand(len(samples), generator=g) < opts.reference_withheld).to(procs.device)
-        return torch.cat(videos).to(procs.device), torch.cat(weights).to(procs.device), portraits, withheld, g
+        return torch.cat(videos).to(procs.device), torch.cat(weights).to(procs.device), portraits, g, step
 
     def losses(module: CausalVAE, b) -> dict[str, Tensor]:
-        video, weights, portraits, withheld, g = b
-        return reconstruction_losses(module, video, weights, opts.kl, opts.mse, opts.missed_motion, g, portraits,
-                                     withheld)
+        video, weights, portraits, g, step = b
+        terms = opts
+        if opts.kl_warmup:
+            terms = dataclasses.replace(opts, kl=opts.kl * min(1.0, step / opts.kl_warmup))
+        return reconstruction_losses(module, video, weights, terms, g, portraits)
 
     def before_step(step: int, module: CausalVAE, ema: CausalVAE | None, optimizer: torch.optim.Optimizer):
         if step == image_steps > 0:

@@ -339,7 +339,7 @@ def test_vae_trains_on_random_crops_of_the_chosen_side(data, tmp_path, monkeypat
     original = vae_stage.reconstruction_losses
 
     def recording(vae, video, weights, *args, **kwargs):
-        seen.append((tuple(video.shape), tuple(weights.shape), tuple(args[-2].shape)))  # and the portraits'
+        seen.append((tuple(video.shape), tuple(weights.shape), tuple(args[-1].shape)))  # and the portraits'
         return original(vae, video, weights, *args, **kwargs)
 
     monkeypatch.setattr(vae_stage, "reconstruction_losses", recording)
@@ -351,7 +351,7 @@ def test_vae_trains_on_random_crops_of_the_chosen_side(data, tmp_path, monkeypat
     assert (vae.latents_std != 1).all()  # the latent statistics were measured (on whole frames)
 
 
-def test_a_conditioned_vae_started_from_a_plain_one_codes_exactly_as_it_did():
+def test_a_conditioned_vae_started_from_a_plain_one_encodes_as_it_did_and_first_decodes_the_portrait():
     from rest_core.train.vae import conditioned_from_plain
     from rest_core.vae import CausalVAE
 
@@ -362,33 +362,16 @@ def test_a_conditioned_vae_started_from_a_plain_one_codes_exactly_as_it_did():
     with torch.no_grad():
         z = plain.encode_video(video)
         assert torch.equal(vae.encode_video(video, portrait), z)
-        assert torch.equal(vae.decode(z, portrait), plain.decode(z))  # the portrait's paths start closed
-    # ... and open with training: every merge's projection gets a gradient
+        # it paints nothing yet and moves nothing: every frame is the portrait
+        torch.testing.assert_close(vae.decode(z, portrait), portrait[:, :, None].expand(-1, -1, 9, -1, -1),
+                                   atol=5e-5, rtol=0)  # grid_sample's rounding
+    assert all(torch.equal(vae.state_dict()[k], v) for k, v in plain.state_dict().items()
+               if k.startswith("decoder.") and not k.startswith("decoder.conv_out."))  # it reads z as plain does
+    # ... and learns: the painting and the flow get a gradient from the first step
     vae.train()
-    vae.decode(z, portrait).square().mean().backward()
-    merges = [b.reference_merge for b in vae.decoder.up_blocks] + [vae.decoder.reference_out]
-    assert all(m.proj.weight.grad.abs().sum() > 0 for m in merges)
-
-
-def test_a_withheld_portrait_leaves_its_sample_to_the_latents():
-    from rest_core.train.vae import reconstruction_losses
-    from rest_core.vae import CausalVAE
-
-    torch.manual_seed(0)
-    vae = CausalVAE(TINY_REST.vae)
-    with torch.no_grad():  # open every merge (they start with no flow and a half-open gate)
-        for b in vae.decoder.up_blocks:
-            b.reference_merge.predict[-1].weight.normal_(0, 0.1)
-    video, weights = torch.rand(2, 3, 9, 64, 64) * 2 - 1, torch.ones(2, 1, 9, 64, 64)
-    a, b = torch.rand(2, 3, 64, 64) * 2 - 1, torch.rand(2, 3, 64, 64) * 2 - 1
-
-    def l1(portrait, withheld):
-        g = torch.Generator().manual_seed(1)
-        return reconstruction_losses(vae, video, weights, 0.0, 0.0, 0.0, g, portrait, withheld)["l1"].item()
-
-    both = torch.tensor([True, True])
-    assert l1(a, both) == pytest.approx(l1(b, both), abs=1e-7)
-    assert l1(a, ~both) != pytest.approx(l1(b, ~both), abs=1e-4)
+    vae.decode(z, portrait).sub(video).square().mean().backward()
+    assert vae.decoder.conv_out.conv.weight.grad.abs().sum() > 0
+    assert vae.decoder.reference_out.predict[-1].weight.grad.abs().sum() > 0
 
 
 def test_a_vae_crop_that_is_no_multiple_of_the_latent_grid_is_refused(data, tmp_path, capsys):
@@ -401,8 +384,10 @@ def test_a_vae_crop_that_is_no_multiple_of_the_latent_grid_is_refused(data, tmp_
 def test_a_compiled_vae_run_computes_what_the_plain_one_does(data, tmp_path):
     extra = "[vae]\nframes = 9\nstats_clips = 1\nimage_steps = 3\nimage_batch = 2\n"
     (tmp_path / "plain").mkdir(), (tmp_path / "compiled").mkdir()
-    plain = run_stage(tmp_path / "plain", "vae", data, steps=6, batch=1, lr=1e-3, extra=extra)
-    compiled = run_stage(tmp_path / "compiled", "vae", data, steps=6, batch=1, lr=1e-3,
+    # a small learning rate: Adam scales every gradient to a step of about lr, the fused kernels' float rounding
+    # included, and at 1e-3 the two runs' losses drifted 4 % apart within six steps
+    plain = run_stage(tmp_path / "plain", "vae", data, steps=6, batch=1, lr=1e-5, extra=extra)
+    compiled = run_stage(tmp_path / "compiled", "vae", data, steps=6, batch=1, lr=1e-5,
                          extra=extra + "compile = true\n")
     assert losses(compiled) == pytest.approx(losses(plain), rel=1e-3)  # images, then clips after the switch
     vae, _ = load_part(compiled / "vae.safetensors", "vae")
@@ -542,6 +527,57 @@ def test_a_window_holds_the_mouth_box_wherever_it_can():
     assert {window_start(256, 128, None, u) for u in (0.0, 0.999)} == {0, 128}  # anywhere without a box
     assert window_start(256, 32, [100, 180], 0.5) == 124  # wider than the window: centred on it
     assert window_start(256, 32, [240, 260], 0.5) == 224  # ... and kept inside the frame
+
+
+def test_the_kl_weight_rises_from_zero_over_the_warmup_steps(data, tmp_path, monkeypatch):
+    from rest_core.train import vae as vae_stage
+
+    seen = []
+    original = vae_stage.reconstruction_losses
+
+    def recording(vae, video, weights, opts, *args, **kwargs):
+        seen.append(opts.kl)
+        return original(vae, video, weights, opts, *args, **kwargs)
+
+    monkeypatch.setattr(vae_stage, "reconstruction_losses", recording)
+    run_stage(tmp_path, "vae", data, steps=4, batch=1, lr=1e-3,
+              extra="[vae]\nframes = 9\nstats_clips = 1\nkl = 0.1\nkl_warmup = 2\n")
+    assert seen == pytest.approx([0.0, 0.05, 0.1, 0.1])
+
+
+def test_a_box_mask_marks_the_window_pixels_whose_centres_lie_in_the_box():
+    from rest_core.train.vae import box_mask
+
+    # a 4x6 window starting at row 1, column 2 of the frame; the box covers frame x 2..5, y 1..3
+    mask = box_mask([2.0, 1.0, 5.0, 3.0], (1, 2), (4, 6))
+    expected = torch.zeros(4, 6)
+    expected[0:2, 0:3] = 1  # frame rows 1, 2 and columns 2, 3, 4
+    assert mask.shape == (1, 1, 1, 4, 6) and torch.equal(mask[0, 0, 0], expected)
+    assert box_mask([2.0, 1.0, 5.0, 3.0], (10, 10), (4, 6)).sum() == 0  # a window that misses the box
+
+
+def test_the_mouth_weight_raises_the_l1_weights_inside_the_clips_mouth_box(data, tmp_path, monkeypatch):
+    from rest_core.data.prepare import ClipSet
+    from rest_core.train import vae as vae_stage
+
+    seen = []
+    original = vae_stage.reconstruction_losses
+
+    def recording(vae, video, weights, *args, **kwargs):
+        seen.append(weights.clone())
+        return original(vae, video, weights, *args, **kwargs)
+
+    monkeypatch.setattr(vae_stage, "reconstruction_losses", recording)
+    # no motion weight, no augmentation, whole frames: 1 outside the box, 1 + 4 inside
+    run_stage(tmp_path, "vae", data, steps=3, batch=1, lr=1e-3,
+              extra="[vae]\nframes = 9\nstats_clips = 1\nmotion_weight = 0.0\nmouth_weight = 4.0\n")
+    boxes = [vae_stage.box_mask(c["mouth_box"], (0, 0), (TINY_REST.resolution,) * 2) for c in ClipSet(data).clips]
+    for weights in seen:
+        assert set(weights.unique().tolist()) == {1.0, 5.0}
+        inside = (weights[0, 0, 0] == 5.0).float()  # the same pixels in every frame
+        assert torch.equal(weights, weights[:, :, :1].expand_as(weights))
+        assert any(torch.equal(inside, box[0, 0, 0]) or torch.equal(inside, box[0, 0, 0].flip(-1))  # or flipped
+                   for box in boxes)
 
 
 def test_prepared_clips_keep_the_sidecars_mouth_box_in_their_own_pixels(data):

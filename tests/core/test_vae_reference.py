@@ -8,7 +8,7 @@ import torch
 
 from rest_core.config import VAEConfig
 from rest_core.vae import CausalVAE
-from rest_core.vae_reference import ReferenceEncoder2d, warp
+from rest_core.vae_reference import ReferenceWarp, ReferenceEncoder2d, warp
 
 PLAIN = VAEConfig(latent_channels=8, block_out_channels=(8, 16, 16, 16), layers_per_block=(1, 1, 1, 1, 1),
                   decoder_block_out_channels=(8, 16, 16, 16), decoder_layers_per_block=(1, 2, 1, 1, 1))
@@ -19,7 +19,7 @@ DECODER = dataclasses.replace(PLAIN, reference="decoder")
 def model(config: VAEConfig, seed: int = 0) -> CausalVAE:
     torch.manual_seed(seed)
     vae = CausalVAE(config).eval()
-    with torch.no_grad():  # merges start with no flow and a half-open gate: give them some, as training does
+    with torch.no_grad():  # the flows start at zero and the gates half open: give them some, as training does
         for p in vae.parameters():
             if p.dim() > 1 and not p.any():
                 p.normal_(0, 0.1)
@@ -45,7 +45,8 @@ def test_stream_decode_equals_whole_decode_with_the_portraits_look(config, split
             outs.append(frames)
             start += n
     assert len(calls) == 2  # once for the whole decode, once per stream: never per chunk
-    torch.testing.assert_close(torch.cat(outs, dim=2), whole, atol=1e-5, rtol=1e-5)
+    # the output flow is in pixels (4x the grid's): it carries the convs' float rounding to a few 1e-5
+    torch.testing.assert_close(torch.cat(outs, dim=2), whole, atol=5e-5, rtol=1e-5)
 
 
 def test_the_decoder_copies_from_the_portrait_and_a_plain_one_ignores_it():
@@ -95,8 +96,8 @@ def test_the_reference_mode_is_checked():
 
 def test_the_reference_features_match_each_up_block_in_scale_and_width():
     features = ReferenceEncoder2d(BOTH)(images(1, 3, 64, 96, seed=11))
-    # the 4x4 patches, then 1/4, 1/8, 1/16, 1/32 of the side at the decoder's widths, fine to coarse
-    assert [tuple(f.shape[1:]) for f in features] == [(48, 16, 24), (8, 16, 24), (16, 8, 12), (16, 4, 6), (16, 2, 3)]
+    # the portrait itself (for the output blend), then 1/4, 1/8, 1/16, 1/32 of the side at the decoder's widths
+    assert [tuple(f.shape[1:]) for f in features] == [(3, 64, 96), (8, 16, 24), (16, 8, 12), (16, 4, 6), (16, 2, 3)]
 
 
 def test_warp_with_no_flow_is_the_identity_and_a_flow_moves_the_features():
@@ -107,3 +108,17 @@ def test_warp_with_no_flow_is_the_identity_and_a_flow_moves_the_features():
     moved = warp(x, right)
     torch.testing.assert_close(moved[..., :-1], x[..., 1:], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(moved[..., -1], x[..., -1], atol=1e-5, rtol=1e-5)
+
+
+def test_the_output_is_the_portrait_moved_by_the_predicted_flow_plus_the_painting():
+    blend = ReferenceWarp(4, 4, patch=4)
+    with torch.no_grad():  # a flow of a quarter patch to the right everywhere: one pixel
+        blend.predict[-1].bias.copy_(torch.tensor([0.25, 0.0]))
+    painted, portrait = images(1, 3, 2, 16, 16, seed=12), images(1, 3, 16, 16, seed=13)
+    out = blend(painted, portrait, images(1, 4, 2, 4, 4, seed=14), images(1, 4, 4, 4, seed=15))
+    one_right = torch.zeros(1, 2, 16, 16)
+    one_right[:, 0] = 1.0
+    expected = warp(portrait, one_right)[:, :, None] + painted
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out[..., :-1] - painted[..., :-1], portrait[:, :, None, :, 1:].expand(-1, -1, 2, -1, -1),
+                               atol=1e-5, rtol=1e-5)
