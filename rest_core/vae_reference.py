@@ -68,7 +68,7 @@ class ResBlock2d(nn.Module):
 
 
 class ReferenceEncoder2d(nn.Module):
-    """The portrait -> itself (for the output blend), then one feature map per decoder up block, fine to coarse: at
+    """The portrait -> itself (for the output warp), then one feature map per decoder up block, fine to coarse: at
     1/patch of its side with the decoder's finest width, then halved wherever the decoder doubles
     (`decoder_spatio_temporal_scaling`)."""
 
