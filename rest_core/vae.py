@@ -235,7 +235,7 @@ class Decoder3d(nn.Module):
         patch_channels = 3 * self.patch**2
         self.conv_out = CausalConv3d(widths[-1], patch_channels)
         # a conditioned VAE's output conv paints what the moved portrait lacks (ReferenceWarp)
-        self.reference_out = ReferenceWarp(widths[-1], widths[-1], self.patch) if conditioned else None
+        self.reference_out = ReferenceWarp(widths[-1], self.patch) if conditioned else None
         self.convs = [m for m in self.modules() if isinstance(m, CausalConv3d) and m.time_kernel > 1]
         for slot, conv in enumerate(self.convs):
             conv.slot = slot

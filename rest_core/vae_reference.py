@@ -118,21 +118,20 @@ class ReferenceWarp(nn.Module):
     the portrait's where it shows what the frame shows, and the decoder's painting on top where it does not.
 
     The flow is predicted at 1/patch of the side, from the features the decoder's output conv reads (`guide`) next
-    to the portrait's at that scale (`features`), then upsampled to pixels: one flow vector per patch would move a
-    patch's pixels together, and bilinear upsampling lets the copy bend smoothly inside it."""
+    to the portrait's at that scale and width (`features`), then upsampled to pixels: one flow vector per patch would
+    move a patch's pixels together, and bilinear upsampling lets the copy bend smoothly inside it."""
 
-    def __init__(self, guide_channels: int, reference_channels: int, patch: int):
+    def __init__(self, channels: int, patch: int):
         super().__init__()
         self.patch = patch
-        self.predict = flow_head(guide_channels + reference_channels, max(guide_channels, reference_channels),
-                                 gate=False)
+        self.predict = flow_head(2 * channels, channels, gate=False)
 
     def forward(self, painted: Tensor, portrait: Tensor, guide: Tensor, features: Tensor) -> Tensor:
-        """painted: [B, 3, F, H, W]; portrait: [B, 3, H, W]; guide: [B, Cg, F, H/p, W/p]; features: [B, Cr, H/p, W/p]
+        """painted: [B, 3, F, H, W]; portrait: [B, 3, H, W]; guide: [B, C, F, H/p, W/p]; features: [B, C, H/p, W/p]
         -> [B, 3, F, H, W]"""
         b, _, f = painted.shape[:3]
         guide = rearrange(guide, "b c f h w -> (b f) c h w")
-        ref = features.repeat_interleave(f, dim=0)  # [(B F), Cr, H/p, W/p]
+        ref = features.repeat_interleave(f, dim=0)  # [(B F), C, H/p, W/p]
         flow = self.predict(torch.cat([channel_norm(guide), channel_norm(ref)], dim=1)).float()  # [(B F), 2, h, w]
         flow = F.interpolate(flow, scale_factor=self.patch, mode="bilinear", align_corners=False) * self.patch
         copied = warp(portrait.repeat_interleave(f, dim=0), flow)  # [(B F), 3, H, W]

@@ -111,7 +111,7 @@ def test_warp_with_no_flow_is_the_identity_and_a_flow_moves_the_features():
 
 
 def test_the_output_is_the_portrait_moved_by_the_predicted_flow_plus_the_painting():
-    blend = ReferenceWarp(4, 4, patch=4)
+    blend = ReferenceWarp(4, patch=4)
     with torch.no_grad():  # a flow of a quarter patch to the right everywhere: one pixel
         blend.predict[-1].bias.copy_(torch.tensor([0.25, 0.0]))
     painted, portrait = images(1, 3, 2, 16, 16, seed=12), images(1, 3, 16, 16, seed=13)
