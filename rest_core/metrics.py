@@ -13,6 +13,9 @@ Frames are float tensors [T, H, W, 3] in [0, 1]; generated frame t is compared w
 - appearance fidelity: PSNR of each generated frame against the portrait itself, outside the mouth box, at the
   best translation within 1/32 of the width. Head motion is allowed; a change of look (colours, hair, glasses,
   background) is not. This is what a user sees of "is it still my character".
+- mouth motion: how much the mouth box changes over time in the frames, over how much it changes in the ground
+  truth; 1 moves as much as the truth, 0 is a still mouth. A reconstruction that opens the mouth half as far as the
+  truth reads about 0.5 here, while lip-sync r, blind to amplitude, may still be high.
 """
 
 from __future__ import annotations
@@ -109,3 +112,15 @@ def appearance_fidelity(frames: Tensor, portrait: Tensor, mouth_box, max_shift: 
             mse = se.sum(dim=(1, 2, 3)) / (mask.sum() * 3).clamp_min(1)
             best = torch.maximum(best, 10 * torch.log10(1 / mse.clamp_min(1e-10)))
     return best
+
+
+def mouth_motion(frames: Tensor, truth: Tensor, mouth_box) -> float:
+    """Each mouth-box pixel's spread over time in `frames`, over the same in `truth`, averaged over the box.
+    [T, H, W, 3] x2, mouth_box [x0, y0, x1, y1] in pixels"""
+    x0, y0, x1, y1 = (round(float(v)) for v in mouth_box)
+    x0, y0 = max(x0, 0), max(y0, 0)
+
+    def spread(x: Tensor) -> Tensor:
+        return x[:, y0:y1, x0:x1].float().std(dim=0).mean()
+
+    return float(spread(frames) / spread(truth).clamp_min(1e-6))

@@ -65,3 +65,17 @@ def test_appearance_fidelity_forgives_head_motion_and_the_mouth_but_not_a_new_lo
     assert metrics.appearance_fidelity(moved, portrait, box, max_shift=0)[0] < 30
     assert metrics.appearance_fidelity(recoloured, portrait, box)[0] < 25
     assert metrics.appearance_fidelity(torch.cat([talking, recoloured]), portrait, box).shape == (2,)
+
+
+def test_mouth_motion_is_the_share_of_the_mouths_change_a_video_keeps():
+    truth = torch.full((20, 64, 64, 3), 0.5)
+    opening = torch.rand(20, generator=torch.Generator().manual_seed(0))[:, None, None, None]
+    truth[:, 40:48, 24:40] = opening  # the mouth opens and closes; nothing else moves
+    box = [24, 40, 40, 48]
+    half = truth.clone()
+    half[:, 40:48, 24:40] = 0.5 + (opening - 0.5) / 2
+    moved_elsewhere = torch.full_like(truth, 0.5)
+    moved_elsewhere[:, :8] = opening  # motion outside the box does not count
+    assert metrics.mouth_motion(truth, truth, box) == pytest.approx(1.0)
+    assert metrics.mouth_motion(half, truth, box) == pytest.approx(0.5, abs=1e-5)
+    assert metrics.mouth_motion(moved_elsewhere, truth, box) == 0.0
