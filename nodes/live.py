@@ -74,6 +74,7 @@ class LiveSession:
 
 
 LIVE: SessionRegistry[LiveSession] = SessionRegistry()
+MAX_SESSION_ID = 200  # characters
 
 
 def closing_reason(error: BaseException) -> str:
@@ -125,6 +126,9 @@ class RESTLiveSampler:
         key = session_id.strip()
         if not key:
             raise ValueError("session_id is empty: name the live stream (the same name on every piece)")
+        if len(key) > MAX_SESSION_ID:  # it is echoed in errors and in every history entry of the stream
+            raise ValueError(f"session_id is {len(key)} characters long ({key[:40]!r}...); name the live stream in "
+                             f"at most {MAX_SESSION_ID}")
         session = self.open_session(key, restart)
         try:
             waveform, rate = audio_input(audio)

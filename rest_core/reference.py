@@ -91,8 +91,8 @@ def portrait_pixels(image) -> Tensor:
     if x.dim() != 3 or x.shape[-1] not in (1, 3, 4):
         raise ValueError(f"image: expected [H, W, C] with C = 1, 3 or 4 channels, got {list(image.shape)}")
     if min(x.shape[:2]) < MIN_IMAGE_SIDE:
-        raise ValueError(f"image: {x.shape[0]}x{x.shape[1]} pixels is too small; give a portrait of at least "
-                         f"{MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE}")
+        raise ValueError(f"image: {x.shape[1]}x{x.shape[0]} pixels (width x height) is too small; give a portrait "
+                         f"of at least {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE}")
     x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
     if not torch.isfinite(x).all():
         raise ValueError("image contains NaN or Inf values")

@@ -34,6 +34,11 @@ def test_bad_portraits_get_clear_errors(image, word):
         prepare_reference(image, 64)
 
 
+def test_a_too_small_portrait_is_described_width_by_height():
+    with pytest.raises(ValueError, match=r"image: 3x5000 pixels \(width x height\) is too small"):
+        prepare_reference(torch.rand(5000, 3, 3), 64)
+
+
 def test_a_chosen_box_is_the_square_that_is_encoded():
     image = torch.zeros(120, 200, 3)
     image[20:84, 130:194] = 1.0  # a white 64 px square off-centre

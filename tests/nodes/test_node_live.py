@@ -107,6 +107,9 @@ def test_a_bad_piece_closes_its_session(comfy, rest_model, rest_reference):
 def test_a_refusal_before_any_stream_leaves_nothing_behind(comfy, rest_model, rest_reference):
     with pytest.raises(ValueError, match="session_id is empty"):
         push(rest_model, rest_reference, torch.randn(1, 100), 16_000, session="  ")
+    with pytest.raises(ValueError, match=r"session_id is 1000000 characters long \('xxxx") as refused:
+        push(rest_model, rest_reference, torch.randn(1, 100), 16_000, session="x" * 1_000_000)
+    assert len(str(refused.value)) < 200  # the id is not echoed whole
     with pytest.raises(ValueError, match="NaN or Inf"):  # a first piece: no stream was started
         push(rest_model, rest_reference, torch.full((1, 100), float("nan")), 16_000)
     with pytest.raises(ValueError, match="cfg: expected a finite number, got nan"):
