@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import comfy.model_management
 import torch
+from comfy_execution.graph_utils import ExecutionBlocker
 from torch import Tensor
 
 from rest_core import SpeechLatentStream, StreamOptions, VideoChunk, VideoStream, as_mono
@@ -109,8 +110,9 @@ class RESTLiveSampler:
 
     RETURN_TYPES = ("IMAGE", "FLOAT", "INT")
     RETURN_NAMES = ("new_frames", "fps", "frames_so_far")
-    OUTPUT_TOOLTIPS = ("The frames this piece of audio completed (may be none yet: each chunk waits for 0.96 s of "
-                       "speech plus 0.16 s of lookahead).", "25", "Frames of the stream made so far.")
+    OUTPUT_TOOLTIPS = ("The frames this piece of audio completed. A piece that completes none (each chunk waits for "
+                       "0.96 s of speech plus 0.16 s of lookahead) skips the nodes fed from here, so Preview and "
+                       "Save see only real frames.", "25", "Frames of the stream made so far.")
     OUTPUT_NODE = True
     FUNCTION = "push"
     CATEGORY = "REST"
@@ -186,10 +188,10 @@ class RESTLiveSampler:
     @staticmethod
     def outputs(session: LiveSession, made: list[VideoChunk], key: str, finished: bool) -> dict:
         config = session.model.pipe.config
-        size = config.resolution
-        frames = torch.cat([c.frames for c in made]) if made else torch.zeros(0, size, size, 3)
         so_far = session.video.made
         report = {"session": key, "stream": session.stream, "chunks": [c.index for c in made],
-                  "first_frame": made[0].first_frame if made else so_far, "frames": frames.shape[0],
+                  "first_frame": made[0].first_frame if made else so_far, "frames": sum(len(c.frames) for c in made),
                   "frames_so_far": so_far, "finished": finished}
+        # no frames: the image output blocks what it feeds (silently), as an empty batch would break core's nodes
+        frames = torch.cat([c.frames for c in made]) if made else ExecutionBlocker(None)
         return {"ui": {"rest_live": [report]}, "result": (frames, float(config.fps), so_far)}

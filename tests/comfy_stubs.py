@@ -1,6 +1,7 @@
 """Stand-ins for the ComfyUI modules the nodes import (folder_paths, comfy.utils, comfy.model_management,
-comfy.model_patcher, comfy_api.input_impl, server), with the real ones' signatures and semantics: the progress hook
-is the cancel point, and an interrupt is raised from it as InterruptProcessingException."""
+comfy.model_patcher, comfy_api.input_impl, comfy_execution.graph_utils, server), with the real ones' signatures and
+semantics: the progress hook is the cancel point, and an interrupt is raised from it as
+InterruptProcessingException."""
 
 from __future__ import annotations
 
@@ -122,6 +123,16 @@ def install() -> ComfyState:
     input_impl.VideoFromFile = VideoFromFile
     comfy_api.input_impl = input_impl
 
+    execution = types.ModuleType("comfy_execution")
+    graph_utils = types.ModuleType("comfy_execution.graph_utils")
+
+    class ExecutionBlocker:
+        def __init__(self, message):
+            self.message = message
+
+    graph_utils.ExecutionBlocker = ExecutionBlocker
+    execution.graph_utils = graph_utils
+
     server = types.ModuleType("server")
 
     class PromptServer:
@@ -136,5 +147,6 @@ def install() -> ComfyState:
 
     sys.modules.update({"folder_paths": folder_paths, "comfy": comfy, "comfy.utils": utils,
                         "comfy.model_management": mm, "comfy.model_patcher": patcher, "comfy_api": comfy_api,
-                        "comfy_api.input_impl": input_impl, "server": server})
+                        "comfy_api.input_impl": input_impl, "comfy_execution": execution,
+                        "comfy_execution.graph_utils": graph_utils, "server": server})
     return state

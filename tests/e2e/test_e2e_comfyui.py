@@ -152,8 +152,12 @@ def test_a_live_session_streams_chunks_as_its_audio_arrives(server, speak):
         prompt["2"]["inputs"]["audio"] = f"rest_live_{i}.wav"
         prompt["5"]["inputs"]["session_id"] = "e2e-live"
         prompt["5"]["inputs"]["end_of_stream"] = i == len(pieces) - 1
+        # core's Preview Image on the new frames: a piece that completes none must skip it, not fail it
+        prompt["6"] = {"class_type": "PreviewImage", "inputs": {"images": ["5", 0]}}
         prompt_ids.append(server.queue(prompt))
-    reports = [server.wait(p)["outputs"]["5"]["rest_live"][0] for p in prompt_ids]
+    outputs = [server.wait(p)["outputs"] for p in prompt_ids]
+    reports = [o["5"]["rest_live"][0] for o in outputs]
+    assert [("6" in o) for o in outputs] == [r["frames"] > 0 for r in reports]
     frames = max(1, (math.ceil(audio.shape[1] * 16_000 / rate) + 320) // 640)
     assert sum(r["frames"] for r in reports) == frames and reports[-1]["finished"]
     assert reports[0]["frames"] == 0 < reports[1]["frames"]  # the first quarter is shorter than a chunk's audio
