@@ -1,5 +1,5 @@
 """REST Live Sampler: one stream fed across many queued prompts. An API client queues the live graph once per
-piece of audio with the same `session_id`; each run pushes its piece and returns (and sends to the player) the
+piece of audio with the same `session_id` (and its own client_id: a session is its client's alone); each run pushes its piece and returns (and sends to the player) the
 chunks that piece completed. The last piece sets `end_of_stream`, which finishes the video and closes the session.
 
 The session holds the speech stream, the ID-Context Cache, the decoder state and its own model between prompts
@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import comfy.model_management
 import torch
 from comfy_execution.graph_utils import ExecutionBlocker
+from server import PromptServer
 from torch import Tensor
 
 from rest_core import SpeechLatentStream, StreamOptions, VideoChunk, VideoStream, as_mono
@@ -23,7 +24,7 @@ from .encode import RESTReference, audio_input
 from .model import RESTModel
 from .player import LivePlayer
 from .sampler import ChunkProgress, made_chunks, sampling_inputs, stream_options, text_condition
-from .sessions import SessionRegistry
+from .sessions import SessionKey, SessionRegistry
 
 
 @dataclass
@@ -54,10 +55,10 @@ class LiveSession:
             self.progress.step(chunk, step)
 
     def check(self, model: RESTModel, reference: RESTReference, options: StreamOptions, sample_rate: int,
-              text: Tensor | None, key: str):
+              text: Tensor | None, key: SessionKey):
         """A later prompt of the session must continue the same stream."""
         def refuse(what: str):
-            raise ValueError(f"live session {key!r} was started with another {what}; keep it for the whole "
+            raise ValueError(f"live session {key.name!r} was started with another {what}; keep it for the whole "
                              f"stream (this session is now closed: start the next one with restart or a new "
                              f"session_id)")
         if model.identity != self.model.identity:
@@ -93,8 +94,9 @@ class RESTLiveSampler:
                 "model": ("REST_MODEL",), "reference": ("REST_REFERENCE",),
                 "audio": ("AUDIO", {"tooltip": "The next piece of the speech (any length, rate and channels; the "
                                                "same rate for the whole session)."}),
-                "session_id": ("STRING", {"default": "live", "tooltip": "Names the stream; prompts with the same "
-                                                                        "id continue it. Pick a unique one."}),
+                "session_id": ("STRING", {"default": "live", "tooltip": "Names the stream among this client's: "
+                                                                        "its prompts with the same id continue it. "
+                                                                        "Other clients' sessions are out of reach."}),
                 "end_of_stream": ("BOOLEAN", {"default": False, "tooltip": "This is the last piece: finish the "
                                                                            "video and close the session."}),
                 **sampling_inputs(),
@@ -125,12 +127,13 @@ class RESTLiveSampler:
 
     def push(self, model: RESTModel, reference: RESTReference, audio: dict, session_id: str, end_of_stream: bool,
              conditioning=None, restart: bool = False, unique_id: str | None = None, **widgets):
-        key = session_id.strip()
-        if not key:
+        name = session_id.strip()
+        if not name:
             raise ValueError("session_id is empty: name the live stream (the same name on every piece)")
-        if len(key) > MAX_SESSION_ID:  # it is echoed in errors and in every history entry of the stream
-            raise ValueError(f"session_id is {len(key)} characters long ({key[:40]!r}...); name the live stream in "
+        if len(name) > MAX_SESSION_ID:  # it is echoed in errors and in every history entry of the stream
+            raise ValueError(f"session_id is {len(name)} characters long ({name[:40]!r}...); name the live stream in "
                              f"at most {MAX_SESSION_ID}")
+        key = SessionKey(self.client(), name)
         session = self.open_session(key, restart)
         try:
             waveform, rate = audio_input(audio)
@@ -154,7 +157,18 @@ class RESTLiveSampler:
         return self.outputs(session, made, key, end_of_stream)
 
     @staticmethod
-    def open_session(key: str, restart: bool) -> LiveSession | None:
+    def client() -> str:
+        """The client_id the running prompt was queued with (ComfyUI's frontend always sends one): the owner of the
+        sessions its pieces open."""
+        client = PromptServer.instance.client_id
+        if not client:
+            raise ValueError("live mode needs the client_id your prompts are queued with (POST /prompt with "
+                             "\"client_id\", the id your websocket connected with): a live session belongs to the "
+                             "client that opened it")
+        return client
+
+    @staticmethod
+    def open_session(key: SessionKey, restart: bool) -> LiveSession | None:
         """The open session this piece continues, or None when it starts one; a closed id or a full server is
         refused here, before any work."""
         LIVE.expire()
@@ -186,10 +200,10 @@ class RESTLiveSampler:
         return made
 
     @staticmethod
-    def outputs(session: LiveSession, made: list[VideoChunk], key: str, finished: bool) -> dict:
+    def outputs(session: LiveSession, made: list[VideoChunk], key: SessionKey, finished: bool) -> dict:
         config = session.model.pipe.config
         so_far = session.video.made
-        report = {"session": key, "stream": session.stream, "chunks": [c.index for c in made],
+        report = {"session": key.name, "stream": session.stream, "chunks": [c.index for c in made],
                   "first_frame": made[0].first_frame if made else so_far, "frames": sum(len(c.frames) for c in made),
                   "frames_so_far": so_far, "finished": finished}
         # no frames: the image output blocks what it feeds (silently), as an empty batch would break core's nodes

@@ -85,6 +85,29 @@ def test_a_live_session_goes_on_exactly_after_other_prompts_load_and_fail_to_loa
     assert stream_frames(comfyui, first["stream"]) == stream_frames(comfyui, alone[0]["stream"])
 
 
+def test_two_clients_running_the_unchanged_live_workflow_get_two_sessions(comfyui, pieces):
+    """Every client of the shipped live_session workflow used to share the session "live": another client with
+    another portrait closed it, with the same portrait fed it, and with restart began it again from frame 0."""
+    portrait(comfyui.base / "input" / "rest_portrait_b.png", width=96, height=80)
+
+    def from_b(audio: str, **inputs) -> dict:  # client B: its own client_id, its own portrait
+        prompt = live("live", audio, **inputs)
+        prompt["1"]["inputs"]["image"] = "rest_portrait_b.png"
+        entry = comfyui.wait(comfyui.post("/prompt", {"prompt": prompt, "client_id": "client-b"})["prompt_id"])
+        assert entry["status"]["status_str"] == "success", entry["status"]
+        return report(entry)
+
+    a = [report(comfyui.run(live("live", pieces[0])))]
+    b = [from_b(pieces[0]), from_b(pieces[1], restart=True)]
+    a += [report(comfyui.run(live("live", pieces[1]))), report(comfyui.run(live("live", pieces[2], end=True)))]
+    b.append(from_b(pieces[2], end=True))
+    assert {r["stream"] for r in a} == {a[0]["stream"]} and a[1]["first_frame"] == a[0]["frames_so_far"]
+    assert b[1]["first_frame"] == 0 and b[1]["stream"] != b[0]["stream"]  # B's restart began B's own stream again
+    alone = [report(comfyui.run(live("live-alone", p, end=i == 2))) for i, p in enumerate(pieces)]
+    assert a[-1]["frames_so_far"] == alone[-1]["frames_so_far"]
+    assert stream_frames(comfyui, a[0]["stream"]) == stream_frames(comfyui, alone[0]["stream"])
+
+
 def test_a_cancelled_session_is_refused_with_why_until_a_restart(comfyui, pieces, speak):
     """It used to restart silently under the same id, from frame 0, after a cancelled piece."""
     long = comfyui.base / "input" / "rest_fault_long.wav"

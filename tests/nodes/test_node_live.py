@@ -5,7 +5,7 @@ import comfy_stubs
 from conftest import SAMPLING, audio_dict
 from nodes.encode import RESTSpeechEncoder
 from nodes.live import LIVE, RESTLiveSampler
-from nodes.sessions import SessionClosed
+from nodes.sessions import SessionClosed, SessionKey
 from nodes.sampler import RESTStreamingSampler
 
 
@@ -55,7 +55,7 @@ def test_pieces_across_prompts_make_the_whole_clips_video(comfy, rest_model, res
     assert torch.equal(torch.cat(made), whole_clip_frames(rest_model, rest_reference, audio, 48_000))
     assert [r["frames"] for r in reports] == [0, 24, 0, 7]  # a chunk waits for its 0.96 s + 0.16 s lookahead
     assert reports[-1]["finished"] and reports[-1]["frames_so_far"] == 31
-    assert "s" not in LIVE  # end_of_stream closed it
+    assert SessionKey("client-1", "s") not in LIVE  # end_of_stream closed it
 
 
 def test_every_new_chunk_reaches_the_player_of_the_live_node(comfy, rest_model, rest_reference):
@@ -101,11 +101,51 @@ def test_a_cancelled_live_prompt_closes_its_session_and_its_id_says_so(comfy, re
     assert out["ui"]["rest_live"][0]["chunks"] == [0]
 
 
+def as_client(client_id):
+    """The prompts that follow come from another client (ComfyUI sets this for each prompt it runs)."""
+    from server import PromptServer
+
+    PromptServer.instance.client_id = client_id
+
+
+@pytest.fixture
+def clients():
+    yield
+    as_client("client-1")
+
+
+def test_two_clients_with_the_same_session_id_get_two_sessions_neither_can_touch(comfy, rest_model, rest_reference,
+                                                                                 clients):
+    torch.manual_seed(7)
+    a, b = torch.randn(1, 40_000) * 0.1, torch.randn(1, 40_000) * 0.1
+    got = {"a": [], "b": []}
+    as_client("client-a")
+    got["a"].append(push(rest_model, rest_reference, a[:, :25_000], 16_000, session="live")["result"][0])
+    as_client("client-b")
+    got["b"].append(push(rest_model, rest_reference, b[:, :25_000], 16_000, session="live")["result"][0])
+    with pytest.raises(ValueError, match="already open"):  # b's own session, not a's
+        LIVE.check_can_open(SessionKey("client-b", "live"))
+    # b restarts and ends "live": its own session only
+    push(rest_model, rest_reference, b, 16_000, session="live", restart=True, end=True)
+    assert SessionKey("client-a", "live") in LIVE and SessionKey("client-b", "live") not in LIVE
+    as_client("client-a")
+    got["a"].append(push(rest_model, rest_reference, a[:, 25_000:], 16_000, session="live", end=True)["result"][0])
+    assert torch.equal(torch.cat(got["a"]), whole_clip_frames(rest_model, rest_reference, a, 16_000))
+
+
+def test_a_piece_without_a_client_id_is_refused(comfy, rest_model, rest_reference, clients):
+    as_client(None)
+    with pytest.raises(ValueError, match="live mode needs the client_id your prompts are queued with"):
+        push(rest_model, rest_reference, torch.randn(1, 100), 16_000)
+    assert not LIVE.sessions
+
+
 def test_a_bad_piece_closes_its_session(comfy, rest_model, rest_reference):
     push(rest_model, rest_reference, torch.randn(1, 10_000) * 0.1, 16_000)
     with pytest.raises(ValueError, match="NaN or Inf"):
         push(rest_model, rest_reference, torch.full((1, 100), float("nan")), 16_000)
-    assert "s" not in LIVE and "NaN or Inf" in LIVE.closed["s"]
+    key = SessionKey("client-1", "s")
+    assert key not in LIVE and "NaN or Inf" in LIVE.closed[key]
 
 
 def test_a_refusal_before_any_stream_leaves_nothing_behind(comfy, rest_model, rest_reference):
