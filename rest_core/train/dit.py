@@ -12,7 +12,10 @@ ASD (eq. 21-24) adds, against the frozen teacher's velocity on the same noisy in
          it out as eq. 21 is printed.
   L_SMO  the student's second temporal difference v[i+1] - 2 v[i] + v[i-1] should match the teacher's, over the
          whole sequence and so across chunk boundaries.
-Joint-CFG training drops speech (and text) together with probability `cfg_dropout`. `compile = true` compiles each
+Joint-CFG training drops speech (and text) together with probability `cfg_dropout`. `crop` trains the first
+`crop_steps` steps on square windows of the latent grid that hold the clip's mouth (the DiT has no fixed size:
+RoPE positions and per-frame speech), at a fraction of the whole frame's cost; the steps after them see whole frames,
+the size it samples at. `compile = true` compiles each
 block (torch.compile, a minute or two before the first step); with `[train] precision = "bfloat16"` that is what
 makes bfloat16 pay on the CPU.
 """
@@ -25,12 +28,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..config import RESTConfig
-from ..data.prepare import SegmentSet
+from ..config import VAE_SPATIAL, RESTConfig
+from ..data.prepare import ClipSet, SegmentSet
 from ..dit import A2VDiT, sequence_timesteps
 from ..sampling import shift_time
 from .loop import Settings, Stage, stage_options, start_processes, train
 from .state import load_part
+from .vae import window_start
 
 CONTRASTIVE_FORMS = ("standard", "paper")
 
@@ -50,10 +54,28 @@ class DiTOptions:
     id_sink: bool = True  # the student's training-time switches of the ID-Context Cache
     context_cache: bool = True
     compile: bool = False
+    crop: int = 0  # latent cells per side of the windows the first crop_steps steps see (0: whole frames)
+    crop_steps: int = 0
 
     def __post_init__(self):
         if self.contrastive not in CONTRASTIVE_FORMS:
             raise ValueError(f"contrastive={self.contrastive!r}: choose one of {CONTRASTIVE_FORMS}")
+        if self.crop < 0 or self.crop_steps < 0 or bool(self.crop) != bool(self.crop_steps):
+            raise ValueError(f"crop={self.crop}, crop_steps={self.crop_steps}: give both (cells per side, steps) "
+                             f"or neither")
+
+
+def mouth_window(latents: Tensor, box: list[float] | None, side: int, g: torch.Generator) -> Tensor:
+    """A side x side window of a segment's latent grid, somewhere it holds the mouth box [x0, y0, x1, y1] (frame
+    pixels; anywhere without one).  [C, F, h, w] -> [C, F, side, side]"""
+    h, w = latents.shape[-2:]
+    if side > min(h, w):
+        raise ValueError(f"crop={side}: the latents are {h}x{w} cells; choose at most {min(h, w)}")
+    top, left = (window_start(size, side, None if box is None else [box[axis] / VAE_SPATIAL,
+                                                                    box[axis + 2] / VAE_SPATIAL],
+                              torch.rand(1, generator=g).item())
+                 for size, axis in ((h, 1), (w, 0)))
+    return latents[..., top:top + side, left:left + side]
 
 
 def chunk_noise_times(batch: int, chunks: int, shift: float, mean: float, std: float, g: torch.Generator) -> Tensor:
@@ -149,9 +171,15 @@ def run(args, settings: Settings, config: RESTConfig, student: bool) -> int:
             dit.compile_blocks()
     streaming = dict(global_attention=not student, id_sink=opts.id_sink, context_cache=opts.context_cache)
 
+    boxes = [clip.get("mouth_box") for clip in ClipSet(args.data).clips] if opts.crop else []
+
     def batch(step: int, g: torch.Generator) -> dict:
         idx = torch.randint(len(segments), (settings.batch,), generator=g)
-        inputs = noisy_batch(segments.latents[idx].float(), segments.speech[idx].float(), c, shift, opts, g)
+        latents = segments.latents[idx].float()  # [B, C, 1 + cK, h, w]
+        if step < opts.crop_steps:
+            latents = torch.stack([mouth_window(z, boxes[int(segments.clip[i])], opts.crop, g)
+                                   for z, i in zip(latents, idx)])
+        inputs = noisy_batch(latents, segments.speech[idx].float(), c, shift, opts, g)
         return {k: v.to(procs.device) for k, v in inputs.items()}
 
     def losses(module: A2VDiT, b: dict) -> dict[str, Tensor]:

@@ -17,7 +17,8 @@ from rest_core.data.prepare import SegmentSet, prepare_clips
 from rest_core.data.synth import render_clip, write_clip
 from rest_core.dit import A2VDiT
 from rest_core.pipeline import RESTPipeline
-from rest_core.train.dit import DiTOptions, contrastive_loss, noisy_batch, second_difference, smoothness_loss
+from rest_core.train.dit import (DiTOptions, contrastive_loss, mouth_window, noisy_batch, second_difference,
+                                 smoothness_loss)
 from rest_core.train.loop import read_settings
 from rest_core.train.state import load_part, part_info
 from rest_core.whisper import WhisperEncoder
@@ -118,6 +119,37 @@ def test_prepared_latents_are_near_unit_scale(segments):
 def test_teacher_flow_matching_loss_goes_down(teacher_run):
     assert falls(losses(teacher_run)), losses(teacher_run)
     assert part_info(teacher_run / "dit.safetensors")["stage"] == "teacher"
+
+
+def test_a_latent_window_holds_the_mouth_wherever_it_is_drawn():
+    z = torch.arange(64.0).reshape(8, 8).expand(2, 3, 8, 8)  # [C, F, h, w]: each cell holds y * 8 + x
+    g = torch.Generator().manual_seed(0)
+    box = [130, 170, 180, 200]  # pixels: cells 4.06 .. 5.63 across, 5.31 .. 6.25 down
+    corners = set()
+    for _ in range(50):
+        window = mouth_window(z, box, 4, g)
+        assert window.shape == (2, 3, 4, 4)
+        cells = window[0, 0].long()
+        xs, ys = cells % 8, cells // 8
+        assert xs.min() <= 4 and xs.max() >= 5 and ys.min() <= 5 and ys.max() >= 6
+        corners.add((int(ys.min()), int(xs.min())))
+    assert len(corners) > 3  # anywhere that holds it, not one fixed window
+    with pytest.raises(ValueError, match="choose at most 8"):
+        mouth_window(z, box, 9, g)
+
+
+def test_latent_windows_need_their_steps():
+    with pytest.raises(ValueError, match="give both"):
+        DiTOptions(crop=4)
+
+
+def test_a_teacher_learns_on_latent_windows_then_on_whole_frames(segments, tmp_path):
+    run = run_stage(tmp_path, "teacher", segments, steps=30, batch=4, lr=2e-3,
+                    extra="[teacher]\ncrop = 1\ncrop_steps = 20\n")
+    values = losses(run)
+    assert falls(values[:20]), values  # 1x1-cell windows of the 2x2 grid
+    assert len(values) == 30 and all(v == v for v in values[20:])  # then whole frames, another shape
+    assert part_info(run / "dit.safetensors")["stage"] == "teacher"
 
 
 @pytest.mark.slow
