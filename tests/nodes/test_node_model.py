@@ -83,3 +83,25 @@ def test_compile_is_an_optional_choice_that_compiles_the_dit_and_makes_another_m
     assert all(block._compiled_call_impl is not None for block in compiled.pipe.dit.transformer_blocks)
     assert all(block._compiled_call_impl is None for block in plain.pipe.dit.transformer_blocks)
     assert compiled.identity != plain.identity
+
+
+def test_a_weights_file_is_known_by_a_fingerprint_that_a_replacement_changes(comfy, tmp_path):
+    from nodes.model import FINGERPRINT_BYTES, file_fingerprint
+
+    path = tmp_path / "model.safetensors"
+    data = bytearray(os.urandom(3 * FINGERPRINT_BYTES))
+    path.write_bytes(data)
+    first = file_fingerprint(str(path))
+    assert file_fingerprint(str(path)) == first
+    stamp = os.stat(path).st_mtime_ns
+    for where in (10, len(data) - 10):  # the header's end of the file and the weights' end, same size and time
+        changed = bytearray(data)
+        changed[where] ^= 1
+        path.write_bytes(changed)
+        os.utime(path, ns=(stamp, stamp))
+        assert file_fingerprint(str(path)) != first
+    path.write_bytes(data)  # the same bytes written again: a new modification time
+    os.utime(path, ns=(stamp + 1_000_000_000, stamp + 1_000_000_000))
+    assert file_fingerprint(str(path)) != first
+    os.utime(path, ns=(stamp, stamp))
+    assert file_fingerprint(str(path)) == first
