@@ -1,6 +1,7 @@
 """REST Live Sampler: one stream fed across many queued prompts. An API client queues the live graph once per
-piece of audio with the same `session_id` (and its own client_id: a session is its client's alone); each run pushes its piece and returns (and sends to the player) the
-chunks that piece completed. The last piece sets `end_of_stream`, which finishes the video and closes the session.
+piece of audio with the same `session_id` (and its own client_id: a session is its client's alone); each run pushes
+its piece and returns (and sends to the player) the chunks that piece completed. The last piece sets
+`end_of_stream`, which finishes the video and closes the session.
 
 The session holds the speech stream, the ID-Context Cache, the decoder state and its own model between prompts
 (sessions.py): other prompts may load, reload or fail to load models in between without touching it. What closes

@@ -4,22 +4,29 @@ unpickled).
 A checkpoint is one `.safetensors` file: the parts' tensors under `dit.`, `vae.`, `speech_ae.` (and `whisper.` when
 the speech encoder is bundled), the config as JSON in the metadata. Its config is read and checked, sizes and free
 memory included, before any tensor is.
+
+A *part* file holds one trained module (`vae`, `speech_ae` or `dit`) for the next training stage or for
+evaluation: its tensors and, in the metadata, the part's name and the whole RESTConfig. `rest_core.train.export`
+joins parts into a checkpoint.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Callable
 
 import torch
 from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from .config import RESTConfig
 
 CHECKPOINT_FORMAT = "rest"
 CHECKPOINT_VERSION = "1"
+PART_FORMAT = "rest-part"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}  # a model's parts, by name
 WEIGHT_DTYPES = ("F32", "F16", "BF16")  # what a weights file may store, as the safetensors header names them
 
@@ -138,3 +145,58 @@ def check_fits_in_memory(config: RESTConfig):
         raise ValueError(f"the {config.name} model needs {sum(sizes.values()) / 2**30:.1f} GiB for its weights "
                          f"({largest}: {sizes[largest] / 2**30:.1f} GiB) but this machine has {free / 2**30:.1f} GiB "
                          f"free; close other programs or use a smaller model")
+
+
+# --- part files ---------------------------------------------------------------------------------------------
+
+def atomic_save(tensors: dict[str, Tensor], path: Path, metadata: dict[str, str]):
+    """Write next to the target, then rename: an interrupted save never leaves a half-written file behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+
+
+def save_part(path: str | Path, part: str, module: nn.Module, config: RESTConfig, **info):
+    metadata = {"format": PART_FORMAT, "part": part, "config": config.to_json(), "info": json.dumps(info)}
+    atomic_save(dict(module.state_dict()), Path(path), metadata)
+
+
+def load_part(path: str | Path, part: str, module_factory=None) -> tuple[nn.Module, RESTConfig]:
+    """A part file -> (module with its weights, the config it was trained with). `module_factory(config)` builds
+    the empty module; the default knows the three parts."""
+    from .dit import A2VDiT
+    from .speech_ae import SpeechAE
+    from .vae import CausalVAE
+
+    def part_config(metadata: dict[str, str]) -> RESTConfig:
+        if metadata.get("format") != PART_FORMAT or metadata.get("part") != part:
+            found = metadata.get("part") or "not a training part"
+            raise ValueError(f"{path}: expected a {part!r} part file, found {found!r}")
+        return RESTConfig.from_json(metadata["config"])
+
+    tensors, config = read_safetensors(path, f"{part} part written by an earlier training stage", part_config)
+    factories = {"vae": lambda c: CausalVAE(c.vae), "speech_ae": SpeechAE.from_config, "dit": lambda c: A2VDiT(c.dit)}
+    module = (module_factory or factories[part])(config)
+    load_tensors(module, part, tensors, path)
+    return module, config
+
+
+def finish_part(path: str | Path, out: str | Path) -> Path:
+    """A stage's part file -> its finished weights: the same tensors and metadata with every floating tensor in
+    float16 (half the size, for committing to the folder the recipe continues from; the next stage loads them into
+    float32 modules). Refuses anything but a part file."""
+    def part_metadata(metadata: dict[str, str]) -> dict[str, str]:
+        if metadata.get("format") != PART_FORMAT:
+            raise ValueError(f"{path}: not a training part file (a run folder's <part>.safetensors)")
+        return metadata
+
+    tensors, metadata = read_safetensors(path, "part written by a training stage", part_metadata)
+    half = {k: v.to(torch.float16) if v.is_floating_point() else v for k, v in tensors.items()}
+    atomic_save(half, Path(out), metadata)
+    return Path(out)
+
+
+def part_info(path: str | Path) -> dict:
+    with safe_open(str(path), framework="pt") as f:
+        return json.loads((f.metadata() or {}).get("info", "{}"))

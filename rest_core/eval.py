@@ -33,7 +33,6 @@ import json
 import shlex
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,56 +40,21 @@ import torch
 from PIL import Image, ImageDraw
 
 from . import metrics
+from .checkpoint import load_part
 from .config import FPS, VAE_TEMPORAL
 from .data.faces import FRAMING
 from .data.images import PORTRAITS, photo
-from .data.prepare import CROPS, crop_resize, crop_square, find_videos, read_frames_25fps
-from .media import read_audio
+from .data.heldout import HeldOutClip, clips_in
+from .data.prepare import CROPS, crop_resize
 from .mouth_expert import MouthExpert, load_expert, read_openness
 from .pipeline import RESTPipeline
 from .reference import CropBox, Reference
 from .streams import decode_latents
 from .sampling import sample_sequence
-from .train.state import load_part
 from .vae import CausalVAE
 
 SHEET_COLUMNS = 12
 FIDELITY_FRAMES = 100  # frames (evenly spaced) that appearance fidelity is measured on
-
-
-@dataclass
-class HeldOutClip:
-    name: str
-    frames: torch.Tensor  # [T, R, R, 3] float in [0, 1], cropped ground truth
-    audio: torch.Tensor  # [channels, samples]
-    rate: int
-    mouth_open: np.ndarray  # [T] the corpus' true openness
-    mouth_box: list[float]  # [x0, y0, x1, y1] in the cropped frames' pixels: where the expert reads the mouth
-    family: str = ""  # the drawing style family of a synthetic clip
-
-
-def load_clip(path: Path, resolution: int, crop: str = CROPS[0]) -> HeldOutClip:
-    sidecar = path.with_suffix(".json")
-    if not sidecar.is_file():
-        raise ValueError(f"{path}: no {sidecar.name} beside it; eval needs the synthetic corpus' ground truth "
-                         f"(python -m rest_core synth)")
-    truth = json.loads(sidecar.read_text())
-    if "mouth_box" not in truth:
-        raise ValueError(f"{sidecar}: no mouth_box; this corpus predates the mouth expert, render it again with "
-                         f"python -m rest_core synth")
-    frames = read_frames_25fps(path)
-    square = crop_square(path, *frames.shape[1:3], crop)
-    pixels = crop_resize(frames, square, resolution)
-    audio, rate = read_audio(path)
-    count = min(len(pixels), len(truth["mouth_open"]))
-    box = square.map(truth["mouth_box"], resolution)
-    return HeldOutClip(path.stem, torch.from_numpy(pixels[:count]).float() / 255, audio, rate,
-                       np.asarray(truth["mouth_open"][:count]), box, truth["identity"]["style"]["family"])
-
-
-def clips_in(folder, resolution: int, crop: str, limit: int | None = None) -> list[HeldOutClip]:
-    """The first `limit` clips of a folder (none for no folder)."""
-    return [load_clip(p, resolution, crop) for p in find_videos(folder)[:limit]] if folder else []
 
 
 def photo_square(name: str, crop: str = CROPS[0]) -> CropBox:
@@ -215,7 +179,8 @@ def contact_sheet(path: Path, truth: torch.Tensor, frames: torch.Tensor, title: 
 # --- the report ------------------------------------------------------------------------------------------------
 
 COLUMNS_SHORT = [("fidelity", "appearance fidelity dB", "{:.2f}"), ("lipsync", "lip-sync r", "{:.3f}"),
-                 ("mouth_motion", "mouth motion", "{:.2f}"), ("psnr", "PSNR dB", "{:.2f}"), ("ssim", "SSIM", "{:.3f}"), ("seam", "seam ratio", "{:.3f}")]
+                 ("mouth_motion", "mouth motion", "{:.2f}"), ("psnr", "PSNR dB", "{:.2f}"), ("ssim", "SSIM", "{:.3f}"),
+                 ("seam", "seam ratio", "{:.3f}")]
 
 
 def columns_long(seconds: float) -> list:

@@ -1,4 +1,4 @@
-"""Which dtype a model runs fastest in on this CPU.
+"""Where a model runs (`resolve_device`) and which dtype it runs fastest in on this CPU.
 
 bfloat16 pays on a CPU only where it has native bfloat16 matrix instructions (AMX-BF16 or AVX512-BF16). Elsewhere
 torch emulates it, and the rest-demo DiT's matmuls run several times slower than in float32 (an AVX2-only AMD EPYC
@@ -70,3 +70,12 @@ def fastest_cpu_dtype() -> torch.dtype:
         return torch.float32
     speedup = linear_seconds(torch.float32) / linear_seconds(torch.bfloat16)
     return torch.bfloat16 if speedup >= BFLOAT16_MIN_SPEEDUP else torch.float32
+
+
+def resolve_device(device: str) -> str:
+    """--device auto -> cuda when a GPU is visible, else cpu; cuda without one is refused."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is visible; use --device cpu")
+    return device

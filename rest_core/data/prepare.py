@@ -356,8 +356,8 @@ def run(args) -> int:
         index = prepare_clips(args.videos, args.out, config, args.whisper, args.shard_clips, args.crop, args.workers)
         print(f"{len(index['clips'])} clips -> {Path(args.out) / 'clips'}")
         return 0
-    from ..train.loop import resolve_device
-    from ..train.state import load_part
+    from ..checkpoint import load_part
+    from ..precision import resolve_device
 
     vae, config = load_part(args.vae, "vae")
     speech_ae, speech_config = load_part(args.speech_ae, "speech_ae")

@@ -58,7 +58,7 @@ def configure(p):
 
 def run(args) -> int:
     if args.stage == "finish":
-        from .state import finish_part
+        from ..checkpoint import finish_part
 
         path = finish_part(args.part, args.out)
         print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")

@@ -28,12 +28,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..checkpoint import load_part
 from ..config import VAE_SPATIAL, RESTConfig
 from ..data.prepare import ClipSet, SegmentSet
 from ..dit import A2VDiT, sequence_timesteps
 from ..sampling import shift_time
 from .loop import Settings, Stage, stage_options, start_processes, train
-from .state import load_part
 from .vae import window_start
 
 CONTRASTIVE_FORMS = ("standard", "paper")

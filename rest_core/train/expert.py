@@ -213,7 +213,7 @@ def validate_stills(expert: MouthExpert, data: dict, poses: int) -> dict:
 def validate_clips(expert: MouthExpert, per_family: int, folder: Path) -> dict:
     """As eval uses it: held-out family clips through mp4, face-cropped; r over time within each clip."""
     from ..data.prepare import find_videos
-    from ..eval import load_clip
+    from ..data.heldout import load_clip
     from ..mouth_expert import read_openness
 
     folder.mkdir(parents=True, exist_ok=True)

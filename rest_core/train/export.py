@@ -5,10 +5,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from ..checkpoint import DTYPES
+from ..checkpoint import DTYPES, load_part
 from ..pipeline import RESTPipeline
 from ..whisper_import import default_whisper_encoder
-from .state import load_part
 
 
 def export(vae_path, speech_ae_path, dit_path, out, dtype: str = "float16", cfg: float | None = None,

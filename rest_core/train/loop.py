@@ -30,9 +30,11 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from ..checkpoint import save_part
 from ..config import RESTConfig
+from ..precision import resolve_device
 from .plot import plot_losses
-from .state import load_state, save_part, save_state
+from .state import load_state, save_state
 
 
 # "bfloat16" runs the forward passes under autocast. With its blocks compiled a rest-demo DiT step at 256x256 takes
@@ -124,15 +126,6 @@ class Processes:
     @property
     def main(self) -> bool:
         return self.rank == 0
-
-
-def resolve_device(device: str) -> str:
-    """--device auto -> cuda when a GPU is visible, else cpu; cuda without one is refused."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is visible; use --device cpu")
-    return device
 
 
 def start_processes(device: str) -> Processes:

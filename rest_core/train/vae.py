@@ -68,10 +68,10 @@ from einops import rearrange
 from torch import Tensor
 
 from ..config import VAE_SPATIAL, RESTConfig
+from ..checkpoint import load_part
 from ..data.prepare import ClipSet, to_video
 from ..vae import CausalConv3d, CausalVAE, Upsampler3d
 from .loop import Settings, Stage, stage_options, start_processes, train
-from .state import load_part
 
 
 

@@ -12,10 +12,11 @@ from rest_core.__main__ import main
 from rest_core.data.faces import FRAMING
 from rest_core.data.images import PORTRAITS, photo
 from rest_core.data.synth import render_clip, write_clip
-from rest_core.eval import HeldOutClip, photo_square, reconstructed
+from rest_core.data.heldout import HeldOutClip
+from rest_core.eval import photo_square, reconstructed
 from rest_core.reference import CropBox
 from rest_core.pipeline import RESTPipeline
-from rest_core.train.state import save_part
+from rest_core.checkpoint import save_part
 from rest_core.vae import CausalVAE
 from rest_core.whisper import WhisperEncoder
 

@@ -7,7 +7,7 @@ from safetensors.torch import save_file
 
 from rest_core.data.faces import HELDOUT_STYLES
 from rest_core.data.synth import render_clip, write_clip
-from rest_core.eval import load_clip
+from rest_core.data.heldout import load_clip
 from rest_core.metrics import pearson
 from rest_core.mouth_expert import CROP, SHIPPED, MouthExpert, load_expert, mouth_crops, normalise, read_openness
 

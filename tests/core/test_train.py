@@ -20,7 +20,7 @@ from rest_core.pipeline import RESTPipeline
 from rest_core.train.dit import (DiTOptions, contrastive_loss, mouth_window, noisy_batch, second_difference,
                                  smoothness_loss)
 from rest_core.train.loop import read_settings
-from rest_core.train.state import load_part, part_info
+from rest_core.checkpoint import load_part, part_info
 from rest_core.whisper import WhisperEncoder
 
 from conftest import ROOT, TINY_REST

@@ -6,7 +6,8 @@ import pytest
 
 from rest_core import RESTPipeline
 from rest_core.data.synth import render_clip, write_clip
-from rest_core.eval import load_clip, measure, streamed
+from rest_core.data.heldout import load_clip
+from rest_core.eval import measure, streamed
 from rest_core.mouth_expert import load_expert
 
 from conftest import ROOT
