@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from rest_core import CropBox, Reference, SpeechLatents, check_sample_rate, cut_square, mono_clip, portrait_pixels
+from rest_core import (CropBox, Reference, SpeechLatents, check_sample_rate, cut_square, mono_clip, portrait_pixels,
+                       to_uint8)
 
 from .model import RESTModel
 
@@ -83,7 +84,7 @@ def crop_preview(source: Tensor, box: CropBox) -> Image.Image:
     edges[inside] = True
     edges[top + 1:top + side - 1, left + 1:left + side - 1] = False
     shown[edges] = torch.tensor([1.0, 0.8, 0.0])
-    return Image.fromarray((shown.clamp(0, 1) * 255).round().byte().numpy())
+    return Image.fromarray(to_uint8(shown).numpy())
 
 
 def save_preview(image: Image.Image) -> dict:

@@ -16,7 +16,7 @@ from PIL import Image
 from server import PromptServer
 from torch import Tensor
 
-from rest_core import SAMPLE_RATE, SAMPLES_PER_VIDEO_FRAME, SampleBuffer, VideoChunk
+from rest_core import SAMPLE_RATE, SAMPLES_PER_VIDEO_FRAME, SampleBuffer, VideoChunk, to_uint8
 
 EVENT = "rest.chunk"
 JPEG_QUALITY = 85
@@ -24,7 +24,7 @@ JPEG_QUALITY = 85
 
 def jpeg(frame: Tensor, quality: int = JPEG_QUALITY) -> bytes:
     """[H, W, 3] float in [0, 1] -> JPEG bytes"""
-    pixels = (frame.clamp(0, 1) * 255).round().byte().numpy()
+    pixels = to_uint8(frame).numpy()
     out = io.BytesIO()
     Image.fromarray(pixels).save(out, format="JPEG", quality=quality)
     return out.getvalue()
@@ -33,7 +33,7 @@ def jpeg(frame: Tensor, quality: int = JPEG_QUALITY) -> bytes:
 def preview_image(frames: Tensor) -> Image.Image:
     """The middle frame of a chunk, for ComfyUI's progress preview."""
     middle = frames[frames.shape[0] // 2]
-    return Image.fromarray((middle.clamp(0, 1) * 255).round().byte().numpy())
+    return Image.fromarray(to_uint8(middle).numpy())
 
 
 def pcm16(samples: Tensor) -> bytes:

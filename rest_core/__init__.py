@@ -4,7 +4,7 @@ from .cache import IDContextCache
 from .checkpoint import DTYPES
 from .config import PRESETS, DiTConfig, RESTConfig, SpeechConfig, StreamOptions, VAEConfig
 from .dit import A2VDiT, sequence_timesteps
-from .media import VideoWriter, even_size
+from .media import VideoWriter, even_size, to_uint8
 from .pipeline import RESTPipeline
 from .precision import emulated_dtype_warning, fastest_cpu_dtype
 from .reference import CropBox, Reference, cut_square, paste_back, portrait_pixels, prepare_reference
@@ -26,5 +26,5 @@ __all__ = [
     "default_whisper_encoder", "emulated_dtype_warning", "even_size", "fastest_cpu_dtype", "flow_schedule",
     "joint_cfg", "latent_frames", "load_whisper_encoder", "log_mel_spectrogram", "mono_clip", "paste_back",
     "portrait_pixels", "prepare_audio", "prepare_reference", "sequence_timesteps", "speech_features",
-    "stream_latents", "video_frames",
+    "stream_latents", "to_uint8", "video_frames",
 ]

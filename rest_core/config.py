@@ -16,6 +16,11 @@ from dataclasses import dataclass, field
 
 VAE_SPATIAL = 32  # pixels per latent token along each image axis
 VAE_TEMPORAL = 8  # video frames per latent frame
+
+
+def vae_length(frames: int) -> int:
+    """The most frames, at most `frames`, the causal VAE takes: 1 + VAE_TEMPORAL * k (the first frame alone)."""
+    return 1 + VAE_TEMPORAL * ((frames - 1) // VAE_TEMPORAL)
 FPS = 25
 FEATURES_PER_LATENT = 16  # Whisper features (50 Hz) per latent frame (0.32 s)
 

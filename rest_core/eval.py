@@ -46,6 +46,7 @@ from .data.faces import FRAMING
 from .data.images import PORTRAITS, photo
 from .data.heldout import HeldOutClip, clips_in
 from .data.prepare import CROPS, crop_resize
+from .media import to_uint8
 from .mouth_expert import MouthExpert, load_expert, read_openness
 from .pipeline import RESTPipeline
 from .reference import CropBox, Reference
@@ -169,7 +170,7 @@ def contact_sheet(path: Path, truth: torch.Tensor, frames: torch.Tensor, title: 
     draw.text((4, 2), title, fill="black")
     for col, t in enumerate(picks):
         for row, video in enumerate((truth, frames)):
-            pixels = (video[t].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+            pixels = to_uint8(video[t]).numpy()
             sheet.paste(Image.fromarray(pixels), (col * size, 16 + row * size))
         draw.text((col * size + 2, 18 + 2 * size), f"{(t + 1) / FPS:.1f} s", fill="black")
     path.parent.mkdir(parents=True, exist_ok=True)

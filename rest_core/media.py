@@ -53,6 +53,12 @@ def read_audio(path: str | Path) -> tuple[Tensor, int]:
     return torch.from_numpy(np.concatenate(pieces, axis=1)), rate
 
 
+def to_uint8(frames: Tensor) -> Tensor:
+    """Float pixels in [0, 1] (any shape) -> uint8, rounded to nearest: the one conversion every writer of frames
+    uses (video files, previews, contact sheets, prepared clips), so they agree bit for bit."""
+    return (frames.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
 def even_size(frames: Tensor) -> Tensor:
     """[n, H, W, C] -> [n, H + H % 2, W + W % 2, C]: an odd side's last row or column repeated once."""
     h, w = frames.shape[1:3]
@@ -94,7 +100,7 @@ class VideoWriter:
         if not self.started:
             self.video.height, self.video.width = frames.shape[1:3]
             self.started = True
-        pixels = (frames.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+        pixels = to_uint8(frames).numpy()
         for image in pixels:
             self.container.mux(self.video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
         self.frames += pixels.shape[0]

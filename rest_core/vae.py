@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from torch.utils.flop_counter import conv_flop_count, flop_registry, register_flop_formula
 
 from .checks import expect_finite, expect_shape
-from .config import VAEConfig
+from .config import VAE_TEMPORAL, VAEConfig, vae_length
 
 
 @dataclass
@@ -288,10 +288,11 @@ class CausalVAE(nn.Module):
     def check_video(self, name: str, video: Tensor) -> Tensor:
         expect_shape(name, video, [("B", None), ("RGB", 3), ("frames", None), ("H", None), ("W", None)])
         frames, h, w = video.shape[2:]
-        if (frames - 1) % 8:
-            valid = ", ".join(str(1 + 8 * k) for k in range(4))
-            raise ValueError(f"{name}: {frames} frames; the VAE takes 1 + 8k frames ({valid}, ...): trim or pad "
-                             f"the clip to {1 + 8 * ((frames - 1) // 8)} or {1 + 8 * ((frames + 6) // 8)} frames")
+        if vae_length(frames) != frames:
+            t = VAE_TEMPORAL
+            valid = ", ".join(str(1 + t * k) for k in range(4))
+            raise ValueError(f"{name}: {frames} frames; the VAE takes 1 + {t}k frames ({valid}, ...): trim or pad "
+                             f"the clip to {vae_length(frames)} or {vae_length(frames) + t} frames")
         if h % 32 or w % 32:
             raise ValueError(f"{name}: {h}x{w} pixels; height and width must be multiples of 32")
         return expect_finite(name, video)

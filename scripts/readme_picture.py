@@ -26,6 +26,7 @@ from rest_core.data.images import PORTRAITS, photo  # noqa: E402
 from rest_core.data.prepare import crop_resize  # noqa: E402
 from rest_core.data.synth import render_clip  # noqa: E402
 from rest_core.eval import photo_square  # noqa: E402
+from rest_core.media import to_uint8  # noqa: E402
 from rest_core.pipeline import RESTPipeline  # noqa: E402
 
 SEED = 4_000_000  # the first held-out family seed the evaluation uses (scripts/train-demo.sh)
@@ -77,7 +78,7 @@ def main() -> int:
     for portrait in (clip.frames[0], square):
         image = torch.from_numpy(portrait).float()[None] / 255  # [1, H, W, 3]
         frames = pipe.generate(image, audio, clip.sample_rate, options=pipe.options(seed=0))
-        made = (frames[picks].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+        made = to_uint8(frames[picks]).numpy()
         gap = np.full((TILE, TILE // 12, 3), 255, np.uint8)  # white between the portrait and what it made
         rows.append(np.concatenate([tile(portrait), gap] + [tile(f) for f in made], axis=1))
     sheet = np.concatenate([rows[0], np.full((TILE // 12, rows[0].shape[1], 3), 255, np.uint8), rows[1]])

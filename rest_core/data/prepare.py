@@ -39,6 +39,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from ..config import FPS, VAE_TEMPORAL, RESTConfig
+from ..media import to_uint8
 from ..reference import CropBox, square_pixels
 from ..speech import SAMPLES_PER_VIDEO_FRAME, prepare_audio, speech_features
 from ..whisper import SAMPLE_RATE
@@ -115,7 +116,7 @@ def sidecar_mouth_box(path: Path) -> list[float] | None:
 
 def crop_resize(frames: np.ndarray, box: CropBox, resolution: int) -> np.ndarray:
     """[T, H, W, 3] uint8 -> the box at resolution x resolution, cut as a portrait is (`square_pixels`), as uint8."""
-    out = [(square_pixels(torch.from_numpy(frames[i:i + 64]), box, resolution) * 255).round().to(torch.uint8)
+    out = [to_uint8(square_pixels(torch.from_numpy(frames[i:i + 64]), box, resolution))
            .permute(0, 2, 3, 1).numpy() for i in range(0, len(frames), 64)]
     return np.concatenate(out)
 
@@ -289,11 +290,12 @@ def prepare_segments(data: str | Path, vae, speech_ae, config: RESTConfig, chunk
         count = clips.clips[i]["frames"]
         frames, windows = clips.frames(i), clips.windows(i).to(device)
         for m in segment_starts(count, chunks, c, stride):
-            video = to_video(frames[8 * m - 1: 8 * m + VAE_TEMPORAL * c * chunks]).to(device)
+            first = VAE_TEMPORAL * m  # the chunks' first frame; the reference is the frame before it
+            video = to_video(frames[first - 1: first + VAE_TEMPORAL * c * chunks]).to(device)
             latents.append(vae.encode_video(video, video[:, :, 0]).cpu())  # [1, C, 1 + cK, h, w]
             speech.append(speech_ae.encode(windows[m:m + c * chunks])[None].cpu())  # [1, cK, h_w, d_A]
             clip_ids.append(i)
-            starts.append(8 * m - 1)
+            starts.append(first - 1)
             if len(clip_ids) >= shard_segments:
                 flush()
         log.write(f"\r[prepare latents] clip {i + 1}/{len(clips)}  "

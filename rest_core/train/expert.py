@@ -40,6 +40,7 @@ from torch import Tensor
 
 from ..data import drawing, synth
 from ..data.faces import HELDOUT_STYLES, TRAIN_STYLES, sample_identity
+from ..media import to_uint8
 from ..metrics import pearson
 from ..mouth_expert import CROP, PART, ExpertConfig, MouthExpert, mouth_crops
 from .loop import Settings, Stage, stage_options, start_processes, train
@@ -85,7 +86,7 @@ def render_identity(job: tuple) -> tuple[np.ndarray, np.ndarray, int]:
         Image.fromarray(frame).save(buffer, "JPEG", quality=int(rng.integers(35, 96)))
         frame = np.array(Image.open(buffer).convert("RGB"))
         crop = mouth_crops(torch.from_numpy(frame)[None], box, STORED)[0]
-        crops.append((crop.permute(1, 2, 0) * 255).round().clamp(0, 255).to(torch.uint8).numpy())
+        crops.append(to_uint8(crop.permute(1, 2, 0)).numpy())
         opens.append(openness)
     return np.stack(crops), np.asarray(opens, np.float32), FAMILIES.index(identity["style"]["family"])
 

@@ -72,6 +72,11 @@ def read_settings(path: str | Path | None, stage: str, **overrides) -> tuple[Set
             data = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as e:
             raise ValueError(f"{path}: not valid TOML ({e})") from e
+    tables = {"preset", "model", "train", stage}
+    stray = sorted(set(data) - tables)
+    if stray:  # a misspelt table would otherwise be dropped and the run would use its defaults
+        raise ValueError(f"{path}: unknown entry {stray[0]!r}; a {stage} config has preset = \"<name>\" or a "
+                         f"[model] table, a [train] table and a [{stage}] table")
     known = {f.name for f in fields(Settings)} - {"options"}
     train = data.get("train", {})
     unknown = sorted(set(train) - known)

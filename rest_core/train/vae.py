@@ -67,7 +67,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
-from ..config import VAE_SPATIAL, RESTConfig
+from ..config import VAE_SPATIAL, VAE_TEMPORAL, RESTConfig, vae_length
 from ..checkpoint import load_part
 from ..data.prepare import ClipSet, to_video
 from ..vae import CausalConv3d, CausalVAE, Upsampler3d
@@ -288,7 +288,7 @@ def latent_statistics(vae: CausalVAE, clips: ClipSet, count: int, frames: int) -
     means = []
     for i in range(min(count, len(clips))):
         n = min(clips.clips[i]["frames"], frames)
-        n = 1 + 8 * ((n - 1) // 8)
+        n = vae_length(n)
         video = to_video(clips.frames(i, 0, n)).to(device)
         means.append(vae.encode_moments(video, video[:, :, 0])[:, :-1])  # the first frame is the portrait
     z = torch.cat([m.transpose(0, 1).flatten(1) for m in means], dim=1)  # [C, samples]
@@ -303,8 +303,8 @@ def run(args, settings: Settings, config: RESTConfig) -> int:
         raise ValueError(f"{args.data}: clips are {clips.index['resolution']} px but preset {config.name} is "
                          f"{config.resolution} px")
     frames = opts.frames
-    if (frames - 1) % 8:
-        raise ValueError(f"[vae] frames={frames}: the VAE takes 1 + 8k frames")
+    if vae_length(frames) != frames:
+        raise ValueError(f"[vae] frames={frames}: the VAE takes 1 + {VAE_TEMPORAL}k frames")
     crop = opts.crop
     if crop and (crop % VAE_SPATIAL or not 0 < crop <= config.resolution):
         raise ValueError(f"[vae] crop={crop}: choose a multiple of {VAE_SPATIAL} px up to the preset's "
@@ -411,7 +411,7 @@ def run(args, settings: Settings, config: RESTConfig) -> int:
 
     def finish(module: CausalVAE):
         if train_encoder:
-            mean, std = latent_statistics(module, clips, opts.stats_clips, 1 + 8 * 8)
+            mean, std = latent_statistics(module, clips, opts.stats_clips, 1 + VAE_TEMPORAL * 8)
             module.latents_mean.copy_(mean)
             module.latents_std.copy_(std)
 

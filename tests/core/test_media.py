@@ -40,3 +40,11 @@ def test_an_odd_sized_video_is_written_with_its_audio(tmp_path):
     start = np.argmax(np.correlate(heard[:4096], tone[0, 1024:2048].numpy(), "valid"))  # the encoder's delay
     said = heard[start:start + 20_000]
     assert np.corrcoef(said, tone[0, 1024:1024 + len(said)].numpy())[0, 1] > 0.95  # across the 1 s blocks
+
+
+def test_frames_become_uint8_rounded_to_nearest_and_clamped():
+    from rest_core.media import to_uint8
+
+    frames = torch.tensor([[-0.5, 0.0, 0.5 / 255, 0.49 / 255, 127.5 / 255, 1.0, 1.7]])
+    assert to_uint8(frames).tolist() == [[0, 0, 0, 0, 128, 255, 255]]
+    assert to_uint8(frames).dtype == torch.uint8

@@ -267,6 +267,12 @@ def test_settings_reject_unknown_keys_and_bad_toml(tmp_path):
     bad.write_text("[train\n")
     with pytest.raises(ValueError, match="not valid TOML"):
         read_settings(bad, "vae")
+    bad.write_text('preset = "rest-demo"\n[train]\nsteps = 3\n[studnet]\ncon = 0.5\n')  # a misspelt table
+    with pytest.raises(ValueError, match=r"unknown entry 'studnet'; a student config has .* a \[student\] table"):
+        read_settings(bad, "student")
+    for path in (ROOT / "configs").rglob("*.toml"):  # every shipped config is read by the stage named after it
+        stage = {"mouth-expert": "expert"}.get(path.stem, path.stem)
+        read_settings(path, stage)
     settings, config = read_settings(ROOT / "configs" / "rest-demo" / "teacher.toml", "teacher", steps=7)
     assert settings.steps == 7 and config.name == "rest-demo" and settings.options["cfg_dropout"] == 0.1
 
