@@ -313,15 +313,18 @@ def truncate_log(path: Path, step: int):
 
 def write_row(path: Path, step: int, values: dict[str, float], lr: float, seconds: float):
     """Append a row. A term that was not logged before (a loss that starts part-way, e.g. the VAE's missed_motion term
-    once its clip steps begin) gets a column: the file is rewritten once with that column empty above."""
+    once its clip steps begin) gets a column: the file is rewritten once with that column empty above. Otherwise only
+    its header line is read: a step costs the same however long the log is."""
     row = {"step": step, **{k: f"{v:.6g}" for k, v in values.items()}, "lr": f"{lr:.4g}", "seconds": f"{seconds:.4f}"}
-    rows = []
+    header = None
     if path.exists():
         with path.open(newline="") as f:
-            rows = list(csv.reader(f))
-    header = rows[0] if rows else None
+            header = next(csv.reader(f), None)
     if header is None or not set(row) <= set(header):
-        old = [dict(zip(header, r)) for r in rows[1:]] if header else []
+        old = []
+        if header:
+            with path.open(newline="") as f:
+                old = [dict(zip(header, r)) for r in list(csv.reader(f))[1:]]
         known = [k for k in (header or []) if k not in ("lr", "seconds")]
         header = known + [k for k in row if k not in known and k not in ("lr", "seconds")] + ["lr", "seconds"]
         with path.open("w", newline="") as f:
