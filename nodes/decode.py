@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from rest_core import Reference, even_size, paste_back
+from rest_core import Reference, check_frames_fit, even_size, paste_back
 
 from .encode import RESTReference
 from .model import RESTModel
@@ -54,4 +54,8 @@ class RESTPasteBack:
                    "last row or column repeated once, so the frames can go to a video encoder.")
 
     def paste(self, images: Tensor, reference: RESTReference, feather: int):
+        height, width = reference.source.shape[:2]
+        check_frames_fit("REST Paste Back", images.shape[0], height, width, 1,
+                         "scale the portrait down, or use REST Render Video (the long_audio workflow), which pastes "
+                         "each chunk back and writes it into the mp4 as it is made")
         return (even_size(paste_back(images, reference.source, reference.crop, feather)),)

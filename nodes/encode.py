@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from rest_core import (CropBox, Reference, SpeechLatents, check_sample_rate, cut_square, mono_clip, portrait_pixels,
-                       to_uint8)
+from rest_core import (SAMPLE_RATE, CropBox, Reference, SpeechLatents, check_frames_fit, check_sample_rate,
+                       cut_square, mono_clip, portrait_pixels, to_uint8, video_frames)
 
 from .model import RESTModel
 
@@ -136,6 +136,27 @@ class RESTReferenceEncoder:
                 "result": (reference, ((pixels + 1) / 2).permute(0, 2, 3, 1))}
 
 
+# what REST Streaming Sampler's frames cost: its chunks, their concatenation, and the copy the next node (REST Decode,
+# CreateVideo) makes, each a whole IMAGE batch at the model's resolution
+IMAGE_PATH_COPIES = 3
+LONG_SPEECH = ("for long speech use REST Render Video (the long_audio workflow): it writes each chunk into the mp4 "
+               "as it is made, in flat memory")
+
+
+def check_image_path_fits(frames: int, model: RESTModel):
+    size = model.pipe.config.resolution
+    check_frames_fit("REST Streaming Sampler", frames, size, size, IMAGE_PATH_COPIES, LONG_SPEECH)
+
+
+def feeds_image_path(prompt: dict | None, node: str | None) -> bool:
+    """Whether this node's speech output goes to a REST Streaming Sampler in the queued prompt, whose frames are
+    held whole (the IMAGE path)."""
+    if not prompt or node is None:
+        return False
+    return any(isinstance(n, dict) and n.get("class_type") == "RESTStreamingSampler"
+               and n.get("inputs", {}).get("speech") == [str(node), 0] for n in prompt.values())
+
+
 class RESTSpeechEncoder:
     @classmethod
     def INPUT_TYPES(cls):
@@ -143,7 +164,7 @@ class RESTSpeechEncoder:
             "model": ("REST_MODEL",),
             "audio": ("AUDIO", {"tooltip": "Speech at any sample rate and channel count (mixed to mono, "
                                            "resampled to 16 kHz)."}),
-        }, "hidden": {"unique_id": "UNIQUE_ID"}}
+        }, "hidden": {"unique_id": "UNIQUE_ID", "prompt": "PROMPT"}}
 
     RETURN_TYPES = ("REST_SPEECH", "AUDIO")
     RETURN_NAMES = ("speech", "audio")
@@ -154,9 +175,11 @@ class RESTSpeechEncoder:
     DESCRIPTION = ("Whisper features and the SpeechAE: speech -> one group of speech latents per 8 video frames. "
                    "The video will have round(seconds x 25) frames.")
 
-    def encode(self, model: RESTModel, audio: dict, unique_id: str | None = None):
+    def encode(self, model: RESTModel, audio: dict, unique_id: str | None = None, prompt: dict | None = None):
         waveform, rate = audio_input(audio)
         mono = mono_clip(waveform)  # empty / NaN / wrong layout: a clear error before any work
+        if feeds_image_path(prompt, unique_id):  # refused now, not after minutes of encoding
+            check_image_path_fits(video_frames(round(mono.shape[0] * SAMPLE_RATE / rate)), model)
         model.load()
         bar = comfy.utils.ProgressBar(1, node_id=unique_id)  # its updates are ComfyUI's cancel points
         speech = model.pipe.encode_speech(mono, rate, on_second=lambda done, total: bar.update_absolute(done, total))

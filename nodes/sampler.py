@@ -19,7 +19,7 @@ from torch import Tensor
 
 from rest_core import SampleBuffer, StreamOptions, VideoChunk, VideoStream
 
-from .encode import RESTReference, RESTSpeech
+from .encode import RESTReference, RESTSpeech, check_image_path_fits
 from .model import RESTModel
 from .player import LivePlayer, preview_image
 
@@ -128,6 +128,7 @@ class RESTStreamingSampler:
     def sample(self, model: RESTModel, reference: RESTReference, speech: RESTSpeech, live_player: bool,
                conditioning=None, unique_id: str | None = None, **widgets):
         options = stream_options(model, widgets)
+        check_image_path_fits(speech.speech.video_frames, model)  # the frames this node and the next hold whole
         made = list(stream_chunks(model, reference, speech, options, conditioning, live_player, unique_id))
         return (stream_latent(reference, speech.speech.video_frames, made),)
 

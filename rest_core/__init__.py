@@ -2,6 +2,7 @@
 
 from .cache import IDContextCache
 from .checkpoint import DTYPES
+from .checks import check_frames_fit
 from .config import PRESETS, DiTConfig, RESTConfig, SpeechConfig, StreamOptions, VAEConfig
 from .dit import A2VDiT, sequence_timesteps
 from .media import VideoWriter, even_size, to_uint8
@@ -21,10 +22,10 @@ from .whisper_import import default_whisper_encoder, load_whisper_encoder
 __all__ = [
     "A2VDiT", "CausalVAE", "ChunkLatents", "CropBox", "DTYPES", "DecodeState", "DiTConfig", "IDContextCache", "PRESETS",
     "RESTConfig", "RESTPipeline", "Reference", "SAMPLES_PER_VIDEO_FRAME", "SAMPLE_RATE", "SampleBuffer", "SpeechAE",
-    "SpeechConfig", "SpeechLatentStream", "SpeechLatents", "SpeechWindows", "StreamOptions", "VAEConfig",
-    "VideoChunk", "VideoStream", "VideoWriter", "WhisperEncoder", "as_mono", "check_sample_rate", "cut_square",
-    "default_whisper_encoder", "emulated_dtype_warning", "even_size", "fastest_cpu_dtype", "flow_schedule",
-    "joint_cfg", "latent_frames", "load_whisper_encoder", "log_mel_spectrogram", "mono_clip", "paste_back",
-    "portrait_pixels", "prepare_audio", "prepare_reference", "sequence_timesteps", "speech_features",
-    "stream_latents", "to_uint8", "video_frames",
+    "SpeechConfig", "SpeechLatentStream", "SpeechLatents", "SpeechWindows", "StreamOptions", "VAEConfig", "VideoChunk",
+    "VideoStream", "VideoWriter", "WhisperEncoder", "as_mono", "check_frames_fit", "check_sample_rate", "cut_square",
+    "default_whisper_encoder", "emulated_dtype_warning", "even_size", "fastest_cpu_dtype", "flow_schedule", "joint_cfg",
+    "latent_frames", "load_whisper_encoder", "log_mel_spectrogram", "mono_clip", "paste_back", "portrait_pixels",
+    "prepare_audio", "prepare_reference", "sequence_timesteps", "speech_features", "stream_latents", "to_uint8",
+    "video_frames",
 ]

@@ -1,13 +1,17 @@
 """Input checks shared by every entry point: a bad tensor gets a ValueError naming the argument and the shape
-it should have, never a shape error from deep inside the model."""
+it should have, never a shape error from deep inside the model; work whose frames the machine cannot hold is refused
+before it starts, never run until memory runs out."""
 
 from __future__ import annotations
 
 import math
 import numbers
+import os
 
 import torch
 from torch import Tensor
+
+from .config import FPS
 
 Dim = tuple[str, int | None]  # (label, required size or None for any)
 
@@ -63,3 +67,31 @@ def unbatch(name: str, x: Tensor, batch_dims: int, hint: str) -> Tensor:
     if x.shape[0] != 1:
         raise ValueError(f"{name}: a batch of {x.shape[0]}; {hint}")
     return x[0]
+
+
+def frame_memory() -> int | None:
+    """Bytes the frames of one job may take: the machine's free memory, or less where the server's operator set
+    REST_MEMORY_LIMIT_GB (GiB; a server shared by several clients keeps room for the others); None: unknown."""
+    from .checkpoint import available_memory
+
+    free = available_memory()
+    limit = os.environ.get("REST_MEMORY_LIMIT_GB")
+    if limit:
+        try:
+            gib = float(limit)
+        except ValueError:
+            raise ValueError(f"REST_MEMORY_LIMIT_GB={limit!r}: give a number of GiB (e.g. 8)") from None
+        free = round(gib * 2**30) if free is None else min(free, round(gib * 2**30))
+    return free
+
+
+def check_frames_fit(what: str, frames: int, height: int, width: int, copies: int, instead: str):
+    """Refuse, before any work, `frames` float32 frames of height x width held whole `copies` times over (an IMAGE
+    batch and the copies the nodes after it make) where there is less memory for them (`frame_memory`); `instead`
+    says what to do."""
+    need = copies * frames * height * width * 3 * 4
+    free = frame_memory()
+    if free is not None and need > free:
+        raise ValueError(f"{what}: {frames} frames of {width}x{height} pixels ({frames / FPS / 60:.1f} minutes) held "
+                         f"whole take about {need / 2**30:.1f} GiB, more than the {free / 2**30:.1f} GiB free here; "
+                         f"{instead}")

@@ -198,6 +198,6 @@ def comfyui(tmp_path_factory, tiny_checkpoint, speak):
                                                 "chunks and can be stopped while it is still being made."),
                        ("rest_live_piece.wav", "Live.")]:
         write_wav(inputs / name, *speak(text))
-    server.start()
+    server.start(env={"REST_MEMORY_LIMIT_GB": "1"})  # a room the faults tests can overfill with a few minutes
     yield server
     server.stop()

@@ -178,6 +178,21 @@ def test_audio_at_a_rate_speech_is_never_recorded_at_is_refused_at_the_speech_en
     assert f"{rate} Hz is not a rate speech is recorded at" in error["exception_message"]
 
 
+def test_an_hour_of_speech_for_the_image_path_is_refused_before_it_is_encoded(comfyui):
+    """An hour of speech into talking_head used to be encoded for minutes and then grow the server by gigabytes,
+    frame after frame, with no refusal. The server here gives REST's frames 1 GiB (REST_MEMORY_LIMIT_GB)."""
+    write_wav(comfyui.base / "input" / "rest_fault_1h.wav", torch.zeros(1, 3600 * 8000), 8000)
+    prompt = workflow("talking_head")
+    prompt["2"]["inputs"]["audio"] = "rest_fault_1h.wav"
+    started = time.monotonic()
+    error = error_of(comfyui.wait(comfyui.queue(prompt)))
+    assert error["node_type"] == "RESTSpeechEncoder"
+    assert "REST Streaming Sampler: 90000 frames of 64x64 pixels (60.0 minutes) held whole take about 12.4 GiB, " \
+           "more than the 1.0 GiB free here; for long speech use REST Render Video (the long_audio workflow)" \
+           in error["exception_message"]
+    assert time.monotonic() - started < 60  # refused, not encoded (about 3 minutes here)
+
+
 def test_speech_encoding_can_be_cancelled(comfyui):
     """REST Speech Encoder used to run to its end (5.7 s on 3 minutes of audio) whatever Cancel said."""
     g = torch.Generator().manual_seed(0)

@@ -109,3 +109,30 @@ def test_speech_encoding_reports_progress_and_stops_when_cancelled(comfy, rest_m
     with pytest.raises(comfy_stubs.InterruptProcessingException):
         RESTSpeechEncoder().encode(rest_model, audio, unique_id="4")
     assert len(comfy.progress) == 1  # stopped after its first second
+
+
+def prompt_feeding(consumer: str) -> dict:
+    """A queued prompt whose node "5" (the speech encoder) feeds `consumer`'s speech input."""
+    return {"5": {"class_type": "RESTSpeechEncoder", "inputs": {}},
+            "6": {"class_type": consumer, "inputs": {"speech": ["5", 0]}}}
+
+
+def test_speech_for_the_image_path_that_the_machine_cannot_hold_is_refused_before_it_is_encoded(comfy, rest_model,
+                                                                                               monkeypatch):
+    import rest_core.checkpoint
+
+    monkeypatch.setattr(rest_core.checkpoint, "available_memory", lambda: 64 * 2**20)  # 64 MiB free
+    class Encoding(Exception):
+        pass
+
+    def encode_speech(*args, **kwargs):
+        raise Encoding  # reached: the speech would be encoded now
+
+    monkeypatch.setattr(rest_model.pipe, "encode_speech", encode_speech)
+    audio = audio_dict(torch.zeros(1, 8000 * 60), 8000)  # a minute of speech: 1500 frames
+    with pytest.raises(ValueError, match=r"REST Streaming Sampler: 1500 frames of 64x64 pixels \(1\.0 minutes\) held "
+                                         r"whole take about 0\.2 GiB, more than the 0\.1 GiB free here; for long "
+                                         r"speech use REST Render Video \(the long_audio workflow\)"):
+        RESTSpeechEncoder().encode(rest_model, audio, unique_id="5", prompt=prompt_feeding("RESTStreamingSampler"))
+    with pytest.raises(Encoding):  # the same speech for REST Render Video, which keeps memory flat, is encoded
+        RESTSpeechEncoder().encode(rest_model, audio, unique_id="5", prompt=prompt_feeding("RESTRenderVideo"))
