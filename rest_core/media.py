@@ -56,7 +56,7 @@ def read_audio(path: str | Path) -> tuple[Tensor, int]:
 def to_uint8(frames: Tensor) -> Tensor:
     """Float pixels in [0, 1] (any shape) -> uint8, rounded to nearest: the one conversion every writer of frames
     uses (video files, previews, contact sheets, prepared clips), so they agree bit for bit."""
-    return (frames.clamp(0, 1) * 255).round().to(torch.uint8)
+    return frames.clamp(0, 1).mul_(255).round_().to(torch.uint8)  # one float copy, however large the frames
 
 
 def even_size(frames: Tensor) -> Tensor:

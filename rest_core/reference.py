@@ -18,6 +18,9 @@ from torch import Tensor
 from .checks import as_tensor, unbatch
 
 MIN_IMAGE_SIDE = 32
+# The largest portrait taken: H.264's largest frame (level 6.2, e.g. 8192x4352), since the face is pasted back into
+# the whole portrait and written into an mp4; larger ones are refused before any pixel of them is touched.
+MAX_IMAGE_PIXELS = 8192 * 4352
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,11 @@ def portrait_pixels(image) -> Tensor:
     if min(x.shape[:2]) < MIN_IMAGE_SIDE:
         raise ValueError(f"image: {x.shape[1]}x{x.shape[0]} pixels (width x height) is too small; give a portrait "
                          f"of at least {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE}")
+    if x.shape[0] * x.shape[1] > MAX_IMAGE_PIXELS:
+        raise ValueError(f"image: {x.shape[1]}x{x.shape[0]} pixels ({x.shape[0] * x.shape[1] / 1e6:.0f} MP) is larger "
+                         f"than REST takes ({MAX_IMAGE_PIXELS / 1e6:.1f} MP, e.g. 8192x4352: the largest frame an "
+                         f"H.264 video holds, since the face is pasted back into the whole portrait); scale the "
+                         f"portrait down")
     x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
     if not torch.isfinite(x).all():
         raise ValueError("image contains NaN or Inf values")

@@ -92,3 +92,11 @@ def test_the_edge_mask_ramps_from_the_border_to_one():
     assert torch.equal(edge_mask(10, 0), torch.ones(10, 10))
 
 
+
+
+def test_a_portrait_larger_than_an_h264_frame_is_refused_before_its_pixels_are_read():
+    huge = torch.zeros(1, 1, 3, dtype=torch.uint8).expand(4353, 8192, 3)  # one row past 8192x4352, no memory
+    with pytest.raises(ValueError, match=r"image: 8192x4353 pixels \(36 MP\) is larger than REST takes \(35\.7 MP"):
+        prepare_reference(huge, 64)
+    pixels, _ = prepare_reference(torch.zeros(64, 8192, 3, dtype=torch.uint8), 64)  # wide but within the limit
+    assert pixels.shape == (1, 3, 64, 64)

@@ -178,6 +178,24 @@ def test_audio_at_a_rate_speech_is_never_recorded_at_is_refused_at_the_speech_en
     assert f"{rate} Hz is not a rate speech is recorded at" in error["exception_message"]
 
 
+def test_a_portrait_larger_than_a_video_frame_is_refused_within_seconds(comfyui):
+    """A 12000x12000 one-colour PNG (32 KB) through long_audio used to take the server from 1.3 to 17.5 GB, and an
+    interrupt left it there. This one is 6100x6100 (37 MP, over the 35.7 MP limit) to keep core Load Image's own
+    share small."""
+    from PIL import Image
+
+    Image.new("1", (6100, 6100), 1).save(comfyui.base / "input" / "rest_fault_huge.png")
+    prompt = workflow("long_audio")
+    prompt["1"]["inputs"]["image"] = "rest_fault_huge.png"
+    started = time.monotonic()
+    error = error_of(comfyui.wait(comfyui.queue(prompt)))
+    assert error["node_type"] == "RESTReferenceEncoder"
+    assert "image: 6100x6100 pixels (37 MP) is larger than REST takes (35.7 MP" in error["exception_message"]
+    assert "scale the portrait down" in error["exception_message"]
+    assert time.monotonic() - started < 60
+    comfyui.run(workflow("long_audio"))  # and the next job runs
+
+
 def test_an_hour_of_speech_for_the_image_path_is_refused_before_it_is_encoded(comfyui):
     """An hour of speech into talking_head used to be encoded for minutes and then grow the server by gigabytes,
     frame after frame, with no refusal. The server here gives REST's frames 1 GiB (REST_MEMORY_LIMIT_GB)."""
