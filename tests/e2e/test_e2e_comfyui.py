@@ -64,6 +64,14 @@ def test_the_ui_workflows_are_in_the_template_browser(server):
     assert served == json.loads((WORKFLOWS.parent / "talking_head.json").read_text())
 
 
+def test_the_server_serves_every_nodes_help_page_where_the_frontend_looks(server):
+    import urllib.request
+
+    for name in NODES:
+        with urllib.request.urlopen(f"{server.url}/extensions/comfyui-rest/docs/{name}.md", timeout=30) as r:
+            assert r.read().decode() == (ROOT / "js" / "docs" / f"{name}.md").read_text()
+
+
 @pytest.mark.parametrize("name, wav, width, height", [
     ("talking_head", "rest_speech.wav", 64, 64),
     ("long_audio", "rest_speech_long.wav", 80, 96),  # pasted back into the 80x96 portrait

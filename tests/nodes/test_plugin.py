@@ -41,6 +41,20 @@ def test_the_web_directory_holds_the_player(plugin):
     assert (web / "rest_player.js").is_file()
 
 
+def test_every_node_has_a_help_page_that_names_each_input_and_output(plugin):
+    """The frontend shows WEB_DIRECTORY/docs/<node>.md as the node's help; a page that forgets an input (or keeps one
+    that is gone) fails here."""
+    docs = ROOT / plugin.WEB_DIRECTORY / "docs"
+    for name, node in plugin.NODE_CLASS_MAPPINGS.items():
+        page = (docs / f"{name}.md").read_text()
+        assert page.startswith(f"# {plugin.NODE_DISPLAY_NAME_MAPPINGS[name]}\n"), name
+        inputs = {k for section in ("required", "optional") for k in node.INPUT_TYPES().get(section, {})}
+        outputs = set(getattr(node, "RETURN_NAMES", ()) or ())
+        missing = sorted(k for k in inputs | outputs if f"`{k}`" not in page)
+        assert not missing, f"{name}.md does not name {missing}"
+    assert sorted(p.stem for p in docs.glob("*.md")) == sorted(plugin.NODE_CLASS_MAPPINGS)
+
+
 def test_the_entry_point_also_imports_as_a_plain_module():
     # pytest imports the checkout's __init__.py with no parent package when the folder name is not an identifier
     # (e.g. a clone named comfyui-rest); it must still load
