@@ -27,6 +27,7 @@ folder_paths.add_model_folder_path("rest", os.path.join(folder_paths.models_dir,
 folder_paths.add_model_folder_path("rest", PLUGIN_MODELS)
 
 DEFAULT_WHISPER = "bundled in the checkpoint, else Whisper tiny.en (package)"
+FROM_CHECKPOINT = "from the checkpoint"
 
 
 @dataclass
@@ -99,6 +100,9 @@ class RESTModelLoader:
                                                      "and far slower: picking it is warned of). The speech "
                                                      "encoder always runs in float32."}),
         }, "optional": {
+            "vae": ([FROM_CHECKPOINT] + folder_paths.get_filename_list("vae"), {
+                "tooltip": "The checkpoint's own VAE, or published LTX-Video 0.9.0 VAE weights from models/vae/ "
+                           "(Lightricks' file) for a rest-2b checkpoint, whose VAE has that layout."}),
             "compile": ("BOOLEAN", {"default": False, "tooltip": "Compile the DiT (torch.compile): the first run "
                                                                  "in this ComfyUI process waits 15-30 s for it, "
                                                                  "later chunks run faster. Needs a C++ compiler "
@@ -111,7 +115,8 @@ class RESTModelLoader:
     CATEGORY = "REST"
     DESCRIPTION = "Loads a REST talking-head model (DiT, causal VAE, SpeechAE) and its Whisper speech encoder."
 
-    def load(self, checkpoint: str, speech_encoder: str, device: str, dtype: str, compile: bool = False):
+    def load(self, checkpoint: str, speech_encoder: str, device: str, dtype: str, compile: bool = False,
+             vae: str = FROM_CHECKPOINT):
         path = folder_paths.get_full_path("rest", checkpoint)
         if path is None:
             raise ValueError(f"checkpoint {checkpoint!r} is not in models/rest/; put the .safetensors file there "
@@ -121,6 +126,11 @@ class RESTModelLoader:
             whisper = folder_paths.get_full_path("audio_encoders", speech_encoder)
             if whisper is None:
                 raise ValueError(f"speech encoder {speech_encoder!r} is not in models/audio_encoders/")
+        vae_path = None
+        if vae != FROM_CHECKPOINT:
+            vae_path = folder_paths.get_full_path("vae", vae)
+            if vae_path is None:
+                raise ValueError(f"VAE {vae!r} is not in models/vae/")
         if device == "cpu":
             load_device = offload_device = torch.device("cpu")
         else:
@@ -128,9 +138,9 @@ class RESTModelLoader:
             offload_device = comfy.model_management.unet_offload_device()
         chosen = pick_dtype(dtype, load_device)
         # known before the weights are read: a file replaced while they load is then a different model
-        identity = (file_fingerprint(path), whisper and file_fingerprint(whisper), str(chosen), str(load_device),
-                    compile)
-        pipe = RESTPipeline.from_pretrained(path, whisper=whisper, device=offload_device, dtype=chosen)
+        identity = (file_fingerprint(path), whisper and file_fingerprint(whisper),
+                    vae_path and file_fingerprint(vae_path), str(chosen), str(load_device), compile)
+        pipe = RESTPipeline.from_pretrained(path, whisper=whisper, device=offload_device, dtype=chosen, vae=vae_path)
         if compile:
             pipe.compile(device=load_device)
         parts = nn.ModuleDict(pipe.parts(include_whisper=True))

@@ -19,6 +19,7 @@ from .checkpoint import (Header, check_fits_in_memory, check_weights, checkpoint
                          load_tensors, meta_parts, prefixed, read_safetensors, shapes)
 from .config import RESTConfig, StreamOptions
 from .dit import A2VDiT
+from .ltx_import import load_ltx_vae
 from .reference import CropBox, Reference, prepare_reference
 from .speech import SAMPLES_PER_LATENT, check_sample_rate, mono_clip
 from .speech_ae import SpeechAE
@@ -97,8 +98,10 @@ class RESTPipeline:
 
     @classmethod
     def from_pretrained(cls, path: str | Path, whisper: WhisperEncoder | str | Path | None = None, device="cpu",
-                        dtype: torch.dtype = torch.float32) -> "RESTPipeline":
-        """Load a checkpoint written by save_pretrained. A bundled speech encoder is used unless `whisper` is given."""
+                        dtype: torch.dtype = torch.float32, vae: str | Path | None = None) -> "RESTPipeline":
+        """Load a checkpoint written by save_pretrained. A bundled speech encoder is used unless `whisper` is given.
+        `vae`: published LTX-Video 0.9.0 VAE weights (a diffusers folder or Lightricks' single file) used instead of
+        the checkpoint's VAE; its layout must be the checkpoint's (a plain VAE: `rest-2b`)."""
         def config_that_fits(metadata: dict[str, str]) -> RESTConfig:
             config = checkpoint_config(path, metadata)
             check_fits_in_memory(config)
@@ -121,6 +124,13 @@ class RESTPipeline:
         pipe = cls._build(config, whisper)  # checked before the tensors were read
         for name, module in pipe.parts(include_whisper=False).items():
             load_tensors(module, name, prefixed(tensors, name), path)
+        if vae is not None:
+            ltx = load_ltx_vae(vae)
+            if ltx.config != config.vae:
+                raise ValueError(f"{vae} is an LTX-Video VAE of another layout than {Path(path).name}'s "
+                                 f"({'a reference-conditioned VAE' if config.vae.reference != 'none' else 'its VAE'}: "
+                                 f"{config.vae}); an LTX-Video 0.9.0 VAE fits a rest-2b checkpoint")
+            pipe.vae = ltx
         return pipe.to(device, dtype)
 
     # --- generation ------------------------------------------------------------------------------------------

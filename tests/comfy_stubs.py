@@ -39,8 +39,10 @@ def install() -> ComfyState:
 
     folder_paths = types.ModuleType("folder_paths")
     folder_paths.models_dir = state.models_dir
-    folder_paths.folder_names_and_paths = {"audio_encoders": ([os.path.join(state.models_dir, "audio_encoders")],
-                                                              {".safetensors", ".bin", ".pt"})}
+    folder_paths.folder_names_and_paths = {
+        "audio_encoders": ([os.path.join(state.models_dir, "audio_encoders")], {".safetensors", ".bin", ".pt"}),
+        "vae": ([os.path.join(state.models_dir, "vae")], {".safetensors", ".pt", ".ckpt"}),
+    }
 
     def add_model_folder_path(name, path, is_default=False):
         paths = folder_paths.folder_names_and_paths.setdefault(name, ([], set()))[0]

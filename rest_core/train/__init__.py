@@ -38,7 +38,9 @@ def configure(p):
         if stage in ("teacher", "student"):
             s.add_argument("--init", default=None, help="start from this DiT part (the student: the teacher's)")
         if stage == "vae":
-            s.add_argument("--init", default=None, help="start from this VAE part (e.g. to tune its decoder alone)")
+            s.add_argument("--init", default=None, help="start from this VAE part (e.g. to tune its decoder alone), or "
+                                                        "from LTX-Video 0.9.0 VAE weights: a diffusers folder or "
+                                                        "Lightricks' single file (ComfyUI's models/vae)")
         if stage == "student":
             s.add_argument("--teacher", default=None, help="the frozen teacher's dit.safetensors (for ASD)")
             s.add_argument("--no-con", action="store_true", help="ablation: no contrastive loss L_CON")

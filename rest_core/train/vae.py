@@ -61,14 +61,16 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
+from safetensors import SafetensorError, safe_open
 from torch import Tensor
 
+from ..checkpoint import PART_FORMAT, load_part
 from ..config import VAE_SPATIAL, VAE_TEMPORAL, RESTConfig, vae_length
-from ..checkpoint import load_part
 from ..data.prepare import ClipSet, to_video
 from ..vae import CausalConv3d, CausalVAE, Upsampler3d
 from .loop import Settings, Stage, stage_options, start_processes, train
@@ -281,6 +283,22 @@ def conditioned_from_plain(vae: CausalVAE, plain: CausalVAE) -> CausalVAE:
 
 
 @torch.no_grad()
+def initial_vae(path: str) -> CausalVAE:
+    """What `--init` names: a VAE part of an earlier stage, or published LTX-Video 0.9.0 weights (a diffusers folder
+    or Lightricks' single file, as ComfyUI keeps it in models/vae)."""
+    from ..ltx_import import load_ltx_vae
+
+    if Path(path).is_file():
+        try:
+            with safe_open(path, framework="pt") as f:
+                part = (f.metadata() or {}).get("format") == PART_FORMAT
+        except SafetensorError:
+            part = False  # the reader below says what is wrong with the file
+        if part:
+            return load_part(path, "vae")[0]
+    return load_ltx_vae(path)
+
+
 def latent_statistics(vae: CausalVAE, clips: ClipSet, count: int, frames: int) -> tuple[Tensor, Tensor]:
     """Per-channel mean and std of the posterior means over the first frames of up to `count` clips, each encoded
     as a stream is: its first frame the portrait. [C], [C]"""
@@ -319,11 +337,11 @@ def run(args, settings: Settings, config: RESTConfig) -> int:
     torch.manual_seed(settings.seed)
     train_encoder = opts.train_encoder
     if args.init:
-        vae, init_config = load_part(args.init, "vae")
+        vae = initial_vae(args.init)
         plain = dataclasses.replace(config.vae, reference="none")
-        if init_config.vae == plain and config.vae != plain:
+        if vae.config == plain and config.vae != plain:
             vae = conditioned_from_plain(CausalVAE(config.vae), vae)
-        elif init_config.vae != config.vae:
+        elif vae.config != config.vae:
             raise ValueError(f"{args.init} is a VAE of another shape than preset {config.name}")
     elif not train_encoder:
         raise ValueError("[vae] train_encoder = false tunes the decoder of a trained VAE: pass it with --init")

@@ -105,3 +105,20 @@ def test_a_weights_file_is_known_by_a_fingerprint_that_a_replacement_changes(com
     assert file_fingerprint(str(path)) != first
     os.utime(path, ns=(stamp, stamp))
     assert file_fingerprint(str(path)) == first
+
+
+def test_an_ltx_vae_in_models_vae_is_offered_and_refused_for_a_reference_conditioned_checkpoint(comfy, tmp_path):
+    import folder_paths
+
+    from nodes.model import FROM_CHECKPOINT
+
+    folder = os.path.join(folder_paths.models_dir, "vae")
+    os.makedirs(folder, exist_ok=True)
+    save_file({"encoder.down_blocks.0.res_blocks.0.conv1.conv.weight": torch.zeros(1)},
+              os.path.join(folder, "ltx-video-vae.safetensors"))
+    choices = RESTModelLoader.INPUT_TYPES()["optional"]["vae"][0]
+    assert choices[0] == FROM_CHECKPOINT and "ltx-video-vae.safetensors" in choices
+    with pytest.raises(ValueError, match="is not an LTX-Video VAE"):  # checked before anything else is built on it
+        RESTModelLoader().load("tiny.safetensors", DEFAULT_WHISPER, "auto", "auto", vae="ltx-video-vae.safetensors")
+    with pytest.raises(ValueError, match="not in models/vae"):
+        RESTModelLoader().load("tiny.safetensors", DEFAULT_WHISPER, "auto", "auto", vae="gone.safetensors")
