@@ -166,6 +166,71 @@ def test_a_checkpoint_asking_for_an_absurd_size_is_refused_naming_the_field(comf
     assert "config dit.hidden=1000000: expected whole numbers from 1 to 16384" in error["exception_message"]
 
 
+def peak_rss(server) -> int:
+    """The server process's peak resident memory so far, in bytes."""
+    status = Path(f"/proc/{server.process.pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) * 1024
+
+
+def rewritten_checkpoint(comfyui, name: str, change) -> str:
+    """The served tiny checkpoint with its tensors passed through `change`, as models/rest/<name>."""
+    source = comfyui.base / "models" / "rest" / "rest-demo.safetensors"
+    with safe_open(str(source), "pt") as f:
+        metadata, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    change(tensors)
+    save_file(tensors, str(source.with_name(name)), metadata=metadata)
+    return name
+
+
+def test_a_bundled_speech_encoder_of_another_width_is_refused_before_it_is_built(comfyui):
+    """A checkpoint bundling an 8192-wide speech encoder (38 MB) used to allocate 3.8 GB before failing with torch's
+    raw size-mismatch message."""
+    def widen(tensors):
+        tensors["whisper.conv1.weight"] = torch.zeros(8192, 80, 3, dtype=torch.float16)
+        tensors["whisper.blocks.0.attn_ln.weight"] = torch.zeros(8192, dtype=torch.float16)
+
+    prompt = workflow("talking_head")
+    prompt["3"]["inputs"]["checkpoint"] = rewritten_checkpoint(comfyui, "wide-whisper.safetensors", widen)
+    before = peak_rss(comfyui)
+    error = error_of(comfyui.wait(comfyui.queue(prompt)))
+    assert error["node_type"] == "RESTModelLoader"
+    assert "its bundled speech encoder: " in error["exception_message"]
+    assert "Whisper tiny's is [384" in error["exception_message"]
+    assert peak_rss(comfyui) - before < 500 * 2**20
+
+
+def test_a_weight_stored_as_bool_is_refused_naming_it(comfyui):
+    """Bool and complex weights used to load and run."""
+    def spoil(tensors):
+        tensors["dit.proj_out.weight"] = torch.zeros_like(tensors["dit.proj_out.weight"], dtype=torch.bool)
+
+    prompt = workflow("talking_head")
+    prompt["3"]["inputs"]["checkpoint"] = rewritten_checkpoint(comfyui, "bool-weight.safetensors", spoil)
+    error = error_of(comfyui.wait(comfyui.queue(prompt)))
+    assert "tensor dit.proj_out.weight is stored as BOOL" in error["exception_message"]
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("renamed.safetensors", b"\xff" * 64, "renamed.safetensors is not a readable safetensors file"),
+    ("short/model.bin", None, "holds 4 bytes but its shape [3] needs 12; the file is damaged"),
+])
+def test_a_broken_speech_encoder_file_is_named_in_the_error(comfyui, name, content, message):
+    """They used to fail with 'header too large' and no file name, or with the allocator's or reshape's message."""
+    path = comfyui.base / "models" / "audio_encoders" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if content is None:  # a CTranslate2 file whose one tensor is shorter than its shape
+        path.write_bytes(struct.pack("<I", 2) + struct.pack("<H", 12) + b"WhisperSpec\0" + struct.pack("<II", 1, 1)
+                         + struct.pack("<H", 19) + b"encoder/conv1/bias\0" + struct.pack("<BIBI", 1, 3, 0, 4)
+                         + b"\0" * 4)
+    else:
+        path.write_bytes(content)
+    prompt = workflow("talking_head")
+    prompt["3"]["inputs"]["speech_encoder"] = name
+    error = error_of(comfyui.wait(comfyui.queue(prompt)))
+    assert error["node_type"] == "RESTModelLoader"
+    assert message in error["exception_message"]
+
+
 @pytest.mark.parametrize("rate", [1, 384_000])
 def test_audio_at_a_rate_speech_is_never_recorded_at_is_refused_at_the_speech_encoder(comfyui, rate):
     """It used to pass our nodes and fail at the end in Save Video with a cryptic AAC error."""
