@@ -3,9 +3,10 @@ its API on a portrait and a spoken sentence, with the shipped demo model, and th
 
     make demo          (sets up the environment first; or, inside it: python scripts/demo.py)
 
-The inputs are made here, deterministically: the portrait is the first frame of a synthetic identity the demo
-model never saw in training (seed DEMO_SEED, in the flat drawing style it was trained on, cropped to its face box
-as the training clips were), the sentence is spoken by espeak-ng. Pass --image / --audio to use your own files instead.
+The inputs are made here, deterministically: the portrait is a public-domain photograph the model never trained on
+(astronaut Eileen Collins, NASA; from scikit-image's wheel, rest_core/data/images.py), cut to the square that frames
+her face as the training clips frame theirs; the sentence is spoken by espeak-ng. Pass --image / --audio to use your
+own files instead.
 """
 
 from __future__ import annotations
@@ -22,9 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from scripts.comfyui_server import ComfyServer  # noqa: E402
 
-DEMO_SEED = 3_000_000  # held out: training used seeds below 1,000,000
-# The one drawing style the shipped demo model was trained on (docs/MODEL_CARD.md); it fails on the others
-DEMO_LOOKS = "flat"
+DEMO_PHOTO = "astronaut"
 SENTENCE = "Hello! I am the REST demo model. I turn speech into a talking head, one chunk at a time, in real time."
 MODEL = ROOT / "models" / "rest-demo.safetensors"
 
@@ -32,11 +31,12 @@ MODEL = ROOT / "models" / "rest-demo.safetensors"
 def make_portrait(path: Path):
     from PIL import Image
 
-    from rest_core.data.synth import render_clip
+    from rest_core.data.images import photo
+    from rest_core.eval import photo_square
 
-    clip = render_clip(DEMO_SEED, seconds=0.04, size=256, looks=DEMO_LOOKS)
-    x0, y0, x1, y1 = (round(v) for v in clip.truth["face_box"])
-    Image.fromarray(clip.frames[0][y0:y1, x0:x1]).save(path)
+    square = photo_square(DEMO_PHOTO)
+    pixels = photo(DEMO_PHOTO)[square.top:square.top + square.size, square.left:square.left + square.size]
+    Image.fromarray(pixels).save(path)
 
 
 def make_speech(path: Path, text: str):
@@ -47,7 +47,7 @@ def make_speech(path: Path, text: str):
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--image", type=Path, default=None, help="your own portrait (default: a synthetic identity)")
+    p.add_argument("--image", type=Path, default=None, help="your own portrait (default: a public-domain photograph)")
     p.add_argument("--audio", type=Path, default=None, help="your own speech (default: espeak-ng says a sentence)")
     p.add_argument("--text", default=SENTENCE, help="what espeak-ng says when no --audio is given")
     p.add_argument("--workdir", type=Path, default=ROOT / "runs" / "demo-comfyui",
