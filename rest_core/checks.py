@@ -11,6 +11,7 @@ import os
 import torch
 from torch import Tensor
 
+from .checkpoint import available_memory
 from .config import FPS
 
 Dim = tuple[str, int | None]  # (label, required size or None for any)
@@ -72,8 +73,6 @@ def unbatch(name: str, x: Tensor, batch_dims: int, hint: str) -> Tensor:
 def frame_memory() -> int | None:
     """Bytes the frames of one job may take: the machine's free memory, or less where the server's operator set
     REST_MEMORY_LIMIT_GB (GiB; a server shared by several clients keeps room for the others); None: unknown."""
-    from .checkpoint import available_memory
-
     free = available_memory()
     limit = os.environ.get("REST_MEMORY_LIMIT_GB")
     if limit:

@@ -62,18 +62,18 @@ def test_paste_back_refuses_non_image_input(comfy, rest_reference):
 
 
 def test_paste_back_that_the_machine_cannot_hold_is_refused_before_it_starts(comfy, rest_reference, monkeypatch):
-    import rest_core.checkpoint
+    import rest_core.checks
 
-    monkeypatch.setattr(rest_core.checkpoint, "available_memory", lambda: 2**20)
+    monkeypatch.setattr(rest_core.checks, "available_memory", lambda: 2**20)
     with pytest.raises(ValueError, match=r"REST Paste Back: 50 frames of 70x90 pixels .* scale the portrait down"):
         RESTPasteBack().paste(torch.zeros(50, 64, 64, 3), rest_reference, 0)
 
 
 def test_the_sampler_refuses_frames_the_machine_cannot_hold_before_the_first_step(comfy, rest_model, rest_reference,
                                                                                 monkeypatch):
-    import rest_core.checkpoint
+    import rest_core.checks
 
     speech, _ = RESTSpeechEncoder().encode(rest_model, audio_dict(torch.randn(1, 32_000) * 0.1, 16_000))
-    monkeypatch.setattr(rest_core.checkpoint, "available_memory", lambda: 2**20)
+    monkeypatch.setattr(rest_core.checks, "available_memory", lambda: 2**20)
     with pytest.raises(ValueError, match="REST Streaming Sampler: 50 frames .* use REST Render Video"):
         RESTStreamingSampler().sample(rest_model, rest_reference, speech, **SAMPLING, live_player=False)

@@ -119,9 +119,9 @@ def prompt_feeding(consumer: str) -> dict:
 
 def test_speech_for_the_image_path_that_the_machine_cannot_hold_is_refused_before_it_is_encoded(comfy, rest_model,
                                                                                                monkeypatch):
-    import rest_core.checkpoint
+    import rest_core.checks
 
-    monkeypatch.setattr(rest_core.checkpoint, "available_memory", lambda: 64 * 2**20)  # 64 MiB free
+    monkeypatch.setattr(rest_core.checks, "available_memory", lambda: 64 * 2**20)  # 64 MiB free
     class Encoding(Exception):
         pass
 
