@@ -15,9 +15,8 @@ ASD (eq. 21-24) adds, against the frozen teacher's velocity on the same noisy in
 Joint-CFG training drops speech (and text) together with probability `cfg_dropout`. `crop` trains the first
 `crop_steps` steps on square windows of the latent grid that hold the clip's mouth (the DiT has no fixed size:
 RoPE positions and per-frame speech), at a fraction of the whole frame's cost; the steps after them see whole frames,
-the size it samples at. `compile = true` compiles each
-block (torch.compile, a minute or two before the first step); with `[train] precision = "bfloat16"` that is what
-makes bfloat16 pay on the CPU.
+the size it samples at. `compile = true` compiles each block (torch.compile, a minute or two before the first step);
+with `[train] precision = "bfloat16"` that is what makes bfloat16 pay on the CPU.
 """
 
 from __future__ import annotations
