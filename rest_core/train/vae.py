@@ -282,7 +282,6 @@ def conditioned_from_plain(vae: CausalVAE, plain: CausalVAE) -> CausalVAE:
     return vae
 
 
-@torch.no_grad()
 def initial_vae(path: str) -> CausalVAE:
     """What `--init` names: a VAE part of an earlier stage, or published LTX-Video 0.9.0 weights (a diffusers folder
     or Lightricks' single file, as ComfyUI keeps it in models/vae)."""
@@ -299,6 +298,7 @@ def initial_vae(path: str) -> CausalVAE:
     return load_ltx_vae(path)
 
 
+@torch.no_grad()
 def latent_statistics(vae: CausalVAE, clips: ClipSet, count: int, frames: int) -> tuple[Tensor, Tensor]:
     """Per-channel mean and std of the posterior means over the first frames of up to `count` clips, each encoded
     as a stream is: its first frame the portrait. [C], [C]"""
