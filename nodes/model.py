@@ -58,7 +58,8 @@ def file_fingerprint(path: str) -> tuple:
     modification time, and a hash of its first and last MiB (a safetensors file's header, which names every tensor's
     dtype, shape and place, and the ends of its weights). A file replaced, or rewritten in place, changes it."""
     real = os.path.realpath(path)
-    size, modified = os.stat(real).st_size, os.stat(real).st_mtime_ns
+    stat = os.stat(real)
+    size, modified = stat.st_size, stat.st_mtime_ns
     digest = hashlib.sha256()
     with open(real, "rb") as f:
         digest.update(f.read(FINGERPRINT_BYTES))
