@@ -6,10 +6,13 @@
 First, on the fresh server, one long_audio job on a 4000x3000 portrait (1 s of speech): its peak and what it leaves
 resident. Then the mix, in a fixed order: good jobs (talking_head and long_audio, two seeds each, alternating so
 ComfyUI's cache never answers for them), bad ones (NaN guidance, NaN audio, an unreadable checkpoint, a config of
-absurd size, audio at 384 kHz, empty audio), cancelled ones (long_audio stopped mid-stream) and live pieces from
-three interleaved sessions. Checked: the server stays up; every good job's frames equal those of its first run (same
-seed, same frames); the three live sessions, fed the same pieces, stream the same frames; every bad job is a node
-error. Reported: RSS after the first good job, after the run, and the difference (it should stay under 200 MB).
+absurd size, audio at 384 kHz, empty audio, a 12000x12000 portrait, an hour of speech for the IMAGE path, a weight
+stored as bool, an 8192-wide bundled speech encoder), cancelled ones (long_audio stopped mid-stream) and live pieces
+from three interleaved sessions. Checked: the server stays up; every good job's frames equal those of its first run
+(same seed, same frames); the three live sessions, fed the same pieces, stream the same frames; every bad job is a
+node error. Reported: RSS after the first good job, after the run, and the difference (it should stay under 200 MB);
+each good workflow's median and slowest time (a good job that takes many times its median after a hostile one would
+show there).
 
 Prints one JSON line per job and a summary line.
 """
@@ -28,6 +31,7 @@ import wave
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -131,6 +135,15 @@ class Soak:
         elif what == "empty audio":
             prompt["2"] = {"class_type": "EmptyAudio", "inputs": {"duration": 0.0, "sample_rate": 16_000,
                                                                  "channels": 1}}
+        elif what == "huge portrait":
+            prompt = workflow("long_audio")
+            prompt["1"]["inputs"]["image"] = "soak_12000.png"
+        elif what == "hour of speech":
+            prompt["2"]["inputs"]["audio"] = "soak_hour.wav"
+        elif what == "bool weight":
+            prompt["3"]["inputs"]["checkpoint"] = "soak_bool.safetensors"
+        elif what == "wide speech encoder":
+            prompt["3"]["inputs"]["checkpoint"] = "soak_wide_whisper.safetensors"
         entry = self.server.wait(self.server.queue(prompt), timeout=600)
         errors = [m for kind, m in entry["status"]["messages"] if kind == "execution_error"]
         if entry["status"]["status_str"] != "error" or not errors or not errors[0]["node_type"].startswith("REST"):
@@ -162,8 +175,11 @@ class Soak:
 
 
 def schedule(jobs: int) -> list[tuple]:
-    """A fixed mix: per round of 25, 8 good, 6 bad, 2 cancelled, 9 live pieces (3 sessions x 3, interleaved)."""
-    bad = ["nan cfg", "nan audio", "broken checkpoint", "absurd config", "384 kHz audio", "empty audio"]
+    """A fixed mix: per round of 25, 8 good, 6 bad, 2 cancelled, 9 live pieces (3 sessions x 3, interleaved); the
+    bad ones take turns through the list, 6 a round."""
+    bad = ["nan cfg", "huge portrait", "nan audio", "hour of speech", "broken checkpoint", "bool weight",
+           "absurd config", "wide speech encoder", "384 kHz audio", "empty audio"]
+    bad = bad * (jobs // 25 + 1)
     out, round_ = [], 0
     while len(out) < jobs:
         sessions = [f"soak-{round_}-{k}" for k in range(3)]
@@ -175,6 +191,7 @@ def schedule(jobs: int) -> list[tuple]:
                  ("live", sessions[1], 2), ("good", "talking_head", 1), ("live", sessions[2], 2), ("bad", bad[5]),
                  ("good", "long_audio", 1)]
         out += block
+        bad = bad[6:]
         round_ += 1
     return out[:jobs]
 
@@ -191,7 +208,15 @@ def main(argv=None):
         models, inputs = server.base / "models" / "rest", server.base / "input"
         (models / "rest-demo.safetensors").symlink_to(args.checkpoint.resolve())
         (models / "soak_broken.safetensors").write_bytes(b"\0" * 256)
-        absurd_checkpoint(args.checkpoint, models / "soak_absurd.safetensors")
+        rewritten(args.checkpoint, models / "soak_absurd.safetensors", absurd)
+        rewritten(args.checkpoint, models / "soak_bool.safetensors", bool_weight)
+        rewritten(args.checkpoint, models / "soak_wide_whisper.safetensors", wide_whisper)
+        Image.new("1", (12000, 12000), 1).save(inputs / "soak_12000.png")  # 32 KB, 144 MP
+        with wave.open(str(inputs / "soak_hour.wav"), "wb") as hour:
+            hour.setnchannels(1)
+            hour.setsampwidth(2)
+            hour.setframerate(8000)
+            hour.writeframes(bytes(2 * 8000 * 3600))
         portrait(inputs / "rest_portrait.png", 159, 159)
         portrait(inputs / "soak_huge.png", 4000, 3000)
         speak(inputs / "rest_speech.wav", SENTENCES[0])
@@ -213,6 +238,7 @@ def main(argv=None):
                               "peak_mb": status_mb(pid, "VmHWM"), "after_mb": status_mb(pid, "VmRSS"),
                               "seconds": round(time.perf_counter() - started, 1)}), flush=True)
             after_first_good = None
+            good_seconds: dict[str, list[float]] = {}
             for n, job in enumerate(schedule(args.jobs)):
                 started = time.perf_counter()
                 kind = job[0]
@@ -229,8 +255,11 @@ def main(argv=None):
                 rss = status_mb(pid, "VmRSS")
                 if kind == "good" and after_first_good is None:
                     after_first_good = rss
+                seconds = time.perf_counter() - started
+                if kind == "good":
+                    good_seconds.setdefault(job[1], []).append(seconds)
                 print(json.dumps({"bench": "soak", "n": n, "job": " ".join(map(str, job)), **result, "rss_mb": rss,
-                                  "seconds": round(time.perf_counter() - started, 1)}), flush=True)
+                                  "seconds": round(seconds, 1)}), flush=True)
             streams = {}
             for session, frames in soak.live_frames.items():
                 streams.setdefault(tuple(frames), []).append(session)
@@ -240,21 +269,39 @@ def main(argv=None):
             print(json.dumps({"bench": "soak", "jobs": args.jobs, "server_up": server.process.poll() is None,
                               "rss_after_first_good_mb": after_first_good, "rss_after_run_mb": final,
                               "growth_mb": final - after_first_good, "peak_mb": status_mb(pid, "VmHWM"),
+                              "good_seconds": {name: {"median": round(float(np.median(t)), 1),
+                                                      "slowest": round(max(t), 1)}
+                                               for name, t in good_seconds.items()},
                               "failures": soak.failures}))
         finally:
             server.stop()
 
 
-def absurd_checkpoint(source: Path, path: Path):
-    """The checkpoint with its config asking for a 1,000,000-wide DiT."""
+def rewritten(source: Path, path: Path, change):
+    """The checkpoint with change(tensors, config, torch) applied: a hostile file that looks like ours."""
+    import torch
     from safetensors import safe_open
     from safetensors.torch import save_file
 
     with safe_open(str(source), "pt") as f:
         metadata, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
     config = json.loads(metadata["config"])
-    config["dit"]["hidden"] = 1_000_000
+    change(tensors, config, torch)
     save_file(tensors, str(path), metadata=metadata | {"config": json.dumps(config)})
+
+
+def absurd(tensors, config, torch):
+    config["dit"]["hidden"] = 1_000_000  # a 1,000,000-wide DiT
+
+
+def bool_weight(tensors, config, torch):
+    tensors["dit.proj_out.weight"] = torch.zeros_like(tensors["dit.proj_out.weight"], dtype=torch.bool)
+
+
+def wide_whisper(tensors, config, torch):
+    """A bundled speech encoder 8192 wide: 38 MB on disk, gigabytes if it were built."""
+    tensors["whisper.conv1.weight"] = torch.zeros(8192, 80, 3, dtype=torch.float16)
+    tensors["whisper.blocks.0.attn_ln.weight"] = torch.zeros(8192, dtype=torch.float16)
 
 
 if __name__ == "__main__":
