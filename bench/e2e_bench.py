@@ -1,7 +1,9 @@
 """End-to-end benchmark: portrait + audio -> decoded frames through RESTPipeline (speech path, DiT with the
-ID-Context Cache, streaming VAE decode). Random weights except Whisper (the real tiny.en).
+ID-Context Cache, streaming VAE decode). Random weights of the preset except Whisper (the real tiny.en), or a
+checkpoint's (`--checkpoint`: its preset and its sampler defaults); the work, and so the time, is the same.
 
     python bench/e2e_bench.py --preset rest-demo                              # CPU, float32
+    python bench/e2e_bench.py --checkpoint models/rest-demo.safetensors --dtype bfloat16   # the shipped model
     python bench/e2e_bench.py --preset rest-2b --device cuda --dtype bfloat16
 
 Prints one JSON line: time to the first frame (the call to the first chunk, audio already there), steady-state
@@ -86,14 +88,19 @@ def parts(pipe: RESTPipeline, image, audio, options, device) -> dict:
 def main(argv=None):
     p = parser(__doc__)
     p.add_argument("--seconds", type=float, default=12.0, help="length of the audio")
+    p.add_argument("--checkpoint", type=Path, default=None, help="a REST checkpoint instead of random weights")
     add_option_flags(p)
     add_compile_flag(p)
     args = p.parse_args(argv)
 
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
-    config = RESTConfig.preset(args.preset)
     torch.manual_seed(0)
-    pipe = RESTPipeline.from_config(config, device=device, dtype=dtype)
+    if args.checkpoint:
+        pipe = RESTPipeline.from_pretrained(args.checkpoint, device=device, dtype=dtype)
+        args.preset = pipe.config.name
+    else:
+        pipe = RESTPipeline.from_config(RESTConfig.preset(args.preset), device=device, dtype=dtype)
+    config = pipe.config
     if args.compile:
         pipe.compile(args.compile)
     image = torch.rand(1, config.resolution, config.resolution, 3)
