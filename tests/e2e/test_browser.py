@@ -1,12 +1,14 @@
 """The real ComfyUI frontend (comfyui-frontend-package 1.32.9) in headless Chromium: every UI workflow loads with
 all its node types known and no console errors, and queues as exactly its API twin; the live player on the
 sampler receives and shows chunks while the job is still running, replays them, and lets everything go when its node
-is removed. Screenshots go to artifacts/browser/."""
+is removed; each node's help page opens from the node library, and the template browser shows our workflows with
+their thumbnails. Screenshots go to artifacts/browser/."""
 
 import json
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 
 from browser import ARTIFACTS, alerts, chromium, console_errors, fit_view, open_frontend, wait_for
@@ -196,3 +198,85 @@ def test_a_face_box_set_in_the_browser_is_previewed_and_the_video_keeps_the_port
     assert alerts(browser) == []
     assert [e for e in console_errors(browser) if OFFLINE not in e] == []
     screenshot(browser, "face_box")
+
+
+def rest_nodes(comfyui) -> dict[str, dict]:
+    """Our nodes' /object_info entries by class name."""
+    return {name: info for name, info in comfyui.get("/object_info").items() if info["category"] == "REST"}
+
+
+def test_each_nodes_help_page_opens_from_the_node_library(comfyui, browser):
+    """The node library's help button on each REST node shows js/docs/<node>.md, rendered, with every input."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    nodes = rest_nodes(comfyui)
+    assert len(nodes) == len(list((ROOT / "js" / "docs").glob("*.md")))
+    browser.execute_script("return app.extensionManager.command.execute('Workspace.ToggleSidebarTab.node-library')")
+    try:
+        folder = wait_for(browser, "return [...document.querySelectorAll('.p-tree-node-label')]"
+                                   ".find(e => e.innerText.split('\\n')[0] == 'REST')")
+        folder.click()
+        for name, info in nodes.items():
+            leaf = wait_for(browser, "return [...document.querySelectorAll('.node-lib-node-container .node-label')]"
+                                     ".find(e => e.innerText == arguments[0])", 20, info["display_name"])
+            ActionChains(browser).move_to_element(leaf).perform()  # the help button shows on hover
+            browser.execute_script("arguments[0].closest('.p-tree-node-content').querySelector('.help-button')"
+                                   ".click()", leaf)
+            page = wait_for(browser, "const m = document.querySelector('.node-help-content .markdown-content');"
+                                     "return m?.querySelector('h1')?.innerText == arguments[0] && m", 20,
+                            info["display_name"])
+            text = " ".join(page.text.split())
+            first = (ROOT / "js" / "docs" / f"{name}.md").read_text().split("\n\n")[1]
+            assert " ".join(first.replace("`", "").split())[:80] in text, name
+            inputs = {**info["input"].get("required", {}), **info["input"].get("optional", {})}
+            assert [i for i in inputs if i not in text] == [], name
+            browser.execute_script("[...document.querySelectorAll('button')]"
+                                   ".find(b => b.querySelector('.pi-arrow-left')).click()")  # back to the library
+        screenshot(browser, "help_page")
+    finally:
+        browser.execute_script("return app.extensionManager.command.execute("
+                               "'Workspace.ToggleSidebarTab.node-library')")
+    # the frontend asks for a translated page (docs/<node>/<locale>.md) first, then falls back to docs/<node>.md
+    probes = [f"/docs/{name}/en.md - Failed to load resource" for name in nodes]
+    assert [e for e in console_errors(browser) if OFFLINE not in e and not any(p in e for p in probes)] == []
+
+
+def test_the_template_browser_shows_each_workflow_with_its_thumbnail(comfyui, browser):
+    """ComfyUI lists custom nodes' workflows/ as templates; the frontend shows <workflow>.jpg beside each."""
+    from PIL import Image
+
+    names = sorted(comfyui.get("/workflow_templates")["comfyui-rest"])
+    assert names == UI_WORKFLOWS
+    browser.execute_script("return app.extensionManager.command.execute('Comfy.BrowseTemplates')")
+    try:
+        wait_for(browser, "return [...document.querySelectorAll('[role=dialog] *')]"
+                          ".find(e => e.children.length == 0 && e.innerText == 'comfyui-rest')").click()
+        shown = wait_for(browser, """
+            const images = [...document.querySelectorAll('[role=dialog] img')].filter(i => i.complete);
+            if (images.length < arguments[0]) return null;
+            const canvas = document.createElement('canvas');
+            return Object.fromEntries(images.map(im => {
+                canvas.width = im.naturalWidth; canvas.height = im.naturalHeight;
+                const c = canvas.getContext('2d');
+                c.drawImage(im, 0, 0);
+                const px = c.getImageData(0, 0, canvas.width, canvas.height).data;
+                const mean = [0, 1, 2].map(k => px.filter((_, i) => i % 4 == k).reduce((a, b) => a + b, 0)
+                                                / (px.length / 4));
+                return [im.alt, {width: im.naturalWidth, mean}];
+            }));
+        """, 30, len(names))
+        screenshot(browser, "templates")
+    finally:
+        browser.execute_script("""  // its close button: the right-most one along its top
+            const top = [...document.querySelectorAll('[role=dialog] button')]
+                .filter(b => b.getBoundingClientRect().top < 150)
+                .sort((a, b) => b.getBoundingClientRect().right - a.getBoundingClientRect().right);
+            top[0]?.click();
+        """)
+    assert sorted(shown) == names
+    for name in names:
+        with Image.open(WORKFLOWS / f"{name}.jpg") as im:
+            mean = np.asarray(im.convert("RGB"), dtype=np.float64).reshape(-1, 3).mean(0)
+            assert shown[name]["width"] == im.width, name
+        assert max(abs(a - b) for a, b in zip(shown[name]["mean"], mean)) < 3, name  # our picture, decoded
+    assert [e for e in console_errors(browser) if OFFLINE not in e] == []

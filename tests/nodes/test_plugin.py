@@ -67,3 +67,25 @@ def test_the_entry_point_also_imports_as_a_plain_module():
                             capture_output=True, text=True, cwd=root)
     assert result.returncode == 0, result.stderr
     assert "RESTStreamingSampler" in result.stdout
+
+
+def test_the_registry_icon_is_a_small_square_image_in_this_repository():
+    """[tool.comfy] Icon: the registry shows it for the plugin; it must be square and at most 400 px a side."""
+    import tomllib
+
+    from PIL import Image
+
+    comfy = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["comfy"]
+    repository = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]["Repository"]
+    prefix = repository.replace("https://github.com/", "https://raw.githubusercontent.com/") + "/main/"
+    assert comfy["Icon"].startswith(prefix)
+    with Image.open(ROOT / comfy["Icon"][len(prefix):]) as icon:
+        assert icon.width == icon.height <= 400
+
+
+def test_every_workflow_has_a_square_thumbnail_for_the_template_browser():
+    from PIL import Image
+
+    for workflow in (ROOT / "workflows").glob("*.json"):
+        with Image.open(workflow.with_suffix(".jpg")) as thumbnail:
+            assert thumbnail.format == "JPEG" and thumbnail.width == thumbnail.height >= 256, workflow.name
