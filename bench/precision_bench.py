@@ -8,7 +8,7 @@ The portrait is a speaker the demo model's training generator never drew (a stil
 buzz with a syllable rhythm, so no tool is needed. Prints one JSON line: the PSNR of the dtype's frames against
 float32's (mean, lowest frame, and per chunk, which says whether the difference grows along the stream through the
 context cache), the largest pixel difference, how well each dtype keeps the portrait's look (appearance fidelity,
-rest_core.metrics), the seconds each run took, and whether every frame clears `rest_core.precision.MIN_PSNR_DB`.
+rest_core.eval.metrics), the seconds each run took, and whether every frame clears `rest_core.precision.MIN_PSNR_DB`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 from common import device_name, speech_buzz, sync  # noqa: E402
 
-from rest_core import DTYPES, RESTPipeline, metrics  # noqa: E402
+from rest_core import DTYPES, RESTPipeline  # noqa: E402
+from rest_core.eval import metrics  # noqa: E402
 from rest_core.data.synth import render_portrait  # noqa: E402
 from rest_core.precision import MIN_PSNR_DB  # noqa: E402
 

@@ -4,7 +4,7 @@
     python -m rest_core synth ...      a procedural talking-head corpus (rest_core/data/synth.py)
     python -m rest_core prepare ...    videos -> cropped clips, speech features, VAE latents (rest_core/data/prepare.py)
     python -m rest_core train ...      vae | speechae | teacher | student (rest_core/train/)
-    python -m rest_core eval ...       quality metrics and ablations on held-out clips (rest_core/eval.py)
+    python -m rest_core eval ...       quality metrics and ablations on held-out clips (rest_core/eval/evaluate.py)
 
 `generate` writes the talking-head video with the speech muxed in, chunk by chunk. The other commands live in
 their own modules, each with `configure(parser)` and `run(args) -> exit code`, imported only when called.
@@ -88,7 +88,7 @@ COMMANDS = {
     "synth": ("rest_core.data.synth", "write a procedural talking-head corpus: mp4 clips + ground-truth sidecars"),
     "prepare": ("rest_core.data.prepare", "videos -> face-cropped 25 fps clips, speech features and VAE latents"),
     "train": ("rest_core.train", "train the VAE, SpeechAE, teacher or student"),
-    "eval": ("rest_core.eval", "lip-sync, identity drift, seams, PSNR/SSIM on held-out clips, with ablations"),
+    "eval": ("rest_core.eval.evaluate", "lip-sync, identity drift, seams, PSNR/SSIM on held-out clips, with ablations"),
 }
 
 

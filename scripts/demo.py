@@ -32,7 +32,7 @@ def make_portrait(path: Path):
     from PIL import Image
 
     from rest_core.data.images import photo
-    from rest_core.eval import photo_square
+    from rest_core.eval.evaluate import photo_square
 
     square = photo_square(DEMO_PHOTO)
     pixels = photo(DEMO_PHOTO)[square.top:square.top + square.size, square.left:square.left + square.size]

@@ -31,7 +31,7 @@ from rest_core.config import FPS  # noqa: E402
 from rest_core.data.images import PORTRAITS, photo  # noqa: E402
 from rest_core.data.prepare import crop_resize  # noqa: E402
 from rest_core.data.synth import render_clip  # noqa: E402
-from rest_core.eval import photo_square  # noqa: E402
+from rest_core.eval.evaluate import photo_square  # noqa: E402
 from rest_core.media import to_uint8  # noqa: E402
 from rest_core.pipeline import RESTPipeline  # noqa: E402
 from rest_core.reference import paste_back  # noqa: E402

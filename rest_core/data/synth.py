@@ -5,7 +5,7 @@ known exactly: how far the mouth is open at every frame, where the head is, when
 drawn. Identities (`faces.py`) vary along every axis a user's character might, in one of several drawing styles
 (`drawing.py`); `--looks heldout` draws the held-out style families only, which the training generator never
 produces, so evaluation can be split by style and not only by seed. No colour is reserved for the mouth: reading
-lip motion back from generated pixels is the job of the mouth-opening expert (`rest_core/mouth_expert.py`).
+lip motion back from generated pixels is the job of the mouth-opening expert (`rest_core/eval/mouth_expert.py`).
 
 Each clip is an mp4 (H.264 yuv420p, 25 fps, AAC mono speech) plus a JSON sidecar with the same name:
 

@@ -1,4 +1,4 @@
-"""The mouth-opening expert (`rest_core/mouth_expert.py`): trained on stills of the training generator's styles,
+"""The mouth-opening expert (`rest_core/eval/mouth_expert.py`): trained on stills of the training generator's styles,
 validated on the held-out style families it has never seen.
 
     python -m rest_core train expert --config configs/mouth-expert.toml --data runs/expert-data --out runs/expert
@@ -41,8 +41,8 @@ from torch import Tensor
 from ..data import drawing, synth
 from ..data.faces import HELDOUT_STYLES, TRAIN_STYLES, sample_identity
 from ..media import to_uint8
-from ..metrics import pearson
-from ..mouth_expert import CROP, PART, ExpertConfig, MouthExpert, mouth_crops
+from ..eval.metrics import pearson
+from ..eval.mouth_expert import CROP, PART, ExpertConfig, MouthExpert, mouth_crops
 from .loop import Settings, Stage, stage_options, start_processes, train
 
 
@@ -215,7 +215,7 @@ def validate_clips(expert: MouthExpert, per_family: int, folder: Path) -> dict:
     """As eval uses it: held-out family clips through mp4, face-cropped; r over time within each clip."""
     from ..data.prepare import find_videos
     from ..data.heldout import load_clip
-    from ..mouth_expert import read_openness
+    from ..eval.mouth_expert import read_openness
 
     folder.mkdir(parents=True, exist_ok=True)
     for i, family in enumerate(HELDOUT_STYLES):

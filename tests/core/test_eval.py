@@ -13,7 +13,7 @@ from rest_core.data.faces import FRAMING
 from rest_core.data.images import PORTRAITS, photo
 from rest_core.data.synth import render_clip, write_clip
 from rest_core.data.heldout import HeldOutClip
-from rest_core.eval import photo_square, reconstructed
+from rest_core.eval.evaluate import photo_square, reconstructed
 from rest_core.reference import CropBox
 from rest_core.pipeline import RESTPipeline
 from rest_core.checkpoint import save_part
@@ -143,7 +143,7 @@ def test_eval_leaves_grad_mode_alone(report):
 
 
 def test_targets_hold_each_ablation_to_the_metric_it_hurts():
-    from rest_core.eval import acceptance
+    from rest_core.eval.evaluate import acceptance
 
     short = {"full": {"lipsync": 0.7, "seam": 1.1}, "student without ASD": {"lipsync": 0.5, "seam": 1.0}}
     long = {"full": {"lipsync": 0.65, "seam": 1.2, "drift": 1.1},

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from rest_core import metrics
+from rest_core.eval import metrics
 
 
 def smooth_video(frames=96, size=32, seed=0):

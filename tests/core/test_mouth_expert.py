@@ -8,8 +8,8 @@ from safetensors.torch import save_file
 from rest_core.data.faces import HELDOUT_STYLES
 from rest_core.data.synth import render_clip, write_clip
 from rest_core.data.heldout import load_clip
-from rest_core.metrics import pearson
-from rest_core.mouth_expert import CROP, SHIPPED, MouthExpert, load_expert, mouth_crops, normalise, read_openness
+from rest_core.eval.metrics import pearson
+from rest_core.eval.mouth_expert import CROP, SHIPPED, MouthExpert, load_expert, mouth_crops, normalise, read_openness
 
 pytestmark = pytest.mark.tools("espeak-ng")  # the synthetic clips speak with it
 

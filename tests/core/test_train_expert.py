@@ -8,7 +8,7 @@ import torch
 
 from rest_core.__main__ import main
 from rest_core.data.faces import HELDOUT_STYLES, TRAIN_STYLES
-from rest_core.mouth_expert import CROP, load_expert
+from rest_core.eval.mouth_expert import CROP, load_expert
 from rest_core.train import expert as stage
 
 pytestmark = pytest.mark.tools("espeak-ng")  # the synthetic clips speak with it

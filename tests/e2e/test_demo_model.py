@@ -7,8 +7,8 @@ import pytest
 from rest_core import RESTPipeline
 from rest_core.data.synth import render_clip, write_clip
 from rest_core.data.heldout import load_clip
-from rest_core.eval import measure, streamed
-from rest_core.mouth_expert import load_expert
+from rest_core.eval.evaluate import measure, streamed
+from rest_core.eval.mouth_expert import load_expert
 
 from conftest import ROOT
 

@@ -19,7 +19,7 @@ from nodes.render import SUBFOLDER, RESTRenderVideo
 from nodes.sampler import RESTStreamingSampler
 from rest_core import VideoWriter
 from rest_core.media import even_size
-from rest_core.metrics import psnr
+from rest_core.eval.metrics import psnr
 
 
 @pytest.fixture(scope="module")

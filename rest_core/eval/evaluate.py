@@ -19,7 +19,7 @@ frame later, so generated frame t is ground-truth frame t + 1. Tables:
 
 Every row has appearance fidelity (PSNR against the portrait outside the mouth box, at the best shift within
 1/32 of the width, `metrics.appearance_fidelity`) and lip-sync: Pearson r between the opening the mouth-opening
-expert (`rest_core.mouth_expert`) reads off the frames and the true opening under the speech.
+expert (`rest_core.eval.mouth_expert`) reads off the frames and the true opening under the speech.
 
 Variants: full (ID sink + context cache), no ID sink, no context cache (the same weights with that part of the
 cache switched off at inference, Table 2), student trained without ASD (Table 3), teacher. Two reference rows
@@ -40,19 +40,19 @@ import torch
 from PIL import Image, ImageDraw
 
 from . import metrics
-from .checkpoint import load_part
-from .config import FPS, VAE_TEMPORAL
-from .data.faces import FRAMING
-from .data.images import PORTRAITS, photo
-from .data.heldout import HeldOutClip, clips_in
-from .data.prepare import CROPS, crop_resize
-from .media import to_uint8
+from ..checkpoint import load_part
+from ..config import FPS, VAE_TEMPORAL
+from ..data.faces import FRAMING
+from ..data.images import PORTRAITS, photo
+from ..data.heldout import HeldOutClip, clips_in
+from ..data.prepare import CROPS, crop_resize
+from ..media import to_uint8
 from .mouth_expert import MouthExpert, load_expert, read_openness
-from .pipeline import RESTPipeline
-from .reference import CropBox, Reference
-from .streams import decode_latents
-from .sampling import sample_sequence
-from .vae import CausalVAE
+from ..pipeline import RESTPipeline
+from ..reference import CropBox, Reference
+from ..streams import decode_latents
+from ..sampling import sample_sequence
+from ..vae import CausalVAE
 
 SHEET_COLUMNS = 12
 FIDELITY_FRAMES = 100  # frames (evenly spaced) that appearance fidelity is measured on
@@ -459,7 +459,7 @@ def configure(p):
     p.add_argument("--out", required=True, help="folder for RESULTS.md and results/")
     p.add_argument("--device", default="cpu")
     p.add_argument("--expert", default=None, help="mouth-opening expert for lip-sync (default: the shipped "
-                                                  "rest_core/mouth_expert.safetensors)")
+                                                  "rest_core/eval/mouth_expert.safetensors)")
 
 
 def run(args) -> int:

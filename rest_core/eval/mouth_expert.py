@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .checkpoint import load_tensors, read_safetensors
+from ..checkpoint import load_tensors, read_safetensors
 
 CROP = 48  # pixels per side of the crop the expert reads
 # beside this file, not in models/: the plugin offers every file there as a checkpoint
@@ -117,8 +117,8 @@ def load_expert(path: str | Path | None = None) -> MouthExpert:
     """The expert from a part file written by `train expert` (default: the shipped one)."""
     path = Path(path) if path is not None else SHIPPED
     if not path.is_file():
-        raise ValueError(f"{path} not found: the mouth expert ships beside rest_core/mouth_expert.py (or train one: "
-                         f"python -m rest_core train expert --config configs/mouth-expert.toml "
+        raise ValueError(f"{path} not found: the mouth expert ships beside rest_core/eval/mouth_expert.py (or train "
+                         f"one: python -m rest_core train expert --config configs/mouth-expert.toml "
                          f"--data runs/expert-data --out runs/expert)")
     def expert_config(metadata: dict[str, str]) -> ExpertConfig:
         if metadata.get("part") != PART:

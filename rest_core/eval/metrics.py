@@ -3,7 +3,7 @@
 Frames are float tensors [T, H, W, 3] in [0, 1]; generated frame t is compared with ground-truth frame t.
 
 - lip-sync: Pearson correlation over time between the mouth opening the mouth-opening expert reads off the
-  generated frames (`rest_core.mouth_expert`) and the corpus' true opening.
+  generated frames (`rest_core.eval.mouth_expert`) and the corpus' true opening.
 - identity error: mean absolute error between the frames' 8x8 area means. Pooling to 16-pixel cells (at 128 px)
   keeps skin, hair, clothes and background colours and the head's layout and drops what the speech and the
   sampler legitimately change (mouth, blinks, small head motion), so a rising error means drifting identity.
