@@ -40,7 +40,7 @@ test: $(VENV)/.installed system-tools
 
 test-fast: $(VENV)/.installed
 	$(PY) -m ruff check .
-	$(PY) -m pytest tests/core tests/nodes tests/bench -m "not slow"
+	$(PY) -m pytest tests/core tests/nodes tests/bench tests/scripts -m "not slow"
 
 bench: $(VENV)/.installed
 	$(PY) bench/stream_bench.py --preset rest-demo

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The rest-demo recipe end to end: synthetic corpus -> prepared clips -> VAE and SpeechAE -> segments -> teacher
 # -> student with ASD (and the "w/o ASD" student for the ablation) -> the exported checkpoint -> evaluation. The
-# mouth-opening expert that evaluation reads lip-sync with ships as rest_core/mouth_expert.safetensors (retrain it with
+# mouth-opening expert that evaluation reads lip-sync with ships as rest_core/eval/mouth_expert.safetensors (retrain it with
 # `python -m rest_core train expert --config configs/mouth-expert.toml --data runs/expert-data --out runs/expert`).
 # Run it again after an interruption: finished corpus clips and prepared data are kept, training stages resume
 # from their last state. RUNS (default runs/demo) holds everything; DEVICE picks cpu/cuda (default: auto).
@@ -32,18 +32,24 @@ rest synth --out "$RUNS/corpus/train" --count 1200 --first-seed 0 --seconds 5 --
     --workers "$WORKERS"
 
 # 3. the frozen encoders, the VAE (the long one) first. It copies the look from the portrait and starts from the plain
-#    VAE of the previous rest-demo (committed as vae-plain: its decoder already reads the latents)
+#    VAE of the previous rest-demo (committed as vae-plain: its decoder already reads the latents); then it learns
+#    one code of the mouth for every face (vae-mouth: what lets the DiT learn the mouth from the speech)
 finished vae || {
     rest train vae --config $CONFIGS/vae.toml --init "$FINISHED/vae-plain.safetensors" --data "$RUNS/data" \
         --out "$RUNS/vae" --device "$DEVICE"
     finish vae vae.safetensors; }
-VAE=$(part vae vae.safetensors)
+finished vae-mouth || {
+    rest train vae --config $CONFIGS/vae-mouth.toml --init "$(part vae vae.safetensors)" --data "$RUNS/data" \
+        --out "$RUNS/vae-mouth" --device "$DEVICE"
+    finish vae-mouth vae.safetensors; }
+VAE=$(part vae-mouth vae.safetensors)
 finished speechae || {
     rest train speechae --config $CONFIGS/speechae.toml --data "$RUNS/data" --out "$RUNS/speechae" --device "$DEVICE"
     finish speechae speech_ae.safetensors; }
 SPEECH_AE=$(part speechae speech_ae.safetensors)
 
-# 4. training segments: the reference and 3 chunks, encoded once, starting every 2 latent frames (0.64 s)
+# 4. training segments: the clip's first frame as the reference and 3 chunks, starting every 2 latent frames
+#    (0.64 s); each clip's stream is encoded once
 [ -f "$RUNS/data/segments/index.json" ] || rest prepare latents --data "$RUNS/data" --vae "$VAE" \
     --speech-ae "$SPEECH_AE" --chunks 3 --stride 2 --device "$DEVICE"
 

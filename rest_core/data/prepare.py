@@ -8,22 +8,32 @@
 nearest timestamp, crops a square and resizes it (antialiased bilinear, as the pipeline treats a portrait) to
 the model's resolution, and computes the Whisper feature window of every latent frame from the audio, exactly as
 the streaming speech path does at inference. Where a sidecar `<video>.json` has a `mouth_box`, the index keeps it
-in the prepared frames' pixels (VAE training can cut its windows around the mouth). The square (`--crop`) is the
+in the prepared frames' pixels (VAE training can cut its windows around the mouth), and where it has the mouth's
+opening and width per frame (`mouth_open`, `mouth_width` in [0, 1], at 25 fps), the clip keeps them as its
+`mouth_state` (VAE training can make the latents carry them, `[vae] mouth_code`). The square (`--crop`) is the
 largest centred one by default ("full"), the framing the video has: the synthetic corpus places its faces at any
 size and position, as users' portraits are, and pre-cropped datasets such as HDTF need nothing else. "face" crops
 the face box of a sidecar `<video>.json` with `"face_box": [x0, y0, x1, y1]` instead (the synthetic corpus writes
 one; for other footage any face detector can), the centred square where there is none.
 Output: clips/shard-NNNNN.safetensors (`<name>/frames` uint8 [T, R, R, 3], `<name>/windows` float16
-[latent frames, H_w, 384]) and clips/index.json (per clip: name, source, frames, crop box, mouth box if known).
+[latent frames, H_w, 384], `<name>/mouth_state` float16 [T, 2] if known) and clips/index.json (per clip: name, source,
+frames, crop box, mouth box if known, whether it has a mouth state).
 
 `latents` cuts each clip into training segments and encodes them with the trained (frozen) VAE and SpeechAE. A
-segment is the reference frame and the K chunks after it: frames [8m - 1, 8m + 24K), encoded as one causal clip
-(with the reference frame as the portrait, for a reference-conditioned VAE), so its first latent is the reference
-encoded alone (z_R, exactly as a portrait is encoded) and the rest are the chunks' latents, which the decoder primed
-on z_R reproduces. Its speech is the SpeechAE latents of the clip's
-windows m .. m + cK - 1: output frame 0 of the segment is clip frame 8m, on latent frame m of the clip's audio.
-Output: segments/shard-NNNNN.safetensors (`latents` [S, C, 1 + cK, h, w], `speech` [S, cK, h_w, d_A], `clip` and
-`start` [S]) and segments/index.json.
+segment is the clip's first frame as the reference, then K chunks from frame 8m: the reference's latent (z_R, the
+first frame encoded alone, exactly as a portrait is) and the latents of frames [8m, 8m + 24K) as the clip's stream
+has them. The clip's stream is [frame 0] + frames [8, ...) encoded as one causal clip with frame 0 as the portrait,
+so latent m covers frames [8m, 8m + 8); a run of overlapping segments is encoded once and sliced (the encoder is
+causal, so a segment's latents do not depend on the frames after it), in pieces of at most STREAM_LATENTS latents
+so that a long video's memory stays bounded. The reference is the clip's first frame wherever the chunks are, as at
+inference, where the portrait is one still that the whole stream is made from: a reference-conditioned VAE's latents
+say how a frame differs from its reference, and with the frame just before the chunks as the reference (as this was
+first written) the mouth's code depended on that frame's own, unknown opening; the DiTs trained on it learnt
+nothing from the speech (docs/TRAINING.md). The synthetic corpus opens every clip with the mouth shut, as a portrait
+is. Its speech is the SpeechAE latents of the clip's windows m .. m + cK - 1: output frame 0 of the segment is clip
+frame 8m, on latent frame m of the clip's audio.
+Output: segments/shard-NNNNN.safetensors (`latents` [S, C, 1 + cK, h, w], `speech` [S, cK, h_w, d_A], `clip`, and
+`start` [S]: the chunks' first frame, 8m) and segments/index.json.
 """
 
 from __future__ import annotations
@@ -35,10 +45,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from ..config import FPS, VAE_TEMPORAL, RESTConfig
+from ..config import FPS, VAE_SPATIAL, VAE_TEMPORAL, RESTConfig
 from ..media import to_uint8
 from ..reference import CropBox, square_pixels
 from ..speech import SAMPLES_PER_VIDEO_FRAME, prepare_audio, speech_features
@@ -112,6 +123,57 @@ def sidecar_mouth_box(path: Path) -> list[float] | None:
     if box is not None and (len(box) != 4 or not box[0] < box[2] or not box[1] < box[3]):
         raise ValueError(f"{sidecar}: mouth_box {box} must be [x0, y0, x1, y1] with x0 < x1 and y0 < y1")
     return box
+
+
+MOUTH_STATE = ("mouth_open", "mouth_width")  # a sidecar's per-frame truth of the mouth, each in [0, 1]
+
+
+def sidecar_mouth_state(path: Path, count: int) -> np.ndarray | None:
+    """The mouth's opening and width in each of the first `count` frames, [count, 2], from a sidecar `<video>.json`
+    at 25 fps (the synthetic corpus writes them); None without them."""
+    sidecar = path.with_suffix(".json")
+    meta = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+    if not all(key in meta for key in MOUTH_STATE):
+        return None
+    if meta.get("fps") != 25 or any(len(meta[key]) < count for key in MOUTH_STATE):
+        raise ValueError(f"{sidecar}: {' and '.join(MOUTH_STATE)} must give every one of the video's {count} frames "
+                         f"at fps 25 (it says fps {meta.get('fps')})")
+    return np.stack([np.asarray(meta[key][:count], dtype=np.float32) for key in MOUTH_STATE], axis=1)
+
+
+MOUTH_CODE_CHANNELS = 2  # latent channels 0 and 1 of a chunk: the code map of the mouth's opening and width
+
+
+def box_mask(box: list[float], origin: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
+    """1 at the pixels of a window whose centres lie in `box` [x0, y0, x1, y1] (the clip's frame pixels), 0 elsewhere;
+    the window starts at `origin` (top, left) of the frame and is `size` (height, width).  [1, 1, 1, h, w]"""
+    ys = torch.arange(size[0]) + origin[0] + 0.5
+    xs = torch.arange(size[1]) + origin[1] + 0.5
+    inside_y = (ys >= box[1]) & (ys < box[3])
+    inside_x = (xs >= box[0]) & (xs < box[2])
+    return (inside_y[:, None] & inside_x[None, :]).float()[None, None, None]
+
+
+def without_mouth(video: torch.Tensor, in_mouth: torch.Tensor) -> torch.Tensor:
+    """What the encoder of a `[vae] mouth_code` VAE sees: the frames after the first with the mouth box grey, so that
+    its latents cannot carry the mouth (the code does).  video: [B, 3, T, H, W] in [-1, 1]; in_mouth: [B, 1, 1, H, W]
+    (`box_mask`, or a resampled one)"""
+    hidden = torch.cat([torch.zeros_like(in_mouth), in_mouth.expand(-1, -1, video.shape[2] - 1, -1, -1)], dim=2)
+    return video * (1 - hidden)
+
+
+def with_mouth_code(latents: torch.Tensor, state: torch.Tensor, in_mouth: torch.Tensor) -> torch.Tensor:
+    """A `[vae] mouth_code` VAE reads the mouth from a code the data supplies, not from its encoder: in every latent
+    frame after the first, channels 0 and 1 are the mouth's opening and width (each 2 x - 1, averaged over the latent
+    frame's 8 frames) times each cell's share of the mouth box, the same way for every face.
+    latents: [B, C, 1 + k, h, w] un-normalised; state: [B, 1 + 8k, 2] per frame in [0, 1] (MOUTH_STATE); in_mouth:
+    [B, 1, 1, H, W] (`box_mask`) -> the latents with those channels replaced (a new tensor)."""
+    share = F.avg_pool2d(in_mouth[:, 0, 0], VAE_SPATIAL)  # [B, h, w]
+    per_latent = state[:, 1:].unflatten(1, (-1, VAE_TEMPORAL)).mean(2) * 2 - 1  # [B, k, 2]
+    code = per_latent.transpose(1, 2)[..., None, None] * share[:, None, None]  # [B, 2, k, h, w]
+    out = latents.clone()
+    out[:, :MOUTH_CODE_CHANNELS, 1:] = code.to(latents.dtype)
+    return out
 
 
 def crop_resize(frames: np.ndarray, box: CropBox, resolution: int) -> np.ndarray:
@@ -197,6 +259,10 @@ def prepare_shard(paths: list[Path], videos: str, shard: str, config_json: str, 
         mouth = sidecar_mouth_box(path)
         if mouth is not None:
             entry["mouth_box"] = [round(v, 2) for v in box.map(mouth, config.resolution)]
+        state = sidecar_mouth_state(path, count)
+        if state is not None:
+            tensors[f"{name}/mouth_state"] = torch.from_numpy(state).to(torch.float16)
+            entry["mouth_state"] = True
         entries.append(entry)
     if tensors:
         save_file(tensors, shard)
@@ -243,6 +309,15 @@ class ClipSet:
         stop = clip["frames"] if count is None else start + count
         return self._file(clip).get_slice(f"{clip['name']}/frames")[start:stop]
 
+    def mouth_state(self, i: int, start: int = 0, count: int | None = None) -> torch.Tensor:
+        """The mouth's opening and width per frame (MOUTH_STATE), from the video's sidecar.  float32 [count, 2]"""
+        clip = self.clips[i]
+        if not clip.get("mouth_state"):
+            raise ValueError(f"{self.folder}: clip {clip['name']} has no mouth state; prepare clips from videos whose "
+                             f"sidecar gives {' and '.join(MOUTH_STATE)} per frame")
+        stop = clip["frames"] if count is None else start + count
+        return self._file(clip).get_slice(f"{clip['name']}/mouth_state")[start:stop].float()
+
     def windows(self, i: int) -> torch.Tensor:
         """float32 [latent frames, H_w, 384]"""
         clip = self.clips[i]
@@ -251,10 +326,25 @@ class ClipSet:
 
 # --- pass 2: segments ------------------------------------------------------------------------------------------
 
+STREAM_LATENTS = 16  # latents encoded at once (16 latents are 129 frames): bounds a long video's memory
+
+
 def segment_starts(frames: int, chunks: int, chunk_latents: int, stride: int) -> list[int]:
-    """Latent index m of every segment that fits: reference frame 8m - 1, chunk frames [8m, 8m + 8cK)."""
+    """Latent index m of every segment that fits: chunk frames [8m, 8m + 8cK), after the clip's first frame."""
     span = VAE_TEMPORAL * chunk_latents * chunks
     return list(range(1, (frames - span) // VAE_TEMPORAL + 1, stride))
+
+
+def stream_runs(starts: list[int], span: int, most: int) -> list[list[int]]:
+    """Segment starts grouped so that each group's latents [first start, last start + span) are at most `most`
+    long (or one segment's): each group is encoded as one stream and sliced into its segments."""
+    runs: list[list[int]] = []
+    for m in starts:
+        if runs and m + span - runs[-1][0] <= max(most, span):
+            runs[-1].append(m)
+        else:
+            runs.append([m])
+    return runs
 
 
 def to_video(frames: torch.Tensor) -> torch.Tensor:
@@ -264,8 +354,15 @@ def to_video(frames: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def prepare_segments(data: str | Path, vae, speech_ae, config: RESTConfig, chunks: int = 3, stride: int = 1,
-                     shard_segments: int = 4096, device="cpu", log=sys.stderr) -> dict:
+                     shard_segments: int = 4096, stream_latents: int = STREAM_LATENTS, mouth_code: bool = False,
+                     device="cpu", log=sys.stderr) -> dict:
+    """`mouth_code`: the VAE was trained with `[vae] mouth_code`: its encoder sees the chunks without the mouth
+    (`without_mouth`) and their latents carry the mouth's code from the clips' known mouth state in channels 0 and 1
+    (`with_mouth_code`)."""
     clips = ClipSet(data)
+    if mouth_code and any(not clip.get("mouth_state") or "mouth_box" not in clip for clip in clips.clips):
+        raise ValueError(f"{data}: the VAE reads the mouth from a code the data supplies ([vae] mouth_code), and some "
+                         f"clips have no mouth state or box; prepare the clips from videos whose sidecars give them")
     if clips.index["resolution"] != config.resolution:
         raise ValueError(f"the clips are {clips.index['resolution']} px, the VAE's config {config.resolution} px: "
                          f"prepare the clips again with the same preset")
@@ -289,15 +386,27 @@ def prepare_segments(data: str | Path, vae, speech_ae, config: RESTConfig, chunk
     for i in range(len(clips)):
         count = clips.clips[i]["frames"]
         frames, windows = clips.frames(i), clips.windows(i).to(device)
-        for m in segment_starts(count, chunks, c, stride):
-            first = VAE_TEMPORAL * m  # the chunks' first frame; the reference is the frame before it
-            video = to_video(frames[first - 1: first + VAE_TEMPORAL * c * chunks]).to(device)
-            latents.append(vae.encode_video(video, video[:, :, 0]).cpu())  # [1, C, 1 + cK, h, w]
-            speech.append(speech_ae.encode(windows[m:m + c * chunks])[None].cpu())  # [1, cK, h_w, d_A]
-            clip_ids.append(i)
-            starts.append(first - 1)
-            if len(clip_ids) >= shard_segments:
-                flush()
+        for run in stream_runs(segment_starts(count, chunks, c, stride), c * chunks, stream_latents):
+            first, last = run[0], run[-1] + c * chunks  # latents [first, last) of the clip's stream
+            video = to_video(torch.cat([frames[:1], frames[VAE_TEMPORAL * first: VAE_TEMPORAL * last]])).to(device)
+            portrait = video[:, :, 0]
+            if mouth_code:
+                in_mouth = box_mask(clips.clips[i]["mouth_box"], (0, 0), video.shape[-2:]).to(device)
+                state = torch.cat([clips.mouth_state(i, 0, 1), clips.mouth_state(i, VAE_TEMPORAL * first,
+                                                                                  VAE_TEMPORAL * (last - first))])
+                stream = vae.encode_moments(without_mouth(video, in_mouth), portrait)[:, :-1]
+                stream = with_mouth_code(stream, state[None].to(device), in_mouth)
+            else:
+                stream = vae.encode_moments(video, portrait)[:, :-1]  # [1, C, 1 + last - first, h, w]
+            stream = vae.normalize(stream).cpu()
+            for m in run:
+                at = 1 + m - first
+                latents.append(torch.cat([stream[:, :, :1], stream[:, :, at:at + c * chunks]], dim=2))
+                speech.append(speech_ae.encode(windows[m:m + c * chunks])[None].cpu())  # [1, cK, h_w, d_A]
+                clip_ids.append(i)
+                starts.append(VAE_TEMPORAL * m)
+                if len(clip_ids) >= shard_segments:
+                    flush()
         log.write(f"\r[prepare latents] clip {i + 1}/{len(clips)}  "
                   f"{(i + 1) / (time.perf_counter() - started):.2f} clips/s ")
     flush()
@@ -358,14 +467,15 @@ def run(args) -> int:
         index = prepare_clips(args.videos, args.out, config, args.whisper, args.shard_clips, args.crop, args.workers)
         print(f"{len(index['clips'])} clips -> {Path(args.out) / 'clips'}")
         return 0
-    from ..checkpoint import load_part
+    from ..checkpoint import load_part, part_info
     from ..precision import resolve_device
 
     vae, config = load_part(args.vae, "vae")
+    mouth_code = bool(part_info(args.vae).get("settings", {}).get("options", {}).get("mouth_code"))
     speech_ae, speech_config = load_part(args.speech_ae, "speech_ae")
     if speech_config.speech != config.speech or speech_config.dit.speech_tokens != config.dit.speech_tokens:
         raise ValueError(f"{args.speech_ae} was trained for another speech config than {args.vae}")
-    index = prepare_segments(args.data, vae, speech_ae, config, args.chunks, args.stride,
+    index = prepare_segments(args.data, vae, speech_ae, config, args.chunks, args.stride, mouth_code=mouth_code,
                              device=resolve_device(args.device))
     print(f"{index['segments']} segments -> {Path(args.data) / 'segments'}")
     return 0

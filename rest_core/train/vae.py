@@ -49,6 +49,18 @@ latents. So such a VAE starts (`--init`) from a trained plain VAE whose decoder 
 sidecars), since a random 128 px window of a 256 px frame missed the mouth most of the time, and `mouth_weight` raises
 the L1 weights inside that box: the mouth is a few hundred pixels of the frame and what the latents must carry.
 
+With `mouth_code` the mouth is not the encoder's to code: in every latent frame after the first, channels 0 and 1
+are a code map the data supplies (`data.prepare.with_mouth_code`: the mouth's known opening and width, 2 x - 1, times
+each cell's share of the mouth box; `prepare clips` keeps them from the corpus' sidecars), the same for every face,
+and the encoder sees those frames with the mouth box grey (`without_mouth`), so the code is the only place the
+mouth's motion can come from and the decoder learns to paint it in the portrait's look. A reference-conditioned
+encoder left to itself codes each look's mouth in a way of its own (a linear read-out of the opening: r 0.66-0.95
+within a clip, 0.3 across clips), which the DiT, seeing the portrait only as z_R, cannot learn from the speech;
+taught to put the opening in channel 0 by a loss instead, the encoder did not learn to read it, and with the code
+written in but the mouth still visible to the encoder the decoder went on reading the mouth from the other channels
+(docs/TRAINING.md). `prepare latents` writes the same into the training segments (it reads the option from the VAE
+part).
+
 With `train_encoder = false` a run starts from a trained VAE (`--init`) and tunes its decoder alone (with the
 portrait's encoder a reference-conditioned decoder reads): the latents and their statistics stay exactly those of
 the VAE it started from, so prepared segments and DiTs trained on them remain valid. A high `missed_motion` weight
@@ -71,7 +83,7 @@ from torch import Tensor
 
 from ..checkpoint import PART_FORMAT, load_part
 from ..config import VAE_SPATIAL, VAE_TEMPORAL, RESTConfig, vae_length
-from ..data.prepare import ClipSet, to_video
+from ..data.prepare import ClipSet, box_mask, to_video, with_mouth_code, without_mouth
 from ..vae import CausalConv3d, CausalVAE, Upsampler3d
 from .loop import Settings, Stage, stage_options, start_processes, train
 
@@ -98,6 +110,7 @@ class VAEOptions:
     reference_moved: float = 0.3  # reference-conditioned VAE: share of samples whose portrait is cut moved and scaled
     mouth_crops: float = 0.0  # share of samples whose window holds the clip's mouth box (prepared from sidecars)
     mouth_weight: float = 0.0  # L1 weights inside the clip's mouth box multiplied by 1 + this
+    mouth_code: bool = False  # channels 0, 1 of every chunk latent: the mouth's code map from the data, not the encoder
 
 IMAGE_WINDOW = 17  # frames around an image sample whose motion sets its weights (0.68 s: a syllable or two)
 
@@ -181,16 +194,6 @@ def window_start(size: int, side: int, span: list[float] | None, u: float) -> in
     return first + int(u * (last - first + 1))
 
 
-def box_mask(box: list[float], origin: tuple[int, int], size: tuple[int, int]) -> Tensor:
-    """1 at the pixels of a window whose centres lie in `box` [x0, y0, x1, y1] (the clip's frame pixels), 0 elsewhere;
-    the window starts at `origin` (top, left) of the frame and is `size` (height, width).  [1, 1, 1, h, w]"""
-    ys = torch.arange(size[0]) + origin[0] + 0.5
-    xs = torch.arange(size[1]) + origin[1] + 0.5
-    inside_y = (ys >= box[1]) & (ys < box[3])
-    inside_x = (xs >= box[0]) & (xs < box[2])
-    return (inside_y[:, None] & inside_x[None, :]).float()[None, None, None]
-
-
 def motion_weights(video: Tensor, strength: float) -> Tensor:
     """1 + strength * (each pixel's distance from the window's mean frame, over its mean).  [B, 1, T, H, W]"""
     moving = (video - video.mean(dim=2, keepdim=True)).abs().mean(dim=1, keepdim=True)
@@ -205,16 +208,21 @@ def missed_motion(recon: Tensor, video: Tensor) -> Tensor:
 
 
 def reconstruction_losses(vae: CausalVAE, video: Tensor, weights: Tensor, opts: VAEOptions,
-                          generator: torch.Generator | None = None,
-                          reference: Tensor | None = None) -> dict[str, Tensor]:
+                          generator: torch.Generator | None = None, reference: Tensor | None = None,
+                          mouth: tuple[Tensor, Tensor] | None = None) -> dict[str, Tensor]:
     """video: [B, 3, 1+8k, H, W] in [-1, 1]; weights: [B, 1, 1+8k, H, W], the L1 term's per-pixel weights; opts: the
-    terms' weights (kl, mse, missed_motion); reference: [B, 3, H, W], the portrait a reference-conditioned VAE copies
-    the look from"""
-    moments = vae.encode_moments(video, reference)
+    terms' weights (kl, mse, missed_motion, mouth_code); reference: [B, 3, H, W], the portrait a reference-conditioned
+    VAE copies the look from; mouth: where the mouth is [B, 1, 1, H, W] (`box_mask`) and its state per frame
+    [B, 1+8k, 2], for `mouth_code`: the encoder sees the frames without the mouth and the code is written in"""
+    seen = video if mouth is None else without_mouth(video, mouth[0])
+    moments = vae.encode_moments(seen, reference)
     mean, log_var = moments[:, :-1], moments[:, -1:].clamp(-30, 20)
     noise = torch.randn(mean.shape, generator=generator).to(mean)
     features = vae.reference_features(reference)
-    recon = vae.decoder(mean + torch.exp(0.5 * log_var) * noise, reference=features)
+    z = mean + torch.exp(0.5 * log_var) * noise
+    if mouth is not None and z.shape[2] > 1:  # a single frame is the first latent frame alone: it carries no code
+        z = with_mouth_code(z, mouth[1], mouth[0])
+    recon = vae.decoder(z, reference=features)
     l1 = ((recon - video).abs() * weights).mean() / weights.mean()
     mse = F.mse_loss(recon, video)
     kl = 0.5 * (mean.square() + log_var.exp() - 1 - log_var).mean()
@@ -299,16 +307,24 @@ def initial_vae(path: str) -> CausalVAE:
 
 
 @torch.no_grad()
-def latent_statistics(vae: CausalVAE, clips: ClipSet, count: int, frames: int) -> tuple[Tensor, Tensor]:
+def latent_statistics(vae: CausalVAE, clips: ClipSet, count: int, frames: int,
+                      mouth_code: bool = False) -> tuple[Tensor, Tensor]:
     """Per-channel mean and std of the posterior means over the first frames of up to `count` clips, each encoded
-    as a stream is: its first frame the portrait. [C], [C]"""
+    as a stream is: its first frame the portrait; with `mouth_code`, with the mouth's code in it as the training
+    segments have it. [C], [C]"""
     device = next(vae.parameters()).device
     means = []
     for i in range(min(count, len(clips))):
         n = min(clips.clips[i]["frames"], frames)
         n = vae_length(n)
         video = to_video(clips.frames(i, 0, n)).to(device)
-        means.append(vae.encode_moments(video, video[:, :, 0])[:, :-1])  # the first frame is the portrait
+        if mouth_code:
+            in_mouth = box_mask(clips.clips[i]["mouth_box"], (0, 0), video.shape[-2:]).to(device)
+            mean = vae.encode_moments(without_mouth(video, in_mouth), video[:, :, 0])[:, :-1]
+            mean = with_mouth_code(mean, clips.mouth_state(i, 0, n)[None].to(device), in_mouth)
+        else:
+            mean = vae.encode_moments(video, video[:, :, 0])[:, :-1]  # the first frame is the portrait
+        means.append(mean)
     z = torch.cat([m.transpose(0, 1).flatten(1) for m in means], dim=1)  # [C, samples]
     return z.mean(dim=1), z.std(dim=1).clamp_min(1e-4)
 
@@ -330,10 +346,14 @@ def run(args, settings: Settings, config: RESTConfig) -> int:
     usable = [i for i, c in enumerate(clips.clips) if c["frames"] >= frames]
     if not usable:
         raise ValueError(f"{args.data}: no clip has the {frames} frames a VAE sample needs")
-    for name in ("mouth_crops", "mouth_weight"):
+    for name in ("mouth_crops", "mouth_weight", "mouth_code"):
         if getattr(opts, name) and any("mouth_box" not in clips.clips[i] for i in usable):
             raise ValueError(f"[vae] {name} = {getattr(opts, name)}: {args.data} has clips without a mouth box; "
                              f"prepare the clips again from videos with sidecars that give one, or set {name} = 0")
+    if opts.mouth_code and any(not clips.clips[i].get("mouth_state") for i in usable):
+        raise ValueError(f"[vae] mouth_code = {opts.mouth_code}: {args.data} has clips without the mouth's state per "
+                         f"frame; prepare the clips again from videos whose sidecars give it, or set mouth_code = 0")
+    needs_box = bool(opts.mouth_weight or opts.mouth_code)
     torch.manual_seed(settings.seed)
     train_encoder = opts.train_encoder
     if args.init:
@@ -362,10 +382,11 @@ def run(args, settings: Settings, config: RESTConfig) -> int:
 
     conditioned = config.vae.reference != "none"
 
-    def sample(i: int, length: int, images: bool, g: torch.Generator) -> tuple[Tensor, Tensor, Tensor | None]:
+    def sample(i: int, length: int, images: bool, g: torch.Generator) -> tuple:
         """A window of clip i (one frame of it for an image step) -> video [1, 3, T, h, w], its loss weights
-        [1, 1, T, h, w] and, for a reference-conditioned VAE, its portrait [1, 3, h, w]: a frame from another
-        moment of the clip, cut from the same window (or, a `reference_moved` share of the time, a moved one)."""
+        [1, 1, T, h, w], for a reference-conditioned VAE its portrait [1, 3, h, w] (a frame from another moment of
+        the clip, cut from the same window or, a `reference_moved` share of the time, a moved one), and for
+        `mouth_code` where the mouth is [1, 1, 1, h, w] and its state per frame [1, T, 2] (else None, None)."""
         count = clips.clips[i]["frames"]
         mouth = None
         if opts.mouth_crops and torch.rand(1, generator=g).item() < opts.mouth_crops:
@@ -394,34 +415,40 @@ def run(args, settings: Settings, config: RESTConfig) -> int:
             portrait = to_video(portrait)
         video = to_video(window)  # [1, 3, length, h, w]
         weight = motion_weights(video, opts.motion_weight)
+        in_mouth = box_mask(clips.clips[i]["mouth_box"], origin, video.shape[-2:]) if needs_box else None
         if opts.mouth_weight:
-            weight = weight * (1 + opts.mouth_weight * box_mask(clips.clips[i]["mouth_box"], origin,
-                                                                 video.shape[-2:]))
+            weight = weight * (1 + opts.mouth_weight * in_mouth)
+        state = clips.mouth_state(i, start, length)[None] if opts.mouth_code else None  # [1, T, 2]
         if images:
             t = torch.randint(length, (1,), generator=g).item()
             video, weight = video[:, :, t:t + 1], weight[:, :, t:t + 1]
+            state = None if state is None else state[:, t:t + 1]
         if opts.augment:  # after the frame is picked: an image step augments one frame, not its window
             video, weight = augmentation(video), augmentation.geometry(weight)
+            in_mouth = None if in_mouth is None else augmentation.geometry(in_mouth)
         elif torch.rand(1, generator=g).item() < 0.5:
             video, weight = video.flip(-1), weight.flip(-1)
             portrait = None if portrait is None else portrait.flip(-1)
-        return video, weight, None if portrait is None else portrait[:, :, 0]
+            in_mouth = None if in_mouth is None else in_mouth.flip(-1)
+        return (video, weight, None if portrait is None else portrait[:, :, 0], in_mouth if opts.mouth_code else None,
+                state)
 
     def batch(step: int, g: torch.Generator) -> tuple:
         images = step < image_steps
         length = min(frames, IMAGE_WINDOW) if images else frames
         samples = [sample(usable[torch.randint(len(usable), (1,), generator=g).item()], length, images, g)
                    for _ in range(image_batch if images else settings.batch)]
-        videos, weights, portraits = zip(*samples)
+        videos, weights, portraits, in_mouth, states = zip(*samples)
         portraits = torch.cat(portraits).to(procs.device) if conditioned else None
-        return torch.cat(videos).to(procs.device), torch.cat(weights).to(procs.device), portraits, g, step
+        mouth = (torch.cat(in_mouth).to(procs.device), torch.cat(states).to(procs.device)) if opts.mouth_code else None
+        return torch.cat(videos).to(procs.device), torch.cat(weights).to(procs.device), portraits, mouth, g, step
 
     def losses(module: CausalVAE, b) -> dict[str, Tensor]:
-        video, weights, portraits, g, step = b
+        video, weights, portraits, mouth, g, step = b
         terms = opts
         if opts.kl_warmup:
             terms = dataclasses.replace(opts, kl=opts.kl * min(1.0, step / opts.kl_warmup))
-        return reconstruction_losses(module, video, weights, terms, g, portraits)
+        return reconstruction_losses(module, video, weights, terms, g, portraits, mouth)
 
     def before_step(step: int, module: CausalVAE, ema: CausalVAE | None, optimizer: torch.optim.Optimizer):
         if step == image_steps > 0:
@@ -429,7 +456,7 @@ def run(args, settings: Settings, config: RESTConfig) -> int:
 
     def finish(module: CausalVAE):
         if train_encoder:
-            mean, std = latent_statistics(module, clips, opts.stats_clips, 1 + VAE_TEMPORAL * 8)
+            mean, std = latent_statistics(module, clips, opts.stats_clips, 1 + VAE_TEMPORAL * 8, opts.mouth_code)
             module.latents_mean.copy_(mean)
             module.latents_std.copy_(std)
 

@@ -6,7 +6,8 @@ import torch
 
 from rest_core import CropBox, prepare_reference
 from rest_core.data.prepare import (ClipSet, SegmentSet, crop_resize, crop_square, find_videos, prepare_clips,
-                                    prepare_segments, read_frames_25fps, segment_starts, to_video)
+                                    box_mask, prepare_segments, read_frames_25fps, segment_starts,
+                                    sidecar_mouth_state, stream_runs, to_video, with_mouth_code, without_mouth)
 from rest_core.data.synth import render_clip, write_clip
 from rest_core.speech import speech_features
 from rest_core.speech_ae import SpeechAE
@@ -110,26 +111,97 @@ def test_clips_hold_cropped_frames_and_the_streaming_speech_windows(data, corpus
     torch.testing.assert_close(clips.windows(0), expected, rtol=1e-3, atol=1e-3)  # batched, stored as float16
 
 
+def test_clips_keep_the_sidecars_mouth_opening_and_width_per_frame(data, corpus, tmp_path):
+    clips = ClipSet(data)
+    truth = corpus[1]["clip_3"].truth
+    state = clips.mouth_state(0, 10, 5)
+    assert state.shape == (5, 2)
+    torch.testing.assert_close(state[:, 0], torch.tensor(truth["mouth_open"][10:15]), atol=1e-3, rtol=0)
+    torch.testing.assert_close(state[:, 1], torch.tensor(truth["mouth_width"][10:15]), atol=1e-3, rtol=0)
+    assert sidecar_mouth_state(tmp_path / "plain.mp4", 10) is None  # no sidecar: no state
+    (tmp_path / "slow.json").write_text(json.dumps({"fps": 30, "mouth_open": [0] * 10, "mouth_width": [0] * 10}))
+    with pytest.raises(ValueError, match="fps 25"):
+        sidecar_mouth_state(tmp_path / "slow.mp4", 10)
+
+
+def test_the_mouth_code_replaces_channels_0_and_1_after_the_first_latent_frame_by_each_cells_share():
+    latents = torch.randn(1, 4, 3, 2, 2)  # [B, C, 1 + k, h, w]: 64 px frames, 32 px cells
+    state = torch.zeros(1, 17, 2)
+    state[:, 9:, 0] = 1.0  # open in the second latent frame's 8 frames
+    state[:, :, 1] = 0.25
+    in_mouth = box_mask([16.0, 40.0, 48.0, 64.0], (0, 0), (64, 64))  # x 16..48, y 40..64
+    share = torch.tensor([[0.0, 0.0], [0.375, 0.375]])
+    coded = with_mouth_code(latents, state, in_mouth)
+    assert torch.equal(coded[:, :, :1], latents[:, :, :1]) and torch.equal(coded[:, 2:], latents[:, 2:])
+    torch.testing.assert_close(coded[0, 0, 1:], torch.stack([-share, share]))  # shut, then open
+    torch.testing.assert_close(coded[0, 1, 1:], torch.stack([-0.5 * share] * 2))
+
+
+def test_the_encoder_of_a_mouth_code_vae_sees_the_frames_after_the_first_without_the_mouth():
+    video = torch.rand(1, 3, 9, 64, 64) * 2 - 1
+    in_mouth = box_mask([16.0, 40.0, 48.0, 64.0], (0, 0), (64, 64))
+    hidden = without_mouth(video, in_mouth)
+    assert torch.equal(hidden[:, :, 0], video[:, :, 0])  # the portrait's frame keeps its mouth
+    assert hidden[:, :, 1:, 40:, 16:48].abs().max() == 0  # grey
+    assert torch.equal(hidden[:, :, 1:, :40], video[:, :, 1:, :40])
+
+
 def test_segment_starts_fit_k_chunks_after_the_reference():
     assert segment_starts(100, chunks=3, chunk_latents=3, stride=1) == [1, 2, 3]  # 8m + 72 <= 100
     assert segment_starts(80, chunks=3, chunk_latents=3, stride=1) == [1]
     assert segment_starts(79, chunks=3, chunk_latents=3, stride=1) == []
 
 
-def test_segments_start_with_the_reference_encoded_alone_and_carry_aligned_speech(data):
+def test_stream_runs_group_overlapping_segments_up_to_the_most_latents_at_once():
+    assert stream_runs([1, 2, 3, 4, 5, 6], span=9, most=16) == [[1, 2, 3, 4, 5, 6]]  # latents 1 .. 14
+    assert stream_runs([1, 3, 5, 7, 9], span=9, most=12) == [[1, 3], [5, 7], [9]]
+    assert stream_runs([1, 2], span=9, most=4) == [[1], [2]]  # a segment longer than `most` still gets encoded
+
+
+@pytest.mark.parametrize("stream_latents", [16, 7])
+def test_segments_are_the_clips_first_frame_and_windows_of_its_latent_stream(data, stream_latents):
+    """The reference of every segment is the clip's first frame, as the portrait is at inference; the chunks'
+    latents are the clip's stream from frame 8 encoded against it ([frame 0] + frames 8, 9, ...), sliced at the
+    segment, or (where a long clip is encoded in pieces) the piece's stream from the piece's first segment."""
     torch.manual_seed(0)
     vae, speech_ae = CausalVAE(TINY_REST.vae).eval(), SpeechAE.from_config(TINY_REST).eval()
-    index = prepare_segments(data, vae, speech_ae, TINY_REST, chunks=2, stride=2)
+    index = prepare_segments(data, vae, speech_ae, TINY_REST, chunks=2, stride=2, stream_latents=stream_latents)
     segments, clips = SegmentSet(data), ClipSet(data)
-    assert index["segments"] == len(segments) == 2 * len(segment_starts(100, 2, 3, 2))
+    starts = segment_starts(100, 2, 3, 2)
+    assert starts == [1, 3, 5]
+    assert index["segments"] == len(segments) == 2 * len(starts)
     assert segments.latents.shape[1:] == (8, 7, 2, 2)
     assert segments.speech.shape[1:] == (6, 2, 16)
-    i, start = int(segments.clip[1]), int(segments.start[1])
+    i = int(segments.clip[1])
+    assert [int(s) for s in segments.start[:3]] == [8, 24, 40]  # the chunks' first frame, 8m
+    first = 1 if stream_latents == 16 else 3  # stream_latents 7: each segment (6 latents) is its own piece
     with torch.no_grad():
-        ref = vae.encode_image(to_video(clips.frames(i, start, 1))[:, :, 0])
-        speech = speech_ae.encode(clips.windows(i)[(start + 1) // 8:(start + 1) // 8 + 6])
+        portrait = to_video(clips.frames(i, 0, 1))[:, :, 0]
+        ref = vae.encode_image(portrait)
+        video = to_video(torch.cat([clips.frames(i, 0, 1), clips.frames(i, 8 * first, 8 * (3 + 6 - first))]))
+        stream = vae.encode_video(video, portrait)[:, :, 1:]
+        speech = speech_ae.encode(clips.windows(i)[3:3 + 6])
     torch.testing.assert_close(segments.latents[1, :, :1], ref[0], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(segments.latents[1, :, 1:], stream[0, :, 3 - first:], rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(segments.speech[1], speech, rtol=1e-4, atol=1e-5)
+
+
+def test_segments_of_a_mouth_code_vae_carry_the_clips_mouth_code(data):
+    torch.manual_seed(0)
+    vae, speech_ae = CausalVAE(TINY_REST.vae).eval(), SpeechAE.from_config(TINY_REST).eval()
+    prepare_segments(data, vae, speech_ae, TINY_REST, chunks=2, stride=2, mouth_code=True)
+    segments, clips = SegmentSet(data), ClipSet(data)
+    i, start = int(segments.clip[1]), int(segments.start[1])
+    in_mouth = box_mask(clips.clips[i]["mouth_box"], (0, 0), (TINY_REST.resolution,) * 2)
+    share = torch.nn.functional.avg_pool2d(in_mouth[0, 0], 32)[0]  # [h, w]
+    state = clips.mouth_state(i, start, 48).unflatten(0, (6, 8)).mean(1) * 2 - 1  # [6 latent frames, 2]
+    raw = vae.denormalize(segments.latents[1:2])[0]  # [C, 1 + 6, h, w]
+    torch.testing.assert_close(raw[:2, 1:], state.T[..., None, None] * share, atol=1e-5, rtol=1e-4)
+    with torch.no_grad():  # the encoder saw the chunks without the mouth
+        video = to_video(torch.cat([clips.frames(i, 0, 1), clips.frames(i, 8, 8 * 10)]))
+        stream = vae.encode_moments(without_mouth(video, in_mouth), video[:, :, 0])[:, :-1]
+    torch.testing.assert_close(raw[2:, 1:], stream[0, 2:, 3:9], atol=1e-4, rtol=1e-4)
+    assert not torch.equal(raw[:2, :1], torch.zeros_like(raw[:2, :1]))  # z_R keeps the encoder's own channels
 
 
 def test_latents_for_another_resolution_are_refused(data):

@@ -271,7 +271,7 @@ def test_settings_reject_unknown_keys_and_bad_toml(tmp_path):
     with pytest.raises(ValueError, match=r"unknown entry 'studnet'; a student config has .* a \[student\] table"):
         read_settings(bad, "student")
     for path in (ROOT / "configs").rglob("*.toml"):  # every shipped config is read by the stage named after it
-        stage = {"mouth-expert": "expert"}.get(path.stem, path.stem)
+        stage = {"mouth-expert": "expert", "vae-mouth": "vae"}.get(path.stem, path.stem)
         read_settings(path, stage)
     settings, config = read_settings(ROOT / "configs" / "rest-demo" / "teacher.toml", "teacher", steps=7)
     assert settings.steps == 7 and config.name == "rest-demo" and settings.options["cfg_dropout"] == 0.1
@@ -377,7 +377,7 @@ def test_vae_trains_on_random_crops_of_the_chosen_side(data, tmp_path, monkeypat
     original = vae_stage.reconstruction_losses
 
     def recording(vae, video, weights, *args, **kwargs):
-        seen.append((tuple(video.shape), tuple(weights.shape), tuple(args[-1].shape)))  # and the portraits'
+        seen.append((tuple(video.shape), tuple(weights.shape), tuple(args[2].shape)))  # and the portraits'
         return original(vae, video, weights, *args, **kwargs)
 
     monkeypatch.setattr(vae_stage, "reconstruction_losses", recording)
@@ -584,7 +584,7 @@ def test_the_kl_weight_rises_from_zero_over_the_warmup_steps(data, tmp_path, mon
 
 
 def test_a_box_mask_marks_the_window_pixels_whose_centres_lie_in_the_box():
-    from rest_core.train.vae import box_mask
+    from rest_core.data.prepare import box_mask
 
     # a 4x6 window starting at row 1, column 2 of the frame; the box covers frame x 2..5, y 1..3
     mask = box_mask([2.0, 1.0, 5.0, 3.0], (1, 2), (4, 6))
@@ -595,7 +595,7 @@ def test_a_box_mask_marks_the_window_pixels_whose_centres_lie_in_the_box():
 
 
 def test_the_mouth_weight_raises_the_l1_weights_inside_the_clips_mouth_box(data, tmp_path, monkeypatch):
-    from rest_core.data.prepare import ClipSet
+    from rest_core.data.prepare import ClipSet, box_mask
     from rest_core.train import vae as vae_stage
 
     seen = []
@@ -609,13 +609,67 @@ def test_the_mouth_weight_raises_the_l1_weights_inside_the_clips_mouth_box(data,
     # no motion weight, no augmentation, whole frames: 1 outside the box, 1 + 4 inside
     run_stage(tmp_path, "vae", data, steps=3, batch=1, lr=1e-3,
               extra="[vae]\nframes = 9\nstats_clips = 1\nmotion_weight = 0.0\nmouth_weight = 4.0\n")
-    boxes = [vae_stage.box_mask(c["mouth_box"], (0, 0), (TINY_REST.resolution,) * 2) for c in ClipSet(data).clips]
+    boxes = [box_mask(c["mouth_box"], (0, 0), (TINY_REST.resolution,) * 2) for c in ClipSet(data).clips]
     for weights in seen:
         assert set(weights.unique().tolist()) == {1.0, 5.0}
         inside = (weights[0, 0, 0] == 5.0).float()  # the same pixels in every frame
         assert torch.equal(weights, weights[:, :, :1].expand_as(weights))
         assert any(torch.equal(inside, box[0, 0, 0]) or torch.equal(inside, box[0, 0, 0].flip(-1))  # or flipped
                    for box in boxes)
+
+
+def test_a_vae_run_with_mouth_code_hides_the_mouth_from_the_encoder_and_says_so_in_its_part(data, tmp_path,
+                                                                                          monkeypatch):
+    from rest_core.checkpoint import part_info
+    from rest_core.data.prepare import ClipSet
+    from rest_core.train import vae as vae_stage
+
+    seen, encoded = [], []
+    original = vae_stage.reconstruction_losses
+
+    def recording(vae, video, weights, opts, generator, reference, mouth):
+        seen.append(mouth)
+        encode = vae.encode_moments
+
+        def watching(video, reference=None):
+            encoded.append(video)
+            return encode(video, reference)
+
+        vae.encode_moments = watching
+        try:
+            return original(vae, video, weights, opts, generator, reference, mouth)
+        finally:
+            del vae.encode_moments
+
+    monkeypatch.setattr(vae_stage, "reconstruction_losses", recording)
+    run = run_stage(tmp_path, "vae", data, steps=3, batch=2, lr=1e-3,
+                    extra="[vae]\nframes = 17\nstats_clips = 1\nmouth_code = true\n")
+    clips = ClipSet(data)
+    states = [clips.mouth_state(i) for i in range(len(clips))]
+    for (in_mouth, state), video in zip(seen, encoded):
+        assert in_mouth.shape == (2, 1, 1, TINY_REST.resolution, TINY_REST.resolution) and in_mouth.sum() > 0
+        inside = in_mouth[:, 0, 0] == 1  # [2, H, W]
+        assert video[:, :, 1:].permute(0, 2, 1, 3, 4)[inside[:, None, None].expand(-1, 16, 3, -1, -1)].abs().max() == 0
+        assert state.shape == (2, 17, 2)
+        assert all(any((s[None] == whole.unfold(0, 17, 1).transpose(1, 2)).all((1, 2)).any() for whole in states)
+                   for s in state)  # each sample's state is 17 consecutive frames of a clip's
+    assert part_info(run / "vae.safetensors")["settings"]["options"]["mouth_code"] is True
+
+
+def test_mouth_code_without_prepared_mouth_states_is_refused(data, tmp_path, capsys):
+    from rest_core.data.prepare import ClipSet
+
+    index = ClipSet(data).index
+    for clip in index["clips"]:
+        clip.pop("mouth_state")
+    bare = tmp_path / "bare"
+    (bare / "clips").mkdir(parents=True)
+    for name in index["shards"]:
+        (bare / "clips" / name).symlink_to(data / "clips" / name)
+    (bare / "clips" / "index.json").write_text(json.dumps(index))
+    path = write_config(tmp_path, "vae", steps=1, batch=1, lr=1e-3, extra="[vae]\nframes = 9\nmouth_code = true\n")
+    assert cli("train", "vae", "--config", path, "--data", bare, "--out", tmp_path / "run", "--device", "cpu") != 0
+    assert "without the mouth's state" in capsys.readouterr().err
 
 
 def test_prepared_clips_keep_the_sidecars_mouth_box_in_their_own_pixels(data):

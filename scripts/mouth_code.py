@@ -1,0 +1,78 @@
+"""Does a VAE's decoder paint the mouth that the mouth code says (`[vae] mouth_code`), on faces it never saw?
+
+For each clip (a synthetic clip with its sidecar: held-out style families, held-out seeds) the stream is encoded
+as `prepare latents` encodes it ([frame 0] + frames 8, 9, ... with frame 0 as the portrait, the mouth hidden from
+the encoder after the first frame), the clip's true mouth code is written into it (`with_mouth_code`), and:
+- `coded r`: the lip-sync r of its decode (the mouth expert's reading against the true opening): what the DiT's
+  latents can give at best;
+- `painted`: the code set to a shut mouth, then to a wide open one; the expert's mean reading of the open decode
+  minus the shut one (about 0 .. 1 for shut .. wide open; 0: the code is ignored).
+A VAE trained without `mouth_code` is measured the same way (its channels 0 and 1 then mean something else): that is
+what the code changes.
+
+    python scripts/mouth_code.py --vae runs/demo/vae-mouth/vae.safetensors --clips runs/check/families \
+        [--vae other.safetensors ...] [--clips other-folder ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import torch
+
+from rest_core.checkpoint import load_part
+from rest_core.config import VAE_TEMPORAL
+from rest_core.data.heldout import HeldOutClip, clips_in
+from rest_core.data.prepare import box_mask, with_mouth_code, without_mouth
+from rest_core.eval.metrics import pearson
+from rest_core.eval.mouth_expert import MouthExpert, load_expert, read_openness
+
+
+def decoded(vae, z: torch.Tensor, portrait: torch.Tensor) -> torch.Tensor:
+    """Un-normalised latents [1, C, 1 + n, h, w] -> the frames after the first [8n, R, R, 3] in [0, 1]."""
+    out = vae.decoder(z, reference=vae.reference_features(portrait))
+    return ((out[0, :, 1:].permute(1, 2, 3, 0) + 1) / 2).clamp(0, 1)
+
+
+@torch.no_grad()
+def check(vae, clip: HeldOutClip, expert: MouthExpert, latents: int) -> dict[str, float]:
+    n = min(latents, (len(clip.frames) - VAE_TEMPORAL) // VAE_TEMPORAL)
+    frames = torch.cat([clip.frames[:1], clip.frames[VAE_TEMPORAL: VAE_TEMPORAL * (n + 1)]])  # [1 + 8n, R, R, 3]
+    opening = np.concatenate([clip.mouth_open[:1], clip.mouth_open[VAE_TEMPORAL: VAE_TEMPORAL * (n + 1)]])
+    video = frames.permute(3, 0, 1, 2)[None] * 2 - 1  # [1, 3, 1 + 8n, R, R]
+    portrait = video[:, :, 0]
+    in_mouth = box_mask(clip.mouth_box, (0, 0), video.shape[-2:])
+    state = torch.tensor(opening, dtype=torch.float32)[None, :, None].expand(-1, -1, 2).clone()
+    state[..., 1] = 0.5  # the width is not in a held-out clip's truth here: a middle one
+    z = vae.encode_moments(without_mouth(video, in_mouth), portrait)[:, :-1]
+
+    def reading(state: torch.Tensor) -> np.ndarray:
+        frames = decoded(vae, with_mouth_code(z, state, in_mouth), portrait)
+        return read_openness(expert, frames, clip.mouth_box, clip.frames[0])
+
+    shut, wide = (reading(torch.full_like(state, value)) for value in (0.0, 1.0))
+    return {"coded r": pearson(reading(state), opening[1:]), "painted": float(wide.mean() - shut.mean())}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--vae", action="append", required=True, help="a VAE part (repeat to compare)")
+    p.add_argument("--clips", action="append", required=True, help="a folder of synthetic clips (repeat)")
+    p.add_argument("--max-clips", type=int, default=8, help="clips per folder (default 8)")
+    p.add_argument("--latents", type=int, default=12, help="latent frames per clip (default 12: 3.9 s)")
+    args = p.parse_args()
+    expert = load_expert()
+    for path in args.vae:
+        vae, config = load_part(path, "vae")
+        vae.eval()
+        for folder in args.clips:
+            rows = [check(vae, clip, expert, args.latents)
+                    for clip in clips_in(folder, config.resolution, "full", args.max_clips)]
+            mean = {k: round(float(np.mean([r[k] for r in rows])), 3) for k in rows[0]}
+            print(json.dumps({"vae": path, "clips": folder, "count": len(rows), **mean}))
+
+
+if __name__ == "__main__":
+    main()
