@@ -53,7 +53,8 @@ With `mouth_code` the mouth is not the encoder's to code: in every latent frame 
 are a code map the data supplies (`data.prepare.with_mouth_code`: the mouth's known opening and width, 2 x - 1, times
 each cell's share of the mouth box; `prepare clips` keeps them from the corpus' sidecars), the same for every face,
 and the encoder sees those frames with the mouth box grey (`without_mouth`), so the code is the only place the
-mouth's motion can come from and the decoder learns to paint it in the portrait's look. A reference-conditioned
+mouth's motion can come from and the decoder has to learn to paint it in the portrait's look (it has not yet learnt
+to: docs/TRAINING.md). A reference-conditioned
 encoder left to itself codes each look's mouth in a way of its own (a linear read-out of the opening: r 0.66-0.95
 within a clip, 0.3 across clips), which the DiT, seeing the portrait only as z_R, cannot learn from the speech;
 taught to put the opening in channel 0 by a loss instead, the encoder did not learn to read it, and with the code
@@ -349,10 +350,10 @@ def run(args, settings: Settings, config: RESTConfig) -> int:
     for name in ("mouth_crops", "mouth_weight", "mouth_code"):
         if getattr(opts, name) and any("mouth_box" not in clips.clips[i] for i in usable):
             raise ValueError(f"[vae] {name} = {getattr(opts, name)}: {args.data} has clips without a mouth box; "
-                             f"prepare the clips again from videos with sidecars that give one, or set {name} = 0")
+                             f"prepare the clips again from videos with sidecars that give one, or turn {name} off")
     if opts.mouth_code and any(not clips.clips[i].get("mouth_state") for i in usable):
-        raise ValueError(f"[vae] mouth_code = {opts.mouth_code}: {args.data} has clips without the mouth's state per "
-                         f"frame; prepare the clips again from videos whose sidecars give it, or set mouth_code = 0")
+        raise ValueError(f"[vae] mouth_code: {args.data} has clips without the mouth's state per frame; prepare the "
+                         f"clips again from videos whose sidecars give it, or set mouth_code = false")
     needs_box = bool(opts.mouth_weight or opts.mouth_code)
     torch.manual_seed(settings.seed)
     train_encoder = opts.train_encoder
