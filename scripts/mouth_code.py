@@ -25,7 +25,7 @@ import torch
 from rest_core.checkpoint import load_part
 from rest_core.config import VAE_TEMPORAL
 from rest_core.data.heldout import HeldOutClip, clips_in
-from rest_core.data.prepare import box_mask, with_mouth_code, without_mouth
+from rest_core.data.prepare import box_mask, encode_stream, with_mouth_code
 from rest_core.eval.metrics import pearson
 from rest_core.eval.mouth_expert import MouthExpert, load_expert, read_openness
 
@@ -46,14 +46,13 @@ def check(vae, clip: HeldOutClip, expert: MouthExpert, latents: int) -> dict[str
     in_mouth = box_mask(clip.mouth_box, (0, 0), video.shape[-2:])
     state = torch.tensor(opening, dtype=torch.float32)[None, :, None].expand(-1, -1, 2).clone()
     state[..., 1] = 0.5  # the width is not in a held-out clip's truth here: a middle one
-    z = vae.encode_moments(without_mouth(video, in_mouth), portrait)[:, :-1]
+    z = encode_stream(vae, video, (in_mouth, state))  # as the training segments have it
 
-    def reading(state: torch.Tensor) -> np.ndarray:
-        frames = decoded(vae, with_mouth_code(z, state, in_mouth), portrait)
-        return read_openness(expert, frames, clip.mouth_box, clip.frames[0])
+    def reading(latents: torch.Tensor) -> np.ndarray:
+        return read_openness(expert, decoded(vae, latents, portrait), clip.mouth_box, clip.frames[0])
 
-    shut, wide = (reading(torch.full_like(state, value)) for value in (0.0, 1.0))
-    return {"coded r": pearson(reading(state), opening[1:]), "painted": float(wide.mean() - shut.mean())}
+    shut, wide = (reading(with_mouth_code(z, torch.full_like(state, value), in_mouth)) for value in (0.0, 1.0))
+    return {"coded r": pearson(reading(z), opening[1:]), "painted": float(wide.mean() - shut.mean())}
 
 
 def main() -> None:

@@ -176,6 +176,16 @@ def with_mouth_code(latents: torch.Tensor, state: torch.Tensor, in_mouth: torch.
     return out
 
 
+def encode_stream(vae, video: torch.Tensor, mouth: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """A stream whose first frame is its portrait, [B, 3, 1 + 8k, H, W] in [-1, 1] -> its un-normalised latents (the
+    posterior means) [B, C, 1 + k, h, w]. With `mouth` (where the mouth is [B, 1, 1, H, W], `box_mask`, and its state
+    per frame [B, 1 + 8k, 2]) as a `[vae] mouth_code` VAE's: encoded without the mouth, the mouth's code written in."""
+    portrait = video[:, :, 0]
+    if mouth is None:
+        return vae.encode_moments(video, portrait)[:, :-1]
+    in_mouth, state = mouth
+    return with_mouth_code(vae.encode_moments(without_mouth(video, in_mouth), portrait)[:, :-1], state, in_mouth)
+
 def crop_resize(frames: np.ndarray, box: CropBox, resolution: int) -> np.ndarray:
     """[T, H, W, 3] uint8 -> the box at resolution x resolution, cut as a portrait is (`square_pixels`), as uint8."""
     out = [to_uint8(square_pixels(torch.from_numpy(frames[i:i + 64]), box, resolution))
@@ -389,16 +399,13 @@ def prepare_segments(data: str | Path, vae, speech_ae, config: RESTConfig, chunk
         for run in stream_runs(segment_starts(count, chunks, c, stride), c * chunks, stream_latents):
             first, last = run[0], run[-1] + c * chunks  # latents [first, last) of the clip's stream
             video = to_video(torch.cat([frames[:1], frames[VAE_TEMPORAL * first: VAE_TEMPORAL * last]])).to(device)
-            portrait = video[:, :, 0]
+            mouth = None
             if mouth_code:
-                in_mouth = box_mask(clips.clips[i]["mouth_box"], (0, 0), video.shape[-2:]).to(device)
                 state = torch.cat([clips.mouth_state(i, 0, 1), clips.mouth_state(i, VAE_TEMPORAL * first,
                                                                                   VAE_TEMPORAL * (last - first))])
-                stream = vae.encode_moments(without_mouth(video, in_mouth), portrait)[:, :-1]
-                stream = with_mouth_code(stream, state[None].to(device), in_mouth)
-            else:
-                stream = vae.encode_moments(video, portrait)[:, :-1]  # [1, C, 1 + last - first, h, w]
-            stream = vae.normalize(stream).cpu()
+                mouth = (box_mask(clips.clips[i]["mouth_box"], (0, 0), video.shape[-2:]).to(device),
+                         state[None].to(device))
+            stream = vae.normalize(encode_stream(vae, video, mouth)).cpu()  # [1, C, 1 + last - first, h, w]
             for m in run:
                 at = 1 + m - first
                 latents.append(torch.cat([stream[:, :, :1], stream[:, :, at:at + c * chunks]], dim=2))

@@ -84,7 +84,7 @@ from torch import Tensor
 
 from ..checkpoint import PART_FORMAT, load_part
 from ..config import VAE_SPATIAL, VAE_TEMPORAL, RESTConfig, vae_length
-from ..data.prepare import ClipSet, box_mask, to_video, with_mouth_code, without_mouth
+from ..data.prepare import ClipSet, box_mask, encode_stream, to_video, with_mouth_code, without_mouth
 from ..vae import CausalConv3d, CausalVAE, Upsampler3d
 from .loop import Settings, Stage, stage_options, start_processes, train
 
@@ -319,13 +319,11 @@ def latent_statistics(vae: CausalVAE, clips: ClipSet, count: int, frames: int,
         n = min(clips.clips[i]["frames"], frames)
         n = vae_length(n)
         video = to_video(clips.frames(i, 0, n)).to(device)
+        mouth = None
         if mouth_code:
-            in_mouth = box_mask(clips.clips[i]["mouth_box"], (0, 0), video.shape[-2:]).to(device)
-            mean = vae.encode_moments(without_mouth(video, in_mouth), video[:, :, 0])[:, :-1]
-            mean = with_mouth_code(mean, clips.mouth_state(i, 0, n)[None].to(device), in_mouth)
-        else:
-            mean = vae.encode_moments(video, video[:, :, 0])[:, :-1]  # the first frame is the portrait
-        means.append(mean)
+            mouth = (box_mask(clips.clips[i]["mouth_box"], (0, 0), video.shape[-2:]).to(device),
+                     clips.mouth_state(i, 0, n)[None].to(device))
+        means.append(encode_stream(vae, video, mouth))  # the first frame is the portrait
     z = torch.cat([m.transpose(0, 1).flatten(1) for m in means], dim=1)  # [C, samples]
     return z.mean(dim=1), z.std(dim=1).clamp_min(1e-4)
 
