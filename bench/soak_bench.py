@@ -102,6 +102,22 @@ def video_frames(path: Path) -> list[bytes]:
         return [f.to_ndarray(format="rgb24").tobytes() for f in container.decode(video=0)]
 
 
+# each bad job: (workflow, node, input, value) set on the unchanged workflow; input None replaces the whole node
+BAD_JOBS = {
+    "nan cfg": ("talking_head", "6", "cfg", math.nan),
+    "nan audio": ("talking_head", "2", "audio", "soak_nan.wav"),
+    "broken checkpoint": ("talking_head", "3", "checkpoint", "soak_broken.safetensors"),
+    "absurd config": ("talking_head", "3", "checkpoint", "soak_absurd.safetensors"),
+    "384 kHz audio": ("talking_head", "2", "audio", "soak_384k.wav"),
+    "empty audio": ("talking_head", "2", None,
+                    {"class_type": "EmptyAudio", "inputs": {"duration": 0.0, "sample_rate": 16_000, "channels": 1}}),
+    "huge portrait": ("long_audio", "1", "image", "soak_12000.png"),
+    "hour of speech": ("talking_head", "2", "audio", "soak_hour.wav"),
+    "bool weight": ("talking_head", "3", "checkpoint", "soak_bool.safetensors"),
+    "wide speech encoder": ("talking_head", "3", "checkpoint", "soak_wide_whisper.safetensors"),
+}
+
+
 class Soak:
     def __init__(self, server: ComfyServer):
         self.server = server
@@ -121,29 +137,12 @@ class Soak:
         return {"exact": exact, "frames": len(frames)}
 
     def bad(self, what: str) -> dict:
-        prompt = workflow("talking_head")
-        if what == "nan cfg":
-            prompt["6"]["inputs"]["cfg"] = math.nan
-        elif what == "nan audio":
-            prompt["2"]["inputs"]["audio"] = "soak_nan.wav"
-        elif what == "broken checkpoint":
-            prompt["3"]["inputs"]["checkpoint"] = "soak_broken.safetensors"
-        elif what == "absurd config":
-            prompt["3"]["inputs"]["checkpoint"] = "soak_absurd.safetensors"
-        elif what == "384 kHz audio":
-            prompt["2"]["inputs"]["audio"] = "soak_384k.wav"
-        elif what == "empty audio":
-            prompt["2"] = {"class_type": "EmptyAudio", "inputs": {"duration": 0.0, "sample_rate": 16_000,
-                                                                 "channels": 1}}
-        elif what == "huge portrait":
-            prompt = workflow("long_audio")
-            prompt["1"]["inputs"]["image"] = "soak_12000.png"
-        elif what == "hour of speech":
-            prompt["2"]["inputs"]["audio"] = "soak_hour.wav"
-        elif what == "bool weight":
-            prompt["3"]["inputs"]["checkpoint"] = "soak_bool.safetensors"
-        elif what == "wide speech encoder":
-            prompt["3"]["inputs"]["checkpoint"] = "soak_wide_whisper.safetensors"
+        name, node, key, value = BAD_JOBS[what]
+        prompt = workflow(name)
+        if key is None:
+            prompt[node] = value
+        else:
+            prompt[node]["inputs"][key] = value
         entry = self.server.wait(self.server.queue(prompt), timeout=600)
         errors = [m for kind, m in entry["status"]["messages"] if kind == "execution_error"]
         if entry["status"]["status_str"] != "error" or not errors or not errors[0]["node_type"].startswith("REST"):
