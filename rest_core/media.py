@@ -75,9 +75,11 @@ class VideoWriter:
     The audio track's rate and channel count (mono or stereo) are fixed up front, as the container header needs
     them before the first frame; its samples come at the end, fitted to the video's duration.
 
-    The same frames do not always make the same file: at a size that is not a multiple of 16 (92 x 76, say) x264
-    gave one of two slightly different files, by what had run before it in the process, whatever its thread count.
-    Its `mbtree=0` or `aq-mode=0` made it repeatable; this writer keeps both on, for the quality they buy."""
+    The same frames make the same file. With x264's macroblock tree on (its default), they did not at many sizes
+    (92 x 76, 160 x 160, 200 x 300; not at 256 x 256): of 5 or 6 writes of the same frames in one process, 2 to 5
+    different files, whatever the thread count, so a job run again with the same seed gave other frames. With the
+    tree off, 6 writes at each of 8 such sizes gave one file each; at crf 18 the file is larger (a 5 s clip at
+    160 x 160: 64 KB against 43 KB) and a little closer to the frames (38.9 dB PSNR against 38.6)."""
 
     def __init__(self, path: str | Path, fps: int, audio_rate: int | None = None, audio_channels: int = 1,
                  crf: int = 18):
@@ -85,7 +87,8 @@ class VideoWriter:
 
         self.path, self.fps, self.frames = Path(path), fps, 0
         self.container = av.open(str(self.path), "w")
-        self.video = self.container.add_stream("libx264", rate=fps, options={"crf": str(crf)})
+        self.video = self.container.add_stream("libx264", rate=fps,
+                                               options={"crf": str(crf), "x264-params": "mbtree=0"})
         self.video.pix_fmt = "yuv420p"
         self.audio = None
         if audio_rate is not None:

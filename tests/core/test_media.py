@@ -2,6 +2,7 @@
 
 import av
 import numpy as np
+import pytest
 import torch
 
 from rest_core import VideoWriter, even_size
@@ -48,3 +49,21 @@ def test_frames_become_uint8_rounded_to_nearest_and_clamped():
     frames = torch.tensor([[-0.5, 0.0, 0.5 / 255, 0.49 / 255, 127.5 / 255, 1.0, 1.7]])
     assert to_uint8(frames).tolist() == [[0, 0, 0, 0, 128, 255, 255]]
     assert to_uint8(frames).dtype == torch.uint8
+
+
+@pytest.mark.parametrize("height, width", [(76, 92), (160, 160), (300, 200)])
+def test_the_same_frames_make_the_same_file_at_sizes_where_x264_was_not_repeatable(tmp_path, height, width):
+    t = torch.linspace(0, 1, 40)[:, None, None, None]
+    yy, xx = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    pattern = torch.stack([torch.sin(xx / 7), torch.cos(yy / 5), torch.sin((xx + yy) / 9)], dim=-1)[None]
+    frames = (torch.sin(pattern * 3 + t * 6) + 1) / 2  # [40, H, W, 3]: smooth, moving
+    files = []
+    for i in range(5):
+        path = tmp_path / f"{i}.mp4"
+        writer = VideoWriter(path, 25)
+        for chunk in frames.split(8):
+            writer.write(chunk)
+        writer.close()
+        files.append(path.read_bytes())
+        torch.randn(300, 300) @ torch.randn(300, 300)  # other work between the writes, as in a server
+    assert all(f == files[0] for f in files)
