@@ -80,6 +80,17 @@ LIVE: SessionRegistry[LiveSession] = SessionRegistry()
 MAX_SESSION_ID = 200  # characters
 
 
+def session_id_problem(session_id: str) -> str | None:
+    """What is wrong with a session_id, without echoing a long one whole; None if nothing."""
+    name = session_id.strip()
+    if not name:
+        return "session_id is empty: name the live stream (the same name on every piece)"
+    if len(name) > MAX_SESSION_ID:
+        return (f"session_id is {len(name)} characters long ({name[:40]!r}...); name the live stream in at most "
+                f"{MAX_SESSION_ID}")
+    return None
+
+
 def closing_reason(error: BaseException) -> str:
     if isinstance(error, comfy.model_management.InterruptProcessingException):
         return "a piece was cancelled while it was being made"
@@ -126,15 +137,18 @@ class RESTLiveSampler:
     def IS_CHANGED(cls, **kwargs):
         return float("nan")  # every piece must reach the stream, even one identical to the last
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, session_id=None):
+        """A typed session_id is checked when the prompt is queued: refused there, it never reaches the history,
+        where ComfyUI keeps a failed node's inputs whole (a linked one comes as None and is checked in `push`)."""
+        return True if session_id is None else session_id_problem(session_id) or True
+
     def push(self, model: RESTModel, reference: RESTReference, audio: dict, session_id: str, end_of_stream: bool,
              conditioning=None, restart: bool = False, unique_id: str | None = None, **widgets):
-        name = session_id.strip()
-        if not name:
-            raise ValueError("session_id is empty: name the live stream (the same name on every piece)")
-        if len(name) > MAX_SESSION_ID:  # it is echoed in errors and in every history entry of the stream
-            raise ValueError(f"session_id is {len(name)} characters long ({name[:40]!r}...); name the live stream in "
-                             f"at most {MAX_SESSION_ID}")
-        key = SessionKey(self.client(), name)
+        problem = session_id_problem(session_id)
+        if problem:  # a long one would be echoed in errors and in every history entry of the stream
+            raise ValueError(problem)
+        key = SessionKey(self.client(), session_id.strip())
         session = self.open_session(key, restart)
         try:
             waveform, rate = audio_input(audio)

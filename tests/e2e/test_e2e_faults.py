@@ -261,6 +261,28 @@ def test_a_portrait_larger_than_a_video_frame_is_refused_within_seconds(comfyui)
     comfyui.run(workflow("long_audio"))  # and the next job runs
 
 
+def test_a_tall_thin_portrait_is_described_width_by_height(comfyui):
+    """A 3-wide, 5000-tall PNG used to read "image: 5000x3 pixels is too small"."""
+    from PIL import Image
+
+    Image.new("RGB", (3, 5000), (90, 60, 40)).save(comfyui.base / "input" / "rest_fault_thin.png")
+    prompt = workflow("long_audio")
+    prompt["1"]["inputs"]["image"] = "rest_fault_thin.png"
+    error = error_of(comfyui.wait(comfyui.queue(prompt)))
+    assert error["node_type"] == "RESTReferenceEncoder"
+    assert "image: 3x5000 pixels (width x height) is too small" in error["exception_message"]
+
+
+def test_a_megabyte_session_id_is_refused_when_queued_without_being_echoed(comfyui, pieces):
+    """A 1 MB session_id used to be echoed whole in the error (1,048,763 characters) and in every history entry (with
+    the failed node's inputs, which ComfyUI keeps): refused at /prompt, it never runs and never reaches the history."""
+    with pytest.raises(AssertionError, match="POST /prompt -> 400") as refused:
+        comfyui.queue(live("s" * 1_000_000, pieces[0]))
+    message = str(refused.value)
+    assert len(message) < 2000 and "at most 200" in message
+    assert comfyui.run(live("after-the-long-id", pieces[0]))  # and the server goes on
+
+
 def test_an_hour_of_speech_for_the_image_path_is_refused_before_it_is_encoded(comfyui):
     """An hour of speech into talking_head used to be encoded for minutes and then grow the server by gigabytes,
     frame after frame, with no refusal. The server here gives REST's frames 1 GiB (REST_MEMORY_LIMIT_GB)."""

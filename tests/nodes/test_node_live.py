@@ -148,6 +148,14 @@ def test_a_bad_piece_closes_its_session(comfy, rest_model, rest_reference):
     assert key not in LIVE and "NaN or Inf" in LIVE.closed[key]
 
 
+def test_a_typed_session_id_is_checked_when_the_prompt_is_queued():
+    refusal = RESTLiveSampler.VALIDATE_INPUTS(session_id="x" * 1_000_000)
+    assert isinstance(refusal, str) and "1000000 characters long" in refusal and len(refusal) < 200
+    assert "is empty" in RESTLiveSampler.VALIDATE_INPUTS(session_id="  ")
+    assert RESTLiveSampler.VALIDATE_INPUTS(session_id="live") is True
+    assert RESTLiveSampler.VALIDATE_INPUTS(session_id=None) is True  # a linked id: checked when the piece runs
+
+
 def test_a_refusal_before_any_stream_leaves_nothing_behind(comfy, rest_model, rest_reference):
     with pytest.raises(ValueError, match="session_id is empty"):
         push(rest_model, rest_reference, torch.randn(1, 100), 16_000, session="  ")
