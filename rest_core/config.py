@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 
 VAE_SPATIAL = 32  # pixels per latent token along each image axis
 VAE_TEMPORAL = 8  # video frames per latent frame
+# A `VAEConfig.mouth_code` VAE's chunk latents: channels [0, 8) the mouth's opening in each of the latent frame's 8
+# frames, [8, 16) its width, each 2 x - 1 and the same at every cell (vae_mouth.py)
+MOUTH_CODE_CHANNELS = 2 * VAE_TEMPORAL
 
 
 def vae_length(frames: int) -> int:
@@ -76,10 +79,17 @@ class VAEConfig:
     # Where the stream's portrait conditions the VAE (vae_reference.py): "none" (the paper's plain VAE), "decoder"
     # (the decoder copies the look from it) or "both" (the encoder sees it too, so latents carry what it lacks)
     reference: str = "none"
+    # The mouth is not the encoder's to code (vae_mouth.py): chunk latents carry the mouth's opening and width per
+    # frame in their first MOUTH_CODE_CHANNELS channels, the same code for every face, and a head of the decoder
+    # paints the mouth they say. Needs the portrait (reference != "none"): the head paints on it.
+    mouth_code: bool = False
 
     def __post_init__(self):
         if self.reference not in REFERENCE_MODES:
             raise ValueError(f"vae reference={self.reference!r}: choose one of {', '.join(REFERENCE_MODES)}")
+        if self.mouth_code and (self.reference == "none" or self.latent_channels <= MOUTH_CODE_CHANNELS):
+            raise ValueError(f"vae mouth_code needs a reference-conditioned VAE (reference = \"decoder\" or \"both\") "
+                             f"with more than {MOUTH_CODE_CHANNELS} latent channels")
         for name in ("block_out_channels", "layers_per_block", "spatio_temporal_scaling",
                      "decoder_block_out_channels", "decoder_layers_per_block", "decoder_spatio_temporal_scaling"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
@@ -320,7 +330,8 @@ PRESETS: dict[str, RESTConfig] = {
     # 256x256: an 8x8 latent grid is the smallest that holds eyes, glasses and a mouth apart (4x4 at 128x128 could
     # not); the slimmer decoder keeps the whole checkpoint under 40 MB in float16. The exact GELU because the CPU's
     # tanh approximation costs five times as much: a tenth of a bfloat16 chunk. The VAE copies the look from the
-    # portrait (vae_reference.py): a small model cannot learn every look there is.
+    # portrait (vae_reference.py): a small model cannot learn every look there is; the mouth is a code the DiT learns
+    # from the speech, the same for every face (vae_mouth.py).
     "rest-demo": RESTConfig(
         name="rest-demo",
         resolution=256,
@@ -328,7 +339,7 @@ PRESETS: dict[str, RESTConfig] = {
                       ffn_gelu="none"),
         vae=VAEConfig(latent_channels=128, block_out_channels=(32, 64, 128, 128), layers_per_block=(1, 1, 1, 1, 1),
                       decoder_block_out_channels=(32, 64, 96, 128), decoder_layers_per_block=(1, 1, 1, 1, 1),
-                      reference="both"),
+                      reference="both", mouth_code=True),
         speech=SpeechConfig(hidden=128, depth=2, heads=4),
     ),
 }

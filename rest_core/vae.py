@@ -236,6 +236,11 @@ class Decoder3d(nn.Module):
         self.conv_out = CausalConv3d(widths[-1], patch_channels)
         # a conditioned VAE's output conv paints what the moved portrait lacks (ReferenceWarp)
         self.reference_out = ReferenceWarp(widths[-1], self.patch) if conditioned else None
+        self.mouth_head = None
+        if config.mouth_code:
+            from .vae_mouth import MouthHead  # it builds on this module's norm
+
+            self.mouth_head = MouthHead(widths[-1], patch_channels)
         self.convs = [m for m in self.modules() if isinstance(m, CausalConv3d) and m.time_kernel > 1]
         for slot, conv in enumerate(self.convs):
             conv.slot = slot
@@ -247,11 +252,27 @@ class Decoder3d(nn.Module):
         for i, block in enumerate(self.up_blocks):
             x = block(x, state, None if reference is None else reference[-1 - i])
         guide = F.silu(channel_norm(x))
-        painted = rearrange(self.conv_out(guide, state), "b (c r q) f h w -> b c f (h q) (w r)", q=self.patch,
-                            r=self.patch)
+        painted = self.conv_out(guide, state)  # [B, 3 p^2, frames, H/p, W/p]
+        if self.mouth_head is not None:
+            painted = painted + self.painted_mouth(z, guide, reference[1], state)
+        painted = rearrange(painted, "b (c r q) f h w -> b c f (h q) (w r)", q=self.patch, r=self.patch)
         if self.reference_out is None:
             return painted
         return self.reference_out(painted, reference[0], guide, reference[1])
+
+
+    def painted_mouth(self, z: Tensor, guide: Tensor, features: Tensor, state: DecodeState | None) -> Tensor:
+        """What the mouth head paints, [B, 3 p^2, frames, H/p, W/p]: nothing on the stream's first frame (the
+        portrait; its latent, the reference's, carries no code), the mouth the code says on every later one."""
+        from .vae_mouth import frame_codes
+
+        first = state is None or not state.started  # z starts with the reference latent
+        chunks = z[:, :, 1:] if first else z
+        if chunks.shape[2] == 0:
+            return torch.zeros_like(guide[:, :1])
+        head = self.mouth_head(guide[:, :, guide.shape[2] - VAE_TEMPORAL * chunks.shape[2]:], features,
+                               frame_codes(chunks))
+        return F.pad(head, (0, 0, 0, 0, guide.shape[2] - head.shape[2], 0))
 
 
 class CausalVAE(nn.Module):

@@ -1,4 +1,4 @@
-"""Does a VAE's decoder paint the mouth that the mouth code says (`[vae] mouth_code`), on faces it never saw?
+"""Does a VAE's decoder paint the mouth that the mouth code says (`VAEConfig.mouth_code`), on faces it never saw?
 
 For each clip (a synthetic clip with its sidecar: held-out style families, held-out seeds) the stream is encoded
 as `prepare latents` encodes it ([frame 0] + frames 8, 9, ... with frame 0 as the portrait, the mouth hidden from
@@ -7,8 +7,6 @@ the encoder after the first frame), the clip's true mouth code is written into i
   latents can give at best;
 - `painted`: the code set to a shut mouth, then to a wide open one; the expert's mean reading of the open decode
   minus the shut one (about 0 .. 1 for shut .. wide open; 0: the code is ignored).
-A VAE trained without `mouth_code` is measured the same way (its channels 0 and 1 then mean something else): that is
-what the code changes.
 
     python scripts/mouth_code.py --vae runs/demo/vae-mouth/vae.safetensors --clips runs/check/families \
         [--vae other.safetensors ...] [--clips other-folder ...]
@@ -41,17 +39,20 @@ def check(vae, clip: HeldOutClip, expert: MouthExpert, latents: int) -> dict[str
     n = min(latents, (len(clip.frames) - VAE_TEMPORAL) // VAE_TEMPORAL)
     frames = torch.cat([clip.frames[:1], clip.frames[VAE_TEMPORAL: VAE_TEMPORAL * (n + 1)]])  # [1 + 8n, R, R, 3]
     opening = np.concatenate([clip.mouth_open[:1], clip.mouth_open[VAE_TEMPORAL: VAE_TEMPORAL * (n + 1)]])
+    truth = clip.mouth_state
+    if truth is None:  # no width in this clip's truth: a middle one
+        truth = np.stack([clip.mouth_open, np.full_like(clip.mouth_open, 0.5)], axis=1)
+    truth = np.concatenate([truth[:1], truth[VAE_TEMPORAL: VAE_TEMPORAL * (n + 1)]])  # [1 + 8n, 2]
     video = frames.permute(3, 0, 1, 2)[None] * 2 - 1  # [1, 3, 1 + 8n, R, R]
     portrait = video[:, :, 0]
     in_mouth = box_mask(clip.mouth_box, (0, 0), video.shape[-2:])
-    state = torch.tensor(opening, dtype=torch.float32)[None, :, None].expand(-1, -1, 2).clone()
-    state[..., 1] = 0.5  # the width is not in a held-out clip's truth here: a middle one
+    state = torch.tensor(truth, dtype=torch.float32)[None]  # [1, 1 + 8n, 2]
     z = encode_stream(vae, video, (in_mouth, state))  # as the training segments have it
 
     def reading(latents: torch.Tensor) -> np.ndarray:
         return read_openness(expert, decoded(vae, latents, portrait), clip.mouth_box, clip.frames[0])
 
-    shut, wide = (reading(with_mouth_code(z, torch.full_like(state, value), in_mouth)) for value in (0.0, 1.0))
+    shut, wide = (reading(with_mouth_code(z, torch.full_like(state, value))) for value in (0.0, 1.0))
     return {"coded r": pearson(reading(z), opening[1:]), "painted": float(wide.mean() - shut.mean())}
 
 
@@ -65,6 +66,9 @@ def main() -> None:
     expert = load_expert()
     for path in args.vae:
         vae, config = load_part(path, "vae")
+        if not config.vae.mouth_code:
+            raise SystemExit(f"{path}: this VAE has no mouth code (VAEConfig.mouth_code); its latents say the mouth in "
+                             f"a way of their own")
         vae.eval()
         for folder in args.clips:
             rows = [check(vae, clip, expert, args.latents)

@@ -32,8 +32,9 @@ rest synth --out "$RUNS/corpus/train" --count 1200 --first-seed 0 --seconds 5 --
     --workers "$WORKERS"
 
 # 3. the frozen encoders, the VAE (the long one) first. It copies the look from the portrait and starts from the plain
-#    VAE of the previous rest-demo (committed as vae-plain: its decoder already reads the latents); then it learns
-#    one code of the mouth for every face (vae-mouth: what lets the DiT learn the mouth from the speech)
+#    VAE of the previous rest-demo (committed as vae-plain: its decoder already reads the latents); then its mouth
+#    head learns to paint the mouth from one code for every face (vae-mouth: what lets the DiT learn the mouth from
+#    the speech; the committed vae stage predates the code, and its weights start the new head at nothing)
 finished vae || {
     rest train vae --config $CONFIGS/vae.toml --init "$FINISHED/vae-plain.safetensors" --data "$RUNS/data" \
         --out "$RUNS/vae" --device "$DEVICE"

@@ -2,6 +2,7 @@
 tool fails there; `make test-fast` (tests/core, tests/nodes, tests/bench, no `slow` test) skips what needs a missing
 tool, saying which, and never starts a ComfyUI server or a browser."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -120,6 +121,10 @@ TINY_REST = RESTConfig(
     speech=SpeechConfig(hidden=32, depth=1, heads=4),
     sampler=StreamOptions(steps=2, cfg=2.0),
 )
+# TINY_REST with a mouth code (vae_mouth.py): it needs more latent channels than the code's 16
+TINY_MOUTH = dataclasses.replace(
+    TINY_REST, vae=dataclasses.replace(TINY_REST.vae, latent_channels=24, mouth_code=True),
+    dit=dataclasses.replace(TINY_REST.dit, in_channels=24))
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..media import read_audio
-from .prepare import CROPS, crop_resize, crop_square, find_videos, read_frames_25fps
+from .prepare import CROPS, crop_resize, crop_square, find_videos, read_frames_25fps, sidecar_mouth_state
 
 
 @dataclass
@@ -23,6 +23,7 @@ class HeldOutClip:
     mouth_open: np.ndarray  # [T] the corpus' true openness
     mouth_box: list[float]  # [x0, y0, x1, y1] in the cropped frames' pixels: where the expert reads the mouth
     family: str = ""  # the drawing style family of a synthetic clip
+    mouth_state: np.ndarray | None = None  # [T, 2] opening and width per frame (MOUTH_STATE), if the sidecar has them
 
 
 def load_clip(path: Path, resolution: int, crop: str = CROPS[0]) -> HeldOutClip:
@@ -41,7 +42,8 @@ def load_clip(path: Path, resolution: int, crop: str = CROPS[0]) -> HeldOutClip:
     count = min(len(pixels), len(truth["mouth_open"]))
     box = square.map(truth["mouth_box"], resolution)
     return HeldOutClip(path.stem, torch.from_numpy(pixels[:count]).float() / 255, audio, rate,
-                       np.asarray(truth["mouth_open"][:count]), box, truth["identity"]["style"]["family"])
+                       np.asarray(truth["mouth_open"][:count]), box, truth["identity"]["style"]["family"],
+                       sidecar_mouth_state(path, count))
 
 
 def clips_in(folder, resolution: int, crop: str, limit: int | None = None) -> list[HeldOutClip]:

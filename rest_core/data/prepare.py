@@ -10,7 +10,7 @@ the model's resolution, and computes the Whisper feature window of every latent 
 the streaming speech path does at inference. Where a sidecar `<video>.json` has a `mouth_box`, the index keeps it
 in the prepared frames' pixels (VAE training can cut its windows around the mouth), and where it has the mouth's
 opening and width per frame (`mouth_open`, `mouth_width` in [0, 1], at 25 fps), the clip keeps them as its
-`mouth_state` (VAE training can make the latents carry them, `[vae] mouth_code`). The square (`--crop`) is the
+`mouth_state` (a `mouth_code` VAE's latents carry them, vae_mouth.py). The square (`--crop`) is the
 largest centred one by default ("full"), the framing the video has: the synthetic corpus places its faces at any
 size and position, as users' portraits are, and pre-cropped datasets such as HDTF need nothing else. "face" crops
 the face box of a sidecar `<video>.json` with `"face_box": [x0, y0, x1, y1]` instead (the synthetic corpus writes
@@ -45,11 +45,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from einops import rearrange
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from ..config import FPS, VAE_SPATIAL, VAE_TEMPORAL, RESTConfig
+from ..config import FPS, MOUTH_CODE_CHANNELS, VAE_TEMPORAL, RESTConfig
 from ..media import to_uint8
 from ..reference import CropBox, square_pixels
 from ..speech import SAMPLES_PER_VIDEO_FRAME, prepare_audio, speech_features
@@ -126,6 +126,8 @@ def sidecar_mouth_box(path: Path) -> list[float] | None:
 
 
 MOUTH_STATE = ("mouth_open", "mouth_width")  # a sidecar's per-frame truth of the mouth, each in [0, 1]
+MOUTH_AT_REST = (0.0, 0.5)  # shut at the neutral width: the corpus' silence and first frames, and a still portrait's
+MOUTH_AT_REST_BELOW = 0.02  # a frame whose opening is under this shows the mouth at rest
 
 
 def sidecar_mouth_state(path: Path, count: int) -> np.ndarray | None:
@@ -141,9 +143,6 @@ def sidecar_mouth_state(path: Path, count: int) -> np.ndarray | None:
     return np.stack([np.asarray(meta[key][:count], dtype=np.float32) for key in MOUTH_STATE], axis=1)
 
 
-MOUTH_CODE_CHANNELS = 2  # latent channels 0 and 1 of a chunk: the code map of the mouth's opening and width
-
-
 def box_mask(box: list[float], origin: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
     """1 at the pixels of a window whose centres lie in `box` [x0, y0, x1, y1] (the clip's frame pixels), 0 elsewhere;
     the window starts at `origin` (top, left) of the frame and is `size` (height, width).  [1, 1, 1, h, w]"""
@@ -155,36 +154,34 @@ def box_mask(box: list[float], origin: tuple[int, int], size: tuple[int, int]) -
 
 
 def without_mouth(video: torch.Tensor, in_mouth: torch.Tensor) -> torch.Tensor:
-    """What the encoder of a `[vae] mouth_code` VAE sees: the frames after the first with the mouth box grey, so that
+    """What the encoder of a `mouth_code` VAE sees: the frames after the first with the mouth box grey, so that
     its latents cannot carry the mouth (the code does).  video: [B, 3, T, H, W] in [-1, 1]; in_mouth: [B, 1, 1, H, W]
     (`box_mask`, or a resampled one)"""
     hidden = torch.cat([torch.zeros_like(in_mouth), in_mouth.expand(-1, -1, video.shape[2] - 1, -1, -1)], dim=2)
     return video * (1 - hidden)
 
 
-def with_mouth_code(latents: torch.Tensor, state: torch.Tensor, in_mouth: torch.Tensor) -> torch.Tensor:
-    """A `[vae] mouth_code` VAE reads the mouth from a code the data supplies, not from its encoder: in every latent
-    frame after the first, channels 0 and 1 are the mouth's opening and width (each 2 x - 1, averaged over the latent
-    frame's 8 frames) times each cell's share of the mouth box, the same way for every face.
-    latents: [B, C, 1 + k, h, w] un-normalised; state: [B, 1 + 8k, 2] per frame in [0, 1] (MOUTH_STATE); in_mouth:
-    [B, 1, 1, H, W] (`box_mask`) -> the latents with those channels replaced (a new tensor)."""
-    share = F.avg_pool2d(in_mouth[:, 0, 0], VAE_SPATIAL)  # [B, h, w]
-    per_latent = state[:, 1:].unflatten(1, (-1, VAE_TEMPORAL)).mean(2) * 2 - 1  # [B, k, 2]
-    code = per_latent.transpose(1, 2)[..., None, None] * share[:, None, None]  # [B, 2, k, h, w]
+def with_mouth_code(latents: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+    """A `mouth_code` VAE reads the mouth from a code the data supplies, not from its encoder (vae_mouth.py): in every
+    latent frame after the first, channel o is the opening in its frame o and channel 8 + o the width, each 2 x - 1,
+    at every cell. latents: [B, C, 1 + k, h, w] un-normalised; state: [B, 1 + 8k, 2] per frame in [0, 1]
+    (MOUTH_STATE) -> the latents with those channels replaced (a new tensor)."""
+    per_frame = state[:, 1:] * 2 - 1  # [B, 8k, 2]
+    code = rearrange(per_frame, "b (k o) s -> b (s o) k", o=VAE_TEMPORAL)  # [B, 16, k]
     out = latents.clone()
-    out[:, :MOUTH_CODE_CHANNELS, 1:] = code.to(latents.dtype)
+    out[:, :MOUTH_CODE_CHANNELS, 1:] = code[..., None, None].to(latents.dtype)
     return out
 
 
 def encode_stream(vae, video: torch.Tensor, mouth: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """A stream whose first frame is its portrait, [B, 3, 1 + 8k, H, W] in [-1, 1] -> its un-normalised latents (the
     posterior means) [B, C, 1 + k, h, w]. With `mouth` (where the mouth is [B, 1, 1, H, W], `box_mask`, and its state
-    per frame [B, 1 + 8k, 2]) as a `[vae] mouth_code` VAE's: encoded without the mouth, the mouth's code written in."""
+    per frame [B, 1 + 8k, 2]) as a `mouth_code` VAE's: encoded without the mouth, the mouth's code written in."""
     portrait = video[:, :, 0]
     if mouth is None:
         return vae.encode_moments(video, portrait)[:, :-1]
     in_mouth, state = mouth
-    return with_mouth_code(vae.encode_moments(without_mouth(video, in_mouth), portrait)[:, :-1], state, in_mouth)
+    return with_mouth_code(vae.encode_moments(without_mouth(video, in_mouth), portrait)[:, :-1], state)
 
 def crop_resize(frames: np.ndarray, box: CropBox, resolution: int) -> np.ndarray:
     """[T, H, W, 3] uint8 -> the box at resolution x resolution, cut as a portrait is (`square_pixels`), as uint8."""
@@ -364,14 +361,14 @@ def to_video(frames: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def prepare_segments(data: str | Path, vae, speech_ae, config: RESTConfig, chunks: int = 3, stride: int = 1,
-                     shard_segments: int = 4096, stream_latents: int = STREAM_LATENTS, mouth_code: bool = False,
-                     device="cpu", log=sys.stderr) -> dict:
-    """`mouth_code`: the VAE was trained with `[vae] mouth_code`: its encoder sees the chunks without the mouth
-    (`without_mouth`) and their latents carry the mouth's code from the clips' known mouth state in channels 0 and 1
-    (`with_mouth_code`)."""
+                     shard_segments: int = 4096, stream_latents: int = STREAM_LATENTS, device="cpu",
+                     log=sys.stderr) -> dict:
+    """A `mouth_code` VAE's encoder sees the chunks without the mouth (`without_mouth`) and their latents carry the
+    mouth's code from the clips' known mouth state (`with_mouth_code`)."""
     clips = ClipSet(data)
+    mouth_code = vae.config.mouth_code
     if mouth_code and any(not clip.get("mouth_state") or "mouth_box" not in clip for clip in clips.clips):
-        raise ValueError(f"{data}: the VAE reads the mouth from a code the data supplies ([vae] mouth_code), and some "
+        raise ValueError(f"{data}: the VAE reads the mouth from a code the data supplies (mouth_code), and some "
                          f"clips have no mouth state or box; prepare the clips from videos whose sidecars give them")
     if clips.index["resolution"] != config.resolution:
         raise ValueError(f"the clips are {clips.index['resolution']} px, the VAE's config {config.resolution} px: "
@@ -474,15 +471,14 @@ def run(args) -> int:
         index = prepare_clips(args.videos, args.out, config, args.whisper, args.shard_clips, args.crop, args.workers)
         print(f"{len(index['clips'])} clips -> {Path(args.out) / 'clips'}")
         return 0
-    from ..checkpoint import load_part, part_info
+    from ..checkpoint import load_part
     from ..precision import resolve_device
 
     vae, config = load_part(args.vae, "vae")
-    mouth_code = bool(part_info(args.vae).get("settings", {}).get("options", {}).get("mouth_code"))
     speech_ae, speech_config = load_part(args.speech_ae, "speech_ae")
     if speech_config.speech != config.speech or speech_config.dit.speech_tokens != config.dit.speech_tokens:
         raise ValueError(f"{args.speech_ae} was trained for another speech config than {args.vae}")
-    index = prepare_segments(args.data, vae, speech_ae, config, args.chunks, args.stride, mouth_code=mouth_code,
+    index = prepare_segments(args.data, vae, speech_ae, config, args.chunks, args.stride,
                              device=resolve_device(args.device))
     print(f"{index['segments']} segments -> {Path(args.data) / 'segments'}")
     return 0

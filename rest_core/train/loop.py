@@ -217,7 +217,8 @@ class Stage:
     statistics). `before_step(step, module, ema, optimizer)` runs before each step on every process, resumed or not,
     so a change made at a given step (e.g. the VAE's switch from images to clips) happens exactly once. `info()`,
     called after `finish`, adds to what the part file's metadata says of the run (e.g. a validation result).
-    `params`: what the optimizer trains (default: every parameter that requires a gradient)."""
+    `params`: what the optimizer trains (default: every parameter that requires a gradient), or its parameter groups,
+    each {"params": [...], "lr_scale": x}: that group's learning rate is the stage's times x."""
 
     name: str
     part: str
@@ -226,7 +227,7 @@ class Stage:
     batch: Callable[[int, torch.Generator], object]
     losses: Callable[[nn.Module, object], dict[str, Tensor]]
     finish: Callable[[nn.Module], None] | None = None
-    params: list[nn.Parameter] | None = None
+    params: list[nn.Parameter] | list[dict] | None = None
     before_step: Callable[[int, nn.Module, nn.Module | None, torch.optim.Optimizer], None] | None = None
     info: Callable[[], dict] | None = None
 
@@ -241,6 +242,7 @@ def train(stage: Stage, settings: Settings, out: str | Path, procs: Processes) -
     ema = copy.deepcopy(module).eval().requires_grad_(False) if settings.ema > 0 else None
     trainable = stage.params if stage.params is not None else [p for p in module.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=settings.lr, weight_decay=settings.weight_decay, betas=(0.9, 0.99))
+    trainable = [p for group in optimizer.param_groups for p in group["params"]]
 
     step = 0
     state_path = out / "state.safetensors"
@@ -263,7 +265,7 @@ def train(stage: Stage, settings: Settings, out: str | Path, procs: Processes) -
             before_step(step, module, ema, optimizer)
         lr = learning_rate(settings, step)
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         generator = torch.Generator().manual_seed(settings.seed * 1_000_003 + step * procs.world + procs.rank)
         started = time.perf_counter()
         inputs = batch(step, generator)

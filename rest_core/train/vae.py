@@ -49,18 +49,13 @@ latents. So such a VAE starts (`--init`) from a trained plain VAE whose decoder 
 sidecars), since a random 128 px window of a 256 px frame missed the mouth most of the time, and `mouth_weight` raises
 the L1 weights inside that box: the mouth is a few hundred pixels of the frame and what the latents must carry.
 
-With `mouth_code` the mouth is not the encoder's to code: in every latent frame after the first, channels 0 and 1
-are a code map the data supplies (`data.prepare.with_mouth_code`: the mouth's known opening and width, 2 x - 1, times
-each cell's share of the mouth box; `prepare clips` keeps them from the corpus' sidecars), the same for every face,
-and the encoder sees those frames with the mouth box grey (`without_mouth`), so the code is the only place the
-mouth's motion can come from and the decoder has to learn to paint it in the portrait's look (it has not yet learnt
-to: docs/TRAINING.md). A reference-conditioned
-encoder left to itself codes each look's mouth in a way of its own (a linear read-out of the opening: r 0.66-0.95
-within a clip, 0.3 across clips), which the DiT, seeing the portrait only as z_R, cannot learn from the speech;
-taught to put the opening in channel 0 by a loss instead, the encoder did not learn to read it, and with the code
-written in but the mouth still visible to the encoder the decoder went on reading the mouth from the other channels
-(docs/TRAINING.md). `prepare latents` writes the same into the training segments (it reads the option from the VAE
-part).
+A `mouth_code` VAE (`VAEConfig.mouth_code`, vae_mouth.py) does not let its encoder code the mouth: the encoder sees
+the frames after the first with the mouth box grey (`without_mouth`), the chunk latents' first channels are the
+mouth's opening and width per frame from the corpus' sidecars (`data.prepare.with_mouth_code`, the same code for
+every face) and the decoder's mouth head paints what they say. A reference-conditioned encoder left to itself codes
+each look's mouth in a way of its own, which the DiT, seeing the portrait only as z_R, cannot learn from the speech
+(docs/TRAINING.md). Such a VAE may start (`--init`) from one of the same shape without the code: every weight is
+copied and the head starts painting nothing. `prepare latents` writes the same code into the training segments.
 
 With `train_encoder = false` a run starts from a trained VAE (`--init`) and tunes its decoder alone (with the
 portrait's encoder a reference-conditioned decoder reads): the latents and their statistics stay exactly those of
@@ -84,7 +79,8 @@ from torch import Tensor
 
 from ..checkpoint import PART_FORMAT, load_part
 from ..config import VAE_SPATIAL, VAE_TEMPORAL, RESTConfig, vae_length
-from ..data.prepare import ClipSet, box_mask, encode_stream, to_video, with_mouth_code, without_mouth
+from ..data.prepare import (MOUTH_AT_REST_BELOW, ClipSet, box_mask, encode_stream, to_video, with_mouth_code,
+                            without_mouth)
 from ..vae import CausalConv3d, CausalVAE, Upsampler3d
 from .loop import Settings, Stage, stage_options, start_processes, train
 
@@ -111,7 +107,8 @@ class VAEOptions:
     reference_moved: float = 0.3  # reference-conditioned VAE: share of samples whose portrait is cut moved and scaled
     mouth_crops: float = 0.0  # share of samples whose window holds the clip's mouth box (prepared from sidecars)
     mouth_weight: float = 0.0  # L1 weights inside the clip's mouth box multiplied by 1 + this
-    mouth_code: bool = False  # channels 0, 1 of every chunk latent: the mouth's code map from the data, not the encoder
+    mouth_mse: float = 0.0  # a mouth_code VAE: weight of the squared error inside the mouth box, after the first frame
+    mouth_head_lr: float = 1.0  # a mouth_code VAE: its mouth head's learning rate, times the stage's
 
 IMAGE_WINDOW = 17  # frames around an image sample whose motion sets its weights (0.68 s: a syllable or two)
 
@@ -212,9 +209,9 @@ def reconstruction_losses(vae: CausalVAE, video: Tensor, weights: Tensor, opts: 
                           generator: torch.Generator | None = None, reference: Tensor | None = None,
                           mouth: tuple[Tensor, Tensor] | None = None) -> dict[str, Tensor]:
     """video: [B, 3, 1+8k, H, W] in [-1, 1]; weights: [B, 1, 1+8k, H, W], the L1 term's per-pixel weights; opts: the
-    terms' weights (kl, mse, missed_motion, mouth_code); reference: [B, 3, H, W], the portrait a reference-conditioned
+    terms' weights (kl, mse, missed_motion); reference: [B, 3, H, W], the portrait a reference-conditioned
     VAE copies the look from; mouth: where the mouth is [B, 1, 1, H, W] (`box_mask`) and its state per frame
-    [B, 1+8k, 2], for `mouth_code`: the encoder sees the frames without the mouth and the code is written in"""
+    [B, 1+8k, 2], for a `mouth_code` VAE: the encoder sees the frames without the mouth and the code is written in"""
     seen = video if mouth is None else without_mouth(video, mouth[0])
     moments = vae.encode_moments(seen, reference)
     mean, log_var = moments[:, :-1], moments[:, -1:].clamp(-30, 20)
@@ -222,26 +219,36 @@ def reconstruction_losses(vae: CausalVAE, video: Tensor, weights: Tensor, opts: 
     features = vae.reference_features(reference)
     z = mean + torch.exp(0.5 * log_var) * noise
     if mouth is not None and z.shape[2] > 1:  # a single frame is the first latent frame alone: it carries no code
-        z = with_mouth_code(z, mouth[1], mouth[0])
+        z = with_mouth_code(z, mouth[1])
     recon = vae.decoder(z, reference=features)
     l1 = ((recon - video).abs() * weights).mean() / weights.mean()
     mse = F.mse_loss(recon, video)
     kl = 0.5 * (mean.square() + log_var.exp() - 1 - log_var).mean()
     terms = {"loss": l1 + opts.mse * mse + opts.kl * kl, "l1": l1, "mse": mse, "kl": kl}
+    if mouth is not None and video.shape[2] > 1 and opts.mouth_mse:
+        # the mouth's inside is any colour in the corpus and hidden in a portrait at rest: L1's sign-only gradient
+        # pulled the mouth head every way at once (one sample, 150 steps: mouth error 0.062 -> 0.043), the squared
+        # error gives it the mean's direction (-> 0.030)
+        inside = mouth[0].expand(-1, 3, video.shape[2] - 1, -1, -1)
+        error = (recon[:, :, 1:] - video[:, :, 1:]).square() * inside
+        terms["mouth_mse"] = error.sum() / inside.sum().clamp_min(1)
+        terms["loss"] = terms["loss"] + opts.mouth_mse * terms["mouth_mse"]
     if video.shape[2] > 1 and opts.missed_motion:
         terms["missed_motion"] = missed_motion(recon, video)
         terms["loss"] = terms["loss"] + opts.missed_motion * terms["missed_motion"]
     return terms
 
 
-def another_moment(frames: int, start: int, length: int, g: torch.Generator) -> int:
+def another_moment(frames: int, start: int, length: int, g: torch.Generator, allowed: Tensor | None = None) -> int:
     """A frame of a `frames`-long clip outside the window [start, start + length) where there is one: the portrait
-    of a sample, so that copying it gets the look right and only the latents get the motion right."""
-    outside = frames - length
-    if outside < 1:
-        return torch.randint(frames, (1,), generator=g).item()
-    r = torch.randint(outside, (1,), generator=g).item()
-    return r if r < start else r + length
+    of a sample, so that copying it gets the look right and only the latents get the motion right. With `allowed`
+    ([frames] bool) only those frames, outside the window where one is, else anywhere (else any frame)."""
+    ok = torch.ones(frames, dtype=torch.bool) if allowed is None else allowed[:frames]
+    outside = ok.clone()
+    outside[start:start + length] = False
+    pool = outside if outside.any() else ok if ok.any() else torch.ones(frames, dtype=torch.bool)
+    candidates = pool.nonzero()[:, 0]
+    return candidates[torch.randint(len(candidates), (1,), generator=g)].item()
 
 
 @torch.no_grad()
@@ -291,6 +298,15 @@ def conditioned_from_plain(vae: CausalVAE, plain: CausalVAE) -> CausalVAE:
     return vae
 
 
+@torch.no_grad()
+def with_mouth_head(vae: CausalVAE, trained: CausalVAE) -> CausalVAE:
+    """A `mouth_code` VAE that starts from `trained`, the same VAE without the code: every weight is copied, the
+    mouth head starts painting nothing."""
+    missing, unexpected = vae.load_state_dict(trained.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("decoder.mouth_head.") for k in missing), (missing, unexpected)
+    return vae
+
+
 def initial_vae(path: str) -> CausalVAE:
     """What `--init` names: a VAE part of an earlier stage, or published LTX-Video 0.9.0 weights (a diffusers folder
     or Lightricks' single file, as ComfyUI keeps it in models/vae)."""
@@ -308,10 +324,9 @@ def initial_vae(path: str) -> CausalVAE:
 
 
 @torch.no_grad()
-def latent_statistics(vae: CausalVAE, clips: ClipSet, count: int, frames: int,
-                      mouth_code: bool = False) -> tuple[Tensor, Tensor]:
+def latent_statistics(vae: CausalVAE, clips: ClipSet, count: int, frames: int) -> tuple[Tensor, Tensor]:
     """Per-channel mean and std of the posterior means over the first frames of up to `count` clips, each encoded
-    as a stream is: its first frame the portrait; with `mouth_code`, with the mouth's code in it as the training
+    as a stream is: its first frame the portrait; for a `mouth_code` VAE with the mouth's code in it, as the training
     segments have it. [C], [C]"""
     device = next(vae.parameters()).device
     means = []
@@ -320,7 +335,7 @@ def latent_statistics(vae: CausalVAE, clips: ClipSet, count: int, frames: int,
         n = vae_length(n)
         video = to_video(clips.frames(i, 0, n)).to(device)
         mouth = None
-        if mouth_code:
+        if vae.config.mouth_code:
             mouth = (box_mask(clips.clips[i]["mouth_box"], (0, 0), video.shape[-2:]).to(device),
                      clips.mouth_state(i, 0, n)[None].to(device))
         means.append(encode_stream(vae, video, mouth))  # the first frame is the portrait
@@ -345,21 +360,25 @@ def run(args, settings: Settings, config: RESTConfig) -> int:
     usable = [i for i, c in enumerate(clips.clips) if c["frames"] >= frames]
     if not usable:
         raise ValueError(f"{args.data}: no clip has the {frames} frames a VAE sample needs")
-    for name in ("mouth_crops", "mouth_weight", "mouth_code"):
+    mouth_code = config.vae.mouth_code
+    for name in ("mouth_crops", "mouth_weight"):
         if getattr(opts, name) and any("mouth_box" not in clips.clips[i] for i in usable):
             raise ValueError(f"[vae] {name} = {getattr(opts, name)}: {args.data} has clips without a mouth box; "
                              f"prepare the clips again from videos with sidecars that give one, or turn {name} off")
-    if opts.mouth_code and any(not clips.clips[i].get("mouth_state") for i in usable):
-        raise ValueError(f"[vae] mouth_code: {args.data} has clips without the mouth's state per frame; prepare the "
-                         f"clips again from videos whose sidecars give it, or set mouth_code = false")
-    needs_box = bool(opts.mouth_weight or opts.mouth_code)
+    if mouth_code and any("mouth_box" not in clips.clips[i] or not clips.clips[i].get("mouth_state") for i in usable):
+        raise ValueError(f"preset {config.name}'s VAE reads the mouth from a code the data supplies (mouth_code), and "
+                         f"{args.data} has clips without the mouth's box or state per frame; prepare the clips again "
+                         f"from videos whose sidecars give them")
+    needs_box = bool(opts.mouth_weight or mouth_code)
     torch.manual_seed(settings.seed)
     train_encoder = opts.train_encoder
     if args.init:
         vae = initial_vae(args.init)
-        plain = dataclasses.replace(config.vae, reference="none")
+        plain = dataclasses.replace(config.vae, reference="none", mouth_code=False)
         if vae.config == plain and config.vae != plain:
             vae = conditioned_from_plain(CausalVAE(config.vae), vae)
+        elif vae.config == dataclasses.replace(config.vae, mouth_code=False) and config.vae.mouth_code:
+            vae = with_mouth_head(CausalVAE(config.vae), vae)
         elif vae.config != config.vae:
             raise ValueError(f"{args.init} is a VAE of another shape than preset {config.name}")
     elif not train_encoder:
@@ -385,14 +404,17 @@ def run(args, settings: Settings, config: RESTConfig) -> int:
         """A window of clip i (one frame of it for an image step) -> video [1, 3, T, h, w], its loss weights
         [1, 1, T, h, w], for a reference-conditioned VAE its portrait [1, 3, h, w] (a frame from another moment of
         the clip, cut from the same window or, a `reference_moved` share of the time, a moved one), and for
-        `mouth_code` where the mouth is [1, 1, 1, h, w] and its state per frame [1, T, 2] (else None, None)."""
+        a `mouth_code` VAE where the mouth is [1, 1, 1, h, w] and its state per frame [1, T, 2] (else None, None)."""
         count = clips.clips[i]["frames"]
         mouth = None
         if opts.mouth_crops and torch.rand(1, generator=g).item() < opts.mouth_crops:
             mouth = clips.clips[i]["mouth_box"]
         start = torch.randint(count - length + 1, (1,), generator=g).item()
         window = clips.frames(i, start, length)  # [length, R, R, 3] uint8
-        portrait = clips.frames(i, another_moment(count, start, length, g), 1) if conditioned else None
+        # a mouth_code VAE's portrait shows the mouth at rest, as a portrait at inference is taken to: the code says
+        # how far the mouth is from there (with portraits of any moment, the mouth head never learnt to paint it)
+        at_rest = clips.mouth_state(i)[:, 0] < MOUTH_AT_REST_BELOW if mouth_code else None
+        portrait = clips.frames(i, another_moment(count, start, length, g, at_rest), 1) if conditioned else None
         # the window the sample shows is cut first: the weights and colours are worked out on it alone
         origin = (0, 0)  # where the window starts in the clip's frames (top, left)
         if opts.augment:
@@ -417,7 +439,7 @@ def run(args, settings: Settings, config: RESTConfig) -> int:
         in_mouth = box_mask(clips.clips[i]["mouth_box"], origin, video.shape[-2:]) if needs_box else None
         if opts.mouth_weight:
             weight = weight * (1 + opts.mouth_weight * in_mouth)
-        state = clips.mouth_state(i, start, length)[None] if opts.mouth_code else None  # [1, T, 2]
+        state = clips.mouth_state(i, start, length)[None] if mouth_code else None  # [1, T, 2]
         if images:
             t = torch.randint(length, (1,), generator=g).item()
             video, weight = video[:, :, t:t + 1], weight[:, :, t:t + 1]
@@ -429,8 +451,7 @@ def run(args, settings: Settings, config: RESTConfig) -> int:
             video, weight = video.flip(-1), weight.flip(-1)
             portrait = None if portrait is None else portrait.flip(-1)
             in_mouth = None if in_mouth is None else in_mouth.flip(-1)
-        return (video, weight, None if portrait is None else portrait[:, :, 0], in_mouth if opts.mouth_code else None,
-                state)
+        return (video, weight, None if portrait is None else portrait[:, :, 0], in_mouth if mouth_code else None, state)
 
     def batch(step: int, g: torch.Generator) -> tuple:
         images = step < image_steps
@@ -439,7 +460,7 @@ def run(args, settings: Settings, config: RESTConfig) -> int:
                    for _ in range(image_batch if images else settings.batch)]
         videos, weights, portraits, in_mouth, states = zip(*samples)
         portraits = torch.cat(portraits).to(procs.device) if conditioned else None
-        mouth = (torch.cat(in_mouth).to(procs.device), torch.cat(states).to(procs.device)) if opts.mouth_code else None
+        mouth = (torch.cat(in_mouth).to(procs.device), torch.cat(states).to(procs.device)) if mouth_code else None
         return torch.cat(videos).to(procs.device), torch.cat(weights).to(procs.device), portraits, mouth, g, step
 
     def losses(module: CausalVAE, b) -> dict[str, Tensor]:
@@ -455,10 +476,15 @@ def run(args, settings: Settings, config: RESTConfig) -> int:
 
     def finish(module: CausalVAE):
         if train_encoder:
-            mean, std = latent_statistics(module, clips, opts.stats_clips, 1 + VAE_TEMPORAL * 8, opts.mouth_code)
+            mean, std = latent_statistics(module, clips, opts.stats_clips, 1 + VAE_TEMPORAL * 8)
             module.latents_mean.copy_(mean)
             module.latents_std.copy_(std)
 
-    train(Stage("vae", "vae", vae, config, batch, losses, finish=finish, before_step=before_step), settings,
-          args.out, procs)
+    params = None
+    if mouth_code:
+        head = list(vae.decoder.mouth_head.parameters())  # in order: the saved optimizer state is by position
+        params = [{"params": [p for p in vae.parameters() if p.requires_grad and all(p is not h for h in head)]},
+                  {"params": head, "lr_scale": opts.mouth_head_lr}]
+    train(Stage("vae", "vae", vae, config, batch, losses, finish=finish, params=params, before_step=before_step),
+          settings, args.out, procs)
     return 0

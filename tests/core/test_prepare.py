@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from rest_core import CropBox, prepare_reference
+from rest_core.config import MOUTH_CODE_CHANNELS
 from rest_core.data.prepare import (ClipSet, SegmentSet, crop_resize, crop_square, find_videos, prepare_clips,
                                     box_mask, prepare_segments, read_frames_25fps, segment_starts,
                                     sidecar_mouth_state, stream_runs, to_video, with_mouth_code, without_mouth)
@@ -12,9 +13,10 @@ from rest_core.data.synth import render_clip, write_clip
 from rest_core.speech import speech_features
 from rest_core.speech_ae import SpeechAE
 from rest_core.vae import CausalVAE
+from rest_core.vae_mouth import frame_codes
 from rest_core.whisper import WhisperEncoder
 
-from conftest import TINY_REST
+from conftest import TINY_MOUTH, TINY_REST
 
 pytestmark = pytest.mark.tools("espeak-ng")  # the synthetic clips speak with it
 
@@ -124,17 +126,14 @@ def test_clips_keep_the_sidecars_mouth_opening_and_width_per_frame(data, corpus,
         sidecar_mouth_state(tmp_path / "slow.mp4", 10)
 
 
-def test_the_mouth_code_replaces_channels_0_and_1_after_the_first_latent_frame_by_each_cells_share():
-    latents = torch.randn(1, 4, 3, 2, 2)  # [B, C, 1 + k, h, w]: 64 px frames, 32 px cells
-    state = torch.zeros(1, 17, 2)
-    state[:, 9:, 0] = 1.0  # open in the second latent frame's 8 frames
-    state[:, :, 1] = 0.25
-    in_mouth = box_mask([16.0, 40.0, 48.0, 64.0], (0, 0), (64, 64))  # x 16..48, y 40..64
-    share = torch.tensor([[0.0, 0.0], [0.375, 0.375]])
-    coded = with_mouth_code(latents, state, in_mouth)
-    assert torch.equal(coded[:, :, :1], latents[:, :, :1]) and torch.equal(coded[:, 2:], latents[:, 2:])
-    torch.testing.assert_close(coded[0, 0, 1:], torch.stack([-share, share]))  # shut, then open
-    torch.testing.assert_close(coded[0, 1, 1:], torch.stack([-0.5 * share] * 2))
+def test_the_mouth_code_is_each_frames_opening_and_width_at_every_cell_after_the_first_latent_frame():
+    latents = torch.randn(1, 24, 3, 2, 2)  # [B, C, 1 + k, h, w]
+    state = torch.rand(1, 17, 2)
+    coded = with_mouth_code(latents, state)
+    assert torch.equal(coded[:, :, :1], latents[:, :, :1])  # the reference's latent carries no code
+    assert torch.equal(coded[:, MOUTH_CODE_CHANNELS:], latents[:, MOUTH_CODE_CHANNELS:])
+    torch.testing.assert_close(coded[0, 3, 2], torch.full((2, 2), state[0, 1 + 8 + 3, 0].item() * 2 - 1))  # opening
+    torch.testing.assert_close(coded[0, 8 + 5, 1], torch.full((2, 2), state[0, 1 + 5, 1].item() * 2 - 1))  # width
 
 
 def test_the_encoder_of_a_mouth_code_vae_sees_the_frames_after_the_first_without_the_mouth():
@@ -188,19 +187,19 @@ def test_segments_are_the_clips_first_frame_and_windows_of_its_latent_stream(dat
 
 def test_segments_of_a_mouth_code_vae_carry_the_clips_mouth_code(data):
     torch.manual_seed(0)
-    vae, speech_ae = CausalVAE(TINY_REST.vae).eval(), SpeechAE.from_config(TINY_REST).eval()
-    prepare_segments(data, vae, speech_ae, TINY_REST, chunks=2, stride=2, mouth_code=True)
+    vae, speech_ae = CausalVAE(TINY_MOUTH.vae).eval(), SpeechAE.from_config(TINY_MOUTH).eval()
+    prepare_segments(data, vae, speech_ae, TINY_MOUTH, chunks=2, stride=2)
     segments, clips = SegmentSet(data), ClipSet(data)
     i, start = int(segments.clip[1]), int(segments.start[1])
-    in_mouth = box_mask(clips.clips[i]["mouth_box"], (0, 0), (TINY_REST.resolution,) * 2)
-    share = torch.nn.functional.avg_pool2d(in_mouth[0, 0], 32)[0]  # [h, w]
-    state = clips.mouth_state(i, start, 48).unflatten(0, (6, 8)).mean(1) * 2 - 1  # [6 latent frames, 2]
+    in_mouth = box_mask(clips.clips[i]["mouth_box"], (0, 0), (TINY_MOUTH.resolution,) * 2)
+    state = clips.mouth_state(i, start, 48) * 2 - 1  # [48 frames, 2]
     raw = vae.denormalize(segments.latents[1:2])[0]  # [C, 1 + 6, h, w]
-    torch.testing.assert_close(raw[:2, 1:], state.T[..., None, None] * share, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(frame_codes(raw[None, :, 1:])[0], state.T, atol=1e-5, rtol=1e-4)
     with torch.no_grad():  # the encoder saw the chunks without the mouth
         video = to_video(torch.cat([clips.frames(i, 0, 1), clips.frames(i, 8, 8 * 10)]))
         stream = vae.encode_moments(without_mouth(video, in_mouth), video[:, :, 0])[:, :-1]
-    torch.testing.assert_close(raw[2:, 1:], stream[0, 2:, 3:9], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(raw[MOUTH_CODE_CHANNELS:, 1:], stream[0, MOUTH_CODE_CHANNELS:, 3:9], atol=1e-4,
+                               rtol=1e-4)
     assert not torch.equal(raw[:2, :1], torch.zeros_like(raw[:2, :1]))  # z_R keeps the encoder's own channels
 
 

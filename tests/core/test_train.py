@@ -23,24 +23,25 @@ from rest_core.train.loop import read_settings
 from rest_core.checkpoint import load_part, part_info
 from rest_core.whisper import WhisperEncoder
 
-from conftest import ROOT, TINY_REST
+from conftest import ROOT, TINY_MOUTH, TINY_REST
 
 pytestmark = pytest.mark.tools("espeak-ng")  # the synthetic clips speak with it
 
 
-def model_table() -> str:
-    """TINY_REST as a TOML [model] table."""
-    lines = [f'name = "{TINY_REST.name}"', f"resolution = {TINY_REST.resolution}"]
-    for section, values in TINY_REST.to_dict().items():
+def model_table(config=TINY_REST) -> str:
+    """A config (TINY_REST) as a TOML [model] table."""
+    lines = [f'name = "{config.name}"', f"resolution = {config.resolution}"]
+    for section, values in config.to_dict().items():
         if isinstance(values, dict):
             for k, v in values.items():
                 lines.append(f"{section}.{k} = {json.dumps(v).lower() if isinstance(v, bool) else json.dumps(v)}")
     return "[model]\n" + "\n".join(lines).replace("null", '"none"') + "\n"
 
 
-def write_config(folder: Path, stage: str, steps: int, batch: int, lr: float, extra: str = "") -> Path:
+def write_config(folder: Path, stage: str, steps: int, batch: int, lr: float, extra: str = "",
+                 model=TINY_REST) -> Path:
     path = folder / f"{stage}.toml"
-    path.write_text(model_table().replace('"none"', "0") +
+    path.write_text(model_table(model).replace('"none"', "0") +
                     f"\n[train]\nsteps = {steps}\nbatch = {batch}\nlr = {lr}\nwarmup = 0\nema = 0.9\n"
                     f"checkpoint_every = 5\nthreads = 2\n{extra}")
     return path
@@ -537,6 +538,19 @@ def test_a_portrait_is_a_frame_from_another_moment_than_the_sample_where_the_cli
     assert all(0 <= another_moment(49, 0, 49, g) < 49 for _ in range(20))  # no other moment: any frame
 
 
+def test_a_mouth_code_vaes_portrait_is_a_moment_with_the_mouth_at_rest():
+    from rest_core.train.vae import another_moment
+
+    g = torch.Generator().manual_seed(2)
+    at_rest = torch.zeros(125, dtype=torch.bool)
+    at_rest[[0, 1, 40, 100]] = True
+    picks = {another_moment(125, 30, 49, g, at_rest) for _ in range(100)}
+    assert picks == {0, 1, 100}  # 40 is inside the window
+    only_inside = torch.zeros(125, dtype=torch.bool)
+    only_inside[40] = True
+    assert another_moment(125, 30, 49, g, only_inside) == 40  # better a frame of the window than a moving mouth
+
+
 def test_a_moved_portrait_keeps_the_samples_colours_and_moves_its_window():
     from rest_core.train.vae import Augmentation
 
@@ -618,9 +632,7 @@ def test_the_mouth_weight_raises_the_l1_weights_inside_the_clips_mouth_box(data,
                    for box in boxes)
 
 
-def test_a_vae_run_with_mouth_code_hides_the_mouth_from_the_encoder_and_says_so_in_its_part(data, tmp_path,
-                                                                                          monkeypatch):
-    from rest_core.checkpoint import part_info
+def test_a_mouth_code_vae_run_hides_the_mouth_from_the_encoder_and_writes_the_code(data, tmp_path, monkeypatch):
     from rest_core.data.prepare import ClipSet
     from rest_core.train import vae as vae_stage
 
@@ -642,8 +654,8 @@ def test_a_vae_run_with_mouth_code_hides_the_mouth_from_the_encoder_and_says_so_
             del vae.encode_moments
 
     monkeypatch.setattr(vae_stage, "reconstruction_losses", recording)
-    run = run_stage(tmp_path, "vae", data, steps=3, batch=2, lr=1e-3,
-                    extra="[vae]\nframes = 17\nstats_clips = 1\nmouth_code = true\n")
+    run = run_stage(tmp_path, "vae", data, steps=3, batch=2, lr=1e-3, model=TINY_MOUTH,
+                    extra="[vae]\nframes = 17\nstats_clips = 1\n")
     clips = ClipSet(data)
     states = [clips.mouth_state(i) for i in range(len(clips))]
     for (in_mouth, state), video in zip(seen, encoded):
@@ -653,7 +665,38 @@ def test_a_vae_run_with_mouth_code_hides_the_mouth_from_the_encoder_and_says_so_
         assert state.shape == (2, 17, 2)
         assert all(any((s[None] == whole.unfold(0, 17, 1).transpose(1, 2)).all((1, 2)).any() for whole in states)
                    for s in state)  # each sample's state is 17 consecutive frames of a clip's
-    assert part_info(run / "vae.safetensors")["settings"]["options"]["mouth_code"] is True
+    assert load_part(run / "vae.safetensors", "vae")[1].vae.mouth_code
+
+
+def test_a_mouth_code_vae_run_trains_its_head_at_its_own_rate_and_logs_the_mouths_squared_error(data, tmp_path):
+    run = run_stage(tmp_path, "vae", data, steps=2, batch=1, lr=1e-3, model=TINY_MOUTH,
+                    extra="[vae]\nframes = 9\nstats_clips = 1\nmouth_crops = 1.0\nmouth_mse = 1.0\n"
+                          "mouth_head_lr = 0.0\n")
+    vae = load_part(run / "vae.safetensors", "vae")[0]
+    assert not vae.decoder.mouth_head.conv_out.weight.any()  # a rate of 0: the head still paints nothing
+    with open(run / "losses.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 and all(float(r["mouth_mse"]) > 0 for r in rows)
+
+
+def test_a_mouth_code_vae_run_resumes_with_its_heads_optimizer_state_in_place(data, tmp_path):
+    extra = "[vae]\nframes = 9\nstats_clips = 1\nmouth_mse = 1.0\nmouth_head_lr = 5.0\n"
+    run_stage(tmp_path, "vae", data, steps=2, batch=1, lr=1e-3, model=TINY_MOUTH, extra=extra)
+    run = run_stage(tmp_path, "vae", data, "--steps", "4", steps=2, batch=1, lr=1e-3, model=TINY_MOUTH, extra=extra)
+    with open(run / "losses.csv") as f:
+        assert [int(r["step"]) for r in csv.DictReader(f)] == [1, 2, 3, 4]
+
+
+def test_a_mouth_code_vae_starts_from_the_same_vae_without_the_code_painting_nothing_new():
+    from rest_core.train.vae import with_mouth_head
+    from rest_core.vae import CausalVAE
+
+    torch.manual_seed(0)
+    trained = CausalVAE(dataclasses.replace(TINY_MOUTH.vae, mouth_code=False)).eval()
+    vae = with_mouth_head(CausalVAE(TINY_MOUTH.vae), trained).eval()
+    z, portrait = torch.randn(1, 24, 3, 2, 2), torch.rand(1, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(vae.decode(z, portrait), trained.decode(z, portrait))
 
 
 def test_mouth_code_without_prepared_mouth_states_is_refused(data, tmp_path, capsys):
@@ -667,9 +710,9 @@ def test_mouth_code_without_prepared_mouth_states_is_refused(data, tmp_path, cap
     for name in index["shards"]:
         (bare / "clips" / name).symlink_to(data / "clips" / name)
     (bare / "clips" / "index.json").write_text(json.dumps(index))
-    path = write_config(tmp_path, "vae", steps=1, batch=1, lr=1e-3, extra="[vae]\nframes = 9\nmouth_code = true\n")
+    path = write_config(tmp_path, "vae", steps=1, batch=1, lr=1e-3, extra="[vae]\nframes = 9\n", model=TINY_MOUTH)
     assert cli("train", "vae", "--config", path, "--data", bare, "--out", tmp_path / "run", "--device", "cpu") != 0
-    assert "without the mouth's state" in capsys.readouterr().err
+    assert "without the mouth's box or state" in capsys.readouterr().err
 
 
 def test_prepared_clips_keep_the_sidecars_mouth_box_in_their_own_pixels(data):
