@@ -264,14 +264,11 @@ class Decoder3d(nn.Module):
     def painted_mouth(self, z: Tensor, guide: Tensor, features: Tensor, state: DecodeState | None) -> Tensor:
         """What the mouth head paints, [B, 3 p^2, frames, H/p, W/p]: nothing on the stream's first frame (the
         portrait; its latent, the reference's, carries no code), the mouth the code says on every later one."""
-        from .vae_mouth import frame_codes
-
         first = state is None or not state.started  # z starts with the reference latent
         chunks = z[:, :, 1:] if first else z
         if chunks.shape[2] == 0:
             return torch.zeros_like(guide[:, :1])
-        head = self.mouth_head(guide[:, :, guide.shape[2] - VAE_TEMPORAL * chunks.shape[2]:], features,
-                               frame_codes(chunks))
+        head = self.mouth_head(guide[:, :, guide.shape[2] - VAE_TEMPORAL * chunks.shape[2]:], features, chunks)
         return F.pad(head, (0, 0, 0, 0, guide.shape[2] - head.shape[2], 0))
 
 

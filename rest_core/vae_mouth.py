@@ -51,9 +51,10 @@ class MouthHead(nn.Module):
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
 
-    def forward(self, guide: Tensor, features: Tensor, code: Tensor) -> Tensor:
-        """guide: [B, C, T, h, w] (the frames the code covers); features: [B, C, h, w]; code: [B, 2, T]
-        -> [B, patch_channels, T, h, w]"""
+    def forward(self, guide: Tensor, features: Tensor, chunks: Tensor) -> Tensor:
+        """guide: [B, C, T, h, w] (the frames the chunk latents cover); features: [B, C, h, w]; chunks: the chunk
+        latents [B, C_z, T / 8, h_z, w_z], un-normalised -> [B, patch_channels, T, h, w]"""
+        code = frame_codes(chunks)  # [B, 2, T]
         b, _, t = guide.shape[:3]
         frames = rearrange(guide, "b c t h w -> (b t) c h w")
         ref = channel_norm(features).repeat_interleave(t, dim=0)  # [(B T), C, h, w]

@@ -43,7 +43,7 @@ def load_clip(path: Path, resolution: int, crop: str = CROPS[0]) -> HeldOutClip:
     box = square.map(truth["mouth_box"], resolution)
     return HeldOutClip(path.stem, torch.from_numpy(pixels[:count]).float() / 255, audio, rate,
                        np.asarray(truth["mouth_open"][:count]), box, truth["identity"]["style"]["family"],
-                       sidecar_mouth_state(path, count))
+                       sidecar_mouth_state(path, count, truth))
 
 
 def clips_in(folder, resolution: int, crop: str, limit: int | None = None) -> list[HeldOutClip]:

@@ -130,11 +130,12 @@ MOUTH_AT_REST = (0.0, 0.5)  # shut at the neutral width: the corpus' silence and
 MOUTH_AT_REST_BELOW = 0.02  # a frame whose opening is under this shows the mouth at rest
 
 
-def sidecar_mouth_state(path: Path, count: int) -> np.ndarray | None:
+def sidecar_mouth_state(path: Path, count: int, meta: dict | None = None) -> np.ndarray | None:
     """The mouth's opening and width in each of the first `count` frames, [count, 2], from a sidecar `<video>.json`
-    at 25 fps (the synthetic corpus writes them); None without them."""
+    at 25 fps (the synthetic corpus writes them; `meta`: the sidecar already read); None without them."""
     sidecar = path.with_suffix(".json")
-    meta = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+    if meta is None:
+        meta = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
     if not all(key in meta for key in MOUTH_STATE):
         return None
     if meta.get("fps") != 25 or any(len(meta[key]) < count for key in MOUTH_STATE):
