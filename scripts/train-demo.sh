@@ -50,9 +50,10 @@ finished speechae || {
 SPEECH_AE=$(part speechae speech_ae.safetensors)
 
 # 4. training segments: the clip's first frame as the reference and 3 chunks, starting every 2 latent frames
-#    (0.64 s); each clip's stream is encoded once
-[ -f "$RUNS/data/segments/index.json" ] || rest prepare latents --data "$RUNS/data" --vae "$VAE" \
-    --speech-ae "$SPEECH_AE" --chunks 3 --stride 2 --device "$DEVICE"
+#    (0.64 s); each clip's stream is encoded once. The pass itself keeps segments made from these same weights and
+#    resumes a stopped one (segments from another VAE are made again)
+rest prepare latents --data "$RUNS/data" --vae "$VAE" --speech-ae "$SPEECH_AE" --chunks 3 --stride 2 \
+    --device "$DEVICE"
 
 # 5. teacher, then the students from its weights
 finished teacher || {

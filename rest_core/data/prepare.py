@@ -33,11 +33,16 @@ nothing from the speech (docs/TRAINING.md). The synthetic corpus opens every cli
 is. Its speech is the SpeechAE latents of the clip's windows m .. m + cK - 1: output frame 0 of the segment is clip
 frame 8m, on latent frame m of the clip's audio.
 Output: segments/shard-NNNNN.safetensors (`latents` [S, C, 1 + cK, h, w], `speech` [S, cK, h_w, d_A], `clip`, and
-`start` [S]: the chunks' first frame, 8m) and segments/index.json.
+`start` [S]: the chunks' first frame, 8m) and segments/index.json, written last: a folder without it is unfinished.
+The pass takes hours on a CPU, so it resumes: every shard ends at a clip's end and segments/progress.json says how
+many clips are done and what they were made from (a digest of the VAE's and SpeechAE's weights, the clips' index
+and the segment options); a run from the same sources goes on after the last shard, one from others starts again,
+and a finished folder from the same sources is kept as it is.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import time
@@ -360,12 +365,31 @@ def to_video(frames: torch.Tensor) -> torch.Tensor:
     return (frames.permute(3, 0, 1, 2).contiguous().float() / 127.5 - 1)[None]  # uint8 made contiguous: cheaper
 
 
+def segments_source(vae, speech_ae, clips: ClipSet, chunks: int, stride: int, stream_latents: int) -> str:
+    """A digest of everything a segments folder is made from: the frozen encoders' weights, the clips, the options."""
+    digest = hashlib.sha256()
+    for module in (vae, speech_ae):
+        for name, tensor in sorted(module.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().float().cpu().numpy().tobytes())  # float: numpy has no bfloat16
+    digest.update(json.dumps([clips.index, chunks, stride, stream_latents], sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def _write_json(path: Path, value: dict):
+    """Written whole or not at all: the pass may be stopped at any moment."""
+    part = path.with_suffix(".part")
+    part.write_text(json.dumps(value, indent=1))
+    part.replace(path)
+
+
 @torch.no_grad()
 def prepare_segments(data: str | Path, vae, speech_ae, config: RESTConfig, chunks: int = 3, stride: int = 1,
-                     shard_segments: int = 4096, stream_latents: int = STREAM_LATENTS, device="cpu",
+                     shard_segments: int = 512, stream_latents: int = STREAM_LATENTS, device="cpu",
                      log=sys.stderr) -> dict:
     """A `mouth_code` VAE's encoder sees the chunks without the mouth (`without_mouth`) and their latents carry the
-    mouth's code from the clips' known mouth state (`with_mouth_code`)."""
+    mouth's code from the clips' known mouth state (`with_mouth_code`). Resumes an unfinished pass from the same
+    sources (module docstring)."""
     clips = ClipSet(data)
     mouth_code = vae.config.mouth_code
     if mouth_code and any(not clip.get("mouth_state") or "mouth_box" not in clip for clip in clips.clips):
@@ -377,12 +401,27 @@ def prepare_segments(data: str | Path, vae, speech_ae, config: RESTConfig, chunk
     out = Path(data) / "segments"
     out.mkdir(parents=True, exist_ok=True)
     c = config.chunk_latents
+    source = segments_source(vae, speech_ae, clips, chunks, stride, stream_latents)
+    finished, progress = out / "index.json", out / "progress.json"
+    if finished.is_file():
+        index = json.loads(finished.read_text())
+        if index.get("source") == source:
+            log.write(f"[prepare latents] {out} is already made from these weights, clips and options\n")
+            return index
+        finished.unlink()
+    index = json.loads(progress.read_text()) if progress.is_file() else {}
+    if index.get("source") != source:
+        for old in out.glob("shard-*.safetensors"):
+            old.unlink()
+        index = {"source": source, "chunks": chunks, "chunk_latents": c, "stride": stride, "shards": [],
+                 "segments": 0, "clips_done": 0}
+    elif index["clips_done"]:
+        log.write(f"[prepare latents] resuming after clip {index['clips_done']}/{len(clips)}\n")
     vae, speech_ae = vae.to(device).eval(), speech_ae.to(device).eval()
-    index = {"chunks": chunks, "chunk_latents": c, "stride": stride, "shards": [], "segments": 0}
     latents, speech, clip_ids, starts = [], [], [], []
-    started = time.perf_counter()
+    started, first_clip = time.perf_counter(), index["clips_done"]
 
-    def flush():
+    def flush(clips_done: int):
         if latents:
             name = f"shard-{len(index['shards']):05d}.safetensors"
             save_file({"latents": torch.cat(latents), "speech": torch.cat(speech),
@@ -390,8 +429,10 @@ def prepare_segments(data: str | Path, vae, speech_ae, config: RESTConfig, chunk
             index["shards"].append(name)
             index["segments"] += len(clip_ids)
             latents.clear(), speech.clear(), clip_ids.clear(), starts.clear()
+        index["clips_done"] = clips_done
+        _write_json(progress, index)
 
-    for i in range(len(clips)):
+    for i in range(first_clip, len(clips)):
         count = clips.clips[i]["frames"]
         frames, windows = clips.frames(i), clips.windows(i).to(device)
         for run in stream_runs(segment_starts(count, chunks, c, stride), c * chunks, stream_latents):
@@ -410,16 +451,18 @@ def prepare_segments(data: str | Path, vae, speech_ae, config: RESTConfig, chunk
                 speech.append(speech_ae.encode(windows[m:m + c * chunks])[None].cpu())  # [1, cK, h_w, d_A]
                 clip_ids.append(i)
                 starts.append(VAE_TEMPORAL * m)
-                if len(clip_ids) >= shard_segments:
-                    flush()
+        if len(clip_ids) >= shard_segments:  # shards end at a clip's end: a resumed pass starts at the next clip
+            flush(i + 1)
         log.write(f"\r[prepare latents] clip {i + 1}/{len(clips)}  "
-                  f"{(i + 1) / (time.perf_counter() - started):.2f} clips/s ")
-    flush()
+                  f"{(i + 1 - first_clip) / (time.perf_counter() - started):.2f} clips/s ")
+    flush(len(clips))
     log.write("\n")
     if index["segments"] == 0:
         raise ValueError(f"no clip in {data} is long enough for one segment of {chunks} chunks "
                          f"({1 + VAE_TEMPORAL * c * chunks + VAE_TEMPORAL - 1} frames)")
-    (out / "index.json").write_text(json.dumps(index, indent=1))
+    del index["clips_done"]
+    _write_json(finished, index)
+    progress.unlink()
     return index
 
 

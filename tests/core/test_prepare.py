@@ -7,7 +7,7 @@ import torch
 from rest_core import CropBox, prepare_reference
 from rest_core.config import MOUTH_CODE_CHANNELS
 from rest_core.data.prepare import (ClipSet, SegmentSet, crop_resize, crop_square, find_videos, prepare_clips,
-                                    box_mask, prepare_segments, read_frames_25fps, segment_starts,
+                                    box_mask, encode_stream, prepare_segments, read_frames_25fps, segment_starts,
                                     sidecar_mouth_state, stream_runs, to_video, with_mouth_code, without_mouth)
 from rest_core.data.synth import render_clip, write_clip
 from rest_core.speech import speech_features
@@ -201,6 +201,81 @@ def test_segments_of_a_mouth_code_vae_carry_the_clips_mouth_code(data):
     torch.testing.assert_close(raw[MOUTH_CODE_CHANNELS:, 1:], stream[0, MOUTH_CODE_CHANNELS:, 3:9], atol=1e-4,
                                rtol=1e-4)
     assert not torch.equal(raw[:2, :1], torch.zeros_like(raw[:2, :1]))  # z_R keeps the encoder's own channels
+
+
+@pytest.fixture
+def own_data(data, tmp_path):
+    """A copy of the prepared clips whose segments folder a test may stop, spoil and resume."""
+    import shutil
+
+    shutil.copytree(data / "clips", tmp_path / "clips")
+    return tmp_path
+
+
+class Stopped(Exception):
+    """The machine going away in the middle of a pass."""
+
+
+def _counting_encodes(monkeypatch, stop_after: int | None = None) -> list:
+    """Counts the clip streams prepare_segments encodes; with stop_after, the pass is stopped at the next one."""
+    from rest_core.data import prepare
+
+    calls = []
+
+    def counted(*args, **kwargs):
+        if stop_after is not None and len(calls) == stop_after:
+            raise Stopped
+        calls.append(1)
+        return encode_stream(*args, **kwargs)
+
+    monkeypatch.setattr(prepare, "encode_stream", counted)
+    return calls
+
+
+def test_a_stopped_latents_pass_resumes_after_its_last_clip_and_matches_an_unstopped_one(data, own_data,
+                                                                                       monkeypatch):
+    torch.manual_seed(0)
+    vae, speech_ae = CausalVAE(TINY_REST.vae).eval(), SpeechAE.from_config(TINY_REST).eval()
+    options = dict(chunks=2, stride=2, shard_segments=1)  # a shard at every clip's end
+    _counting_encodes(monkeypatch, stop_after=1)  # each clip is one stream: stopped in the second clip
+    with pytest.raises(Stopped):
+        prepare_segments(own_data, vae, speech_ae, TINY_REST, **options)
+    assert not (own_data / "segments" / "index.json").exists()  # unfinished, so not readable as finished
+    with pytest.raises(ValueError, match="prepare latents"):
+        SegmentSet(own_data)
+    assert json.loads((own_data / "segments" / "progress.json").read_text())["clips_done"] == 1
+
+    calls = _counting_encodes(monkeypatch)
+    prepare_segments(own_data, vae, speech_ae, TINY_REST, **options)
+    assert len(calls) == 1  # only the second clip
+    assert not (own_data / "segments" / "progress.json").exists()
+    monkeypatch.undo()
+    prepare_segments(data, vae, speech_ae, TINY_REST, **options)
+    resumed, whole = SegmentSet(own_data), SegmentSet(data)
+    for key in ("latents", "speech", "clip", "start"):
+        assert torch.equal(getattr(resumed, key), getattr(whole, key)), key
+
+
+def test_a_latents_pass_from_other_weights_starts_again_and_a_finished_one_from_the_same_is_kept(own_data,
+                                                                                               monkeypatch):
+    torch.manual_seed(0)
+    first, speech_ae = CausalVAE(TINY_REST.vae).eval(), SpeechAE.from_config(TINY_REST).eval()
+    second = CausalVAE(TINY_REST.vae).eval()
+    _counting_encodes(monkeypatch, stop_after=1)
+    with pytest.raises(Stopped):
+        prepare_segments(own_data, first, speech_ae, TINY_REST, chunks=2, stride=2, shard_segments=1)
+    calls = _counting_encodes(monkeypatch)
+    prepare_segments(own_data, second, speech_ae, TINY_REST, chunks=2, stride=2, shard_segments=1)
+    assert len(calls) == 2  # both clips again: the stopped pass's shard was made by other weights
+    made = SegmentSet(own_data)
+    assert made.latents.shape[0] == 6 and sorted(set(made.clip.tolist())) == [0, 1]
+    assert len(list((own_data / "segments").glob("shard-*.safetensors"))) == 2
+
+    prepare_segments(own_data, second, speech_ae, TINY_REST, chunks=2, stride=2, shard_segments=1)
+    assert len(calls) == 2  # finished from the same sources: nothing encoded again
+    prepare_segments(own_data, second, speech_ae, TINY_REST, chunks=2, stride=1, shard_segments=1)
+    assert len(calls) == 4  # other options: made again
+    assert SegmentSet(own_data).latents.shape[0] == 2 * len(segment_starts(100, 2, 3, 1))
 
 
 def test_latents_for_another_resolution_are_refused(data):
