@@ -6,6 +6,8 @@ ignores the speech scores the same on both. Both passes see the same noise and t
 alone. Run it on the segments a DiT trained on (`prepare latents`): it reads their clips' mouth boxes.
 
     python scripts/speech_use.py --data runs/demo/data --dit runs/demo/teacher/dit.safetensors [--dit other ...]
+
+For a mouth_code VAE's latents it also scores the code's channels, which the DiT can only get from the speech.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import json
 import torch
 
 from rest_core.checkpoint import load_part
-from rest_core.config import VAE_SPATIAL
+from rest_core.config import MOUTH_CODE_CHANNELS, VAE_SPATIAL
 from rest_core.data.prepare import ClipSet, SegmentSet
 from rest_core.dit import sequence_timesteps
 from rest_core.train.dit import chunk_noise_times, noised_segments
@@ -31,9 +33,10 @@ def mouth_cells(box: list[float], h: int) -> tuple[slice, slice]:
 
 @torch.no_grad()
 def flow_matching_errors(model, chunk_latents: int, shift: float, latents: torch.Tensor, speech: torch.Tensor,
-                         cells: list[tuple[slice, slice]], g: torch.Generator) -> dict[str, float]:
+                         cells: list[tuple[slice, slice]], g: torch.Generator, code: bool = False) -> dict[str, float]:
     """Summed flow-matching errors of a batch of segments with their speech and without it (the same noise and
-    times), over all latent cells and over each segment's mouth cells.
+    times), over all latent cells, over each segment's mouth cells and, with `code` (a mouth_code VAE's latents),
+    over the mouth code's channels.
     latents: [B, C, 1 + cK, h, w]; speech: [B, cK, h_w, d_A]; cells: each segment's mouth cells (rows, columns)."""
     b, _, f, h, _ = latents.shape
     t = chunk_noise_times(b, (f - 1) // chunk_latents, shift, 0.0, 1.0, g)  # [B, K]
@@ -45,6 +48,8 @@ def flow_matching_errors(model, chunk_latents: int, shift: float, latents: torch
                - target) ** 2
         sums[f"all {name}"] = err.mean().item() * b
         sums[f"mouth {name}"] = sum(err[j, :, :, ys, xs].mean().item() for j, (ys, xs) in enumerate(cells))
+        if code:  # a mouth_code VAE's latents: the code channels, the same at every cell, come from the speech alone
+            sums[f"code {name}"] = err[:, :MOUTH_CODE_CHANNELS].mean().item() * b
     return sums
 
 
@@ -59,7 +64,7 @@ def speech_use(dit_path: str, segments: SegmentSet, boxes: list, count: int, bat
         latents = segments.latents[idx].float()  # [B, C, 1 + cK, h, w]
         cells = [mouth_cells(boxes[int(segments.clip[i])], latents.shape[-2]) for i in idx]
         part = flow_matching_errors(model, config.chunk_latents, config.sampler.shift, latents,
-                                    segments.speech[idx].float(), cells, g)
+                                    segments.speech[idx].float(), cells, g, config.vae.mouth_code)
         sums = {k: sums.get(k, 0.0) + v for k, v in part.items()}
     return {k: round(v / len(pick), 4) for k, v in sums.items()}
 
