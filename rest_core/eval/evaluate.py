@@ -476,6 +476,9 @@ def configure(p):
 def run(args) -> int:
     if (args.checkpoint is None) == (args.vae is None):
         raise ValueError("give --checkpoint (the whole model) or --vae (a VAE stage alone)")
+    if args.vae_frames < VAE_TEMPORAL or args.vae_frames % VAE_TEMPORAL:
+        raise ValueError(f"--vae-frames {args.vae_frames}: give a multiple of {VAE_TEMPORAL} (whole latent frames "
+                         f"after the portrait), for example 48")
     if args.vae:
         for group, row in evaluate_vae(args)["groups"].items():
             print("vae", group, json.dumps({k: round(v, 4) for k, v in row.items()}))

@@ -231,3 +231,6 @@ def test_a_vae_stage_is_measured_alone_as_the_whole_model_eval_measures_its_vae(
 def test_eval_takes_a_checkpoint_or_a_vae(tmp_path, capsys):
     assert main(["eval", "--out", str(tmp_path)]) == 2
     assert "give --checkpoint (the whole model) or --vae" in capsys.readouterr().err
+    for frames in ("97", "0"):  # a VAE is measured over whole latent frames
+        assert main(["eval", "--vae", "vae.safetensors", "--vae-frames", frames, "--out", str(tmp_path)]) == 2
+        assert f"--vae-frames {frames}: give a multiple of 8" in capsys.readouterr().err
