@@ -245,11 +245,9 @@ class Decoder3d(nn.Module):
         for slot, conv in enumerate(self.convs):
             conv.slot = slot
 
-    def forward(self, z: Tensor, state: DecodeState | None = None, reference: list[Tensor] | None = None,
-                with_flow: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+    def forward(self, z: Tensor, state: DecodeState | None = None, reference: list[Tensor] | None = None) -> Tensor:
         """z: [B, C, F, h, w] (un-normalised latents); reference: the portrait and its features
-        (ReferenceEncoder2d) for a reference-conditioned VAE -> video [B, 3, frames, 32h, 32w]; `with_flow` (a
-        conditioned VAE, for training): and the flow that moved the portrait, in pixels [(B frames), 2, 32h, 32w]"""
+        (ReferenceEncoder2d) for a reference-conditioned VAE -> video [B, 3, frames, 32h, 32w]"""
         x = self.mid_block(self.conv_in(z, state), state)
         for i, block in enumerate(self.up_blocks):
             x = block(x, state, None if reference is None else reference[-1 - i])
@@ -260,8 +258,7 @@ class Decoder3d(nn.Module):
         painted = rearrange(painted, "b (c r q) f h w -> b c f (h q) (w r)", q=self.patch, r=self.patch)
         if self.reference_out is None:
             return painted
-        video, flow = self.reference_out(painted, reference[0], guide, reference[1])
-        return (video, flow) if with_flow else video
+        return self.reference_out(painted, reference[0], guide, reference[1])
 
 
     def painted_mouth(self, z: Tensor, guide: Tensor, features: Tensor, state: DecodeState | None) -> Tensor:

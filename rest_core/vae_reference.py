@@ -126,17 +126,16 @@ class ReferenceWarp(nn.Module):
         self.patch = patch
         self.predict = flow_head(2 * channels, channels, gate=False)
 
-    def forward(self, painted: Tensor, portrait: Tensor, guide: Tensor, features: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, painted: Tensor, portrait: Tensor, guide: Tensor, features: Tensor) -> Tensor:
         """painted: [B, 3, F, H, W]; portrait: [B, 3, H, W]; guide: [B, C, F, H/p, W/p]; features: [B, C, H/p, W/p]
-        -> the frames [B, 3, F, H, W] and the flow that moved the portrait, in pixels [(B F), 2, H, W] (training
-        reads it)"""
+        -> [B, 3, F, H, W]"""
         b, _, f = painted.shape[:3]
         guide = rearrange(guide, "b c f h w -> (b f) c h w")
         ref = features.repeat_interleave(f, dim=0)  # [(B F), C, H/p, W/p]
         flow = self.predict(torch.cat([channel_norm(guide), channel_norm(ref)], dim=1)).float()  # [(B F), 2, h, w]
         flow = F.interpolate(flow, scale_factor=self.patch, mode="bilinear", align_corners=False) * self.patch
         copied = warp(portrait.repeat_interleave(f, dim=0), flow)  # [(B F), 3, H, W]
-        return rearrange(copied, "(b f) c h w -> b c f h w", b=b).to(painted.dtype) + painted, flow
+        return rearrange(copied, "(b f) c h w -> b c f h w", b=b).to(painted.dtype) + painted
 
 
 def flow_head(cin: int, hidden: int, gate: bool) -> nn.Sequential:

@@ -57,12 +57,6 @@ each look's mouth in a way of its own, which the DiT, seeing the portrait only a
 (docs/TRAINING.md). Such a VAE may start (`--init`) from one of the same shape without the code: every weight is
 copied and the head starts painting nothing. `prepare latents` writes the same code into the training segments.
 
-`copy` teaches a reference-conditioned decoder's flow to move the portrait as the frame moved: the portrait, blurred
-(`copy_blur`) and moved by the flow the decoder predicted for a frame, is compared with that frame blurred the same
-way, outside the mouth box. The frames' L1 alone left the flow at nothing: a warp's gradient reaches a flow only
-where the portrait has an edge within a pixel of it, and the synthetic heads are flat colours moving by a few pixels,
-so the painting learnt to patch the moved edges and the decodes stood still while the clips' heads moved.
-
 With `train_encoder = false` a run starts from a trained VAE (`--init`) and tunes its decoder alone (with the
 portrait's encoder a reference-conditioned decoder reads): the latents and their statistics stay exactly those of
 the VAE it started from, so prepared segments and DiTs trained on them remain valid. A high `missed_motion` weight
@@ -88,7 +82,6 @@ from ..config import VAE_SPATIAL, VAE_TEMPORAL, RESTConfig, vae_length
 from ..data.prepare import (MOUTH_AT_REST_BELOW, ClipSet, box_mask, encode_stream, to_video, with_mouth_code,
                             without_mouth)
 from ..vae import CausalConv3d, CausalVAE, Upsampler3d
-from ..vae_reference import warp
 from .loop import Settings, Stage, stage_options, start_processes, train
 
 
@@ -116,8 +109,6 @@ class VAEOptions:
     mouth_weight: float = 0.0  # L1 weights inside the clip's mouth box multiplied by 1 + this
     mouth_mse: float = 0.0  # a mouth_code VAE: weight of the squared error inside the mouth box, after the first frame
     mouth_head_lr: float = 1.0  # a mouth_code VAE: its mouth head's learning rate, times the stage's
-    copy: float = 0.0  # a reference-conditioned VAE: weight of the portrait moved by the decoder's flow against the
-    copy_blur: float = 4.0  # frames, both blurred by a Gaussian of this sigma in pixels
 
 IMAGE_WINDOW = 17  # frames around an image sample whose motion sets its weights (0.68 s: a syllable or two)
 
@@ -214,18 +205,6 @@ def missed_motion(recon: Tensor, video: Tensor) -> Tensor:
     return ((recon[:, :, 1:] - recon[:, :, :-1]) - change).abs().sum() / change.abs().sum().clamp_min(1e-6)
 
 
-def blurred(video: Tensor, sigma: float) -> Tensor:
-    """A separable Gaussian blur of every frame (reflected at the edges).  [B, C, T, H, W] -> the same shape"""
-    radius = max(1, round(3 * sigma))
-    taps = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, device=video.device) / sigma) ** 2)
-    taps = (taps / taps.sum()).to(video.dtype)
-    b, c, t, h, w = video.shape
-    x = rearrange(video, "b c t h w -> (b t c) 1 h w")
-    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="reflect"), taps.view(1, 1, 1, -1))
-    x = F.conv2d(F.pad(x, (0, 0, radius, radius), mode="reflect"), taps.view(1, 1, -1, 1))
-    return rearrange(x, "(b t c) 1 h w -> b c t h w", b=b, t=t)
-
-
 def reconstruction_losses(vae: CausalVAE, video: Tensor, weights: Tensor, opts: VAEOptions,
                           generator: torch.Generator | None = None, reference: Tensor | None = None,
                           mouth: tuple[Tensor, Tensor] | None = None) -> dict[str, Tensor]:
@@ -241,9 +220,7 @@ def reconstruction_losses(vae: CausalVAE, video: Tensor, weights: Tensor, opts: 
     z = mean + torch.exp(0.5 * log_var) * noise
     if mouth is not None and z.shape[2] > 1:  # a single frame is the first latent frame alone: it carries no code
         z = with_mouth_code(z, mouth[1])
-    copying = bool(opts.copy) and features is not None
-    recon = vae.decoder(z, reference=features, with_flow=copying)
-    recon, flow = recon if copying else (recon, None)
+    recon = vae.decoder(z, reference=features)
     l1 = ((recon - video).abs() * weights).mean() / weights.mean()
     mse = F.mse_loss(recon, video)
     kl = 0.5 * (mean.square() + log_var.exp() - 1 - log_var).mean()
@@ -259,19 +236,6 @@ def reconstruction_losses(vae: CausalVAE, video: Tensor, weights: Tensor, opts: 
     if video.shape[2] > 1 and opts.missed_motion:
         terms["missed_motion"] = missed_motion(recon, video)
         terms["loss"] = terms["loss"] + opts.missed_motion * terms["missed_motion"]
-    if flow is not None:
-        # the portrait moved by the decoder's flow should already be the frame wherever the frame only moved. A warp
-        # gives a flow a gradient only where the portrait has edges within a pixel of it: the flow of a flat head
-        # moved by 6 px got none, the painting learnt to patch instead and the decodes stood still. The blurred
-        # portrait has wide edges, so the same flow moving it is pulled from several pixels away. Outside the mouth
-        # box (a mouth_code VAE's), which no move of the portrait explains
-        b, _, f = video.shape[:3]
-        soft = blurred(reference[:, :, None], opts.copy_blur)[:, :, 0].repeat_interleave(f, dim=0)
-        moved = rearrange(warp(soft, flow), "(b f) c h w -> b c f h w", b=b)
-        keep = torch.ones_like(video[:, :1, :1]) if mouth is None else 1 - mouth[0]  # [B, 1, 1, H, W]
-        error = (moved - blurred(video, opts.copy_blur)).abs() * keep
-        terms["copy"] = error.mean() / keep.mean().clamp_min(1e-6)
-        terms["loss"] = terms["loss"] + opts.copy * terms["copy"]
     return terms
 
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from rest_core.__main__ import main
-from rest_core.data.prepare import SegmentSet, box_mask, prepare_clips
+from rest_core.data.prepare import SegmentSet, prepare_clips
 from rest_core.data.synth import render_clip, write_clip
 from rest_core.dit import A2VDiT
 from rest_core.pipeline import RESTPipeline
@@ -21,7 +21,6 @@ from rest_core.train.dit import (DiTOptions, contrastive_loss, mouth_window, noi
                                  smoothness_loss)
 from rest_core.train.loop import read_settings
 from rest_core.checkpoint import load_part, part_info
-from rest_core.vae import CausalVAE
 from rest_core.whisper import WhisperEncoder
 
 from conftest import ROOT, TINY_MOUTH, TINY_REST
@@ -347,64 +346,6 @@ def test_missed_motion_is_one_for_a_still_reconstruction_and_zero_for_the_clip()
     assert missed_motion(video, video) == 0
     assert missed_motion(video[:, :, :1].expand_as(video), video) == pytest.approx(1.0)
     assert missed_motion(video + 0.3, video) == pytest.approx(0.0, abs=1e-6)  # a constant offset is not motion
-
-
-def test_blurring_keeps_flat_frames_and_spreads_an_edge():
-    from rest_core.train.vae import blurred
-
-    flat = torch.full((1, 3, 2, 20, 24), 0.3)
-    torch.testing.assert_close(blurred(flat, 2.0), flat)
-    edge = torch.zeros(1, 1, 1, 1, 40)
-    edge[..., 20:] = 1.0
-    soft = blurred(edge.expand(1, 1, 1, 16, 40).contiguous(), 2.0)[0, 0, 0, 8]
-    assert 0.05 < soft[17] < soft[19] < 0.5 < soft[20] < soft[22] < 0.95  # a ramp about 3 sigma wide
-    assert soft[:10].max() < 1e-3 and soft[30:].min() > 1 - 1e-3
-
-
-def test_a_moved_portraits_flow_is_pulled_towards_the_frame_far_from_the_edges_only_when_both_are_blurred():
-    """Why the copy term blurs: a flat-coloured head moved by 6 px gives a warp's flow a gradient only at the
-    positions within a pixel of an edge; blurred, a band several pixels wide is pulled, and the right way."""
-    from rest_core.train.vae import blurred
-    from rest_core.vae_reference import warp
-
-    portrait = torch.zeros(1, 1, 48, 48)
-    portrait[..., 12:36, 12:30] = 1.0  # a flat "head"
-    frame = torch.zeros(1, 1, 1, 48, 48)
-    frame[..., 12:36, 18:36] = 1.0  # the head 6 px to the right
-    pulled, pull = {}, {}
-    for sigma in (0.0, 4.0):
-        flow = torch.zeros(1, 2, 48, 48, requires_grad=True)
-        soft, target = (blurred(portrait[:, :, None], sigma)[:, :, 0], blurred(frame, sigma)) if sigma else (portrait,
-                                                                                                           frame)
-        (warp(soft, flow)[:, :, None] - target).abs().mean().backward()
-        across = flow.grad[0, 0, 24]  # d loss / d (x flow) along the head's middle row
-        pulled[sigma] = int((across.abs() > 1e-7).sum())
-        pull[sigma] = across.sum().item()
-    assert pulled[0.0] <= 4  # the edges' columns alone
-    assert pulled[4.0] >= 16
-    assert pull[4.0] > 0  # descent lowers the x flow: each position takes from further left, the copy moves right
-
-
-def test_the_copy_term_scores_the_moved_portrait_alone_outside_the_mouth():
-    from rest_core.train.vae import VAEOptions, reconstruction_losses
-
-    torch.manual_seed(0)
-    vae = CausalVAE(TINY_MOUTH.vae)
-    video = torch.rand(1, 3, 9, 64, 64) * 2 - 1
-    in_mouth = box_mask([16.0, 32.0, 48.0, 64.0], (0, 0), (64, 64))
-    state = torch.rand(1, 9, 2)
-    weights = torch.ones_like(video[:, :1])
-    g = torch.Generator().manual_seed(0)
-    plain = reconstruction_losses(vae, video, weights, VAEOptions(), g, video[:, :, 0], (in_mouth, state))
-    assert "copy" not in plain
-    terms = reconstruction_losses(vae, video, weights, VAEOptions(copy=2.0), torch.Generator().manual_seed(0),
-                                  video[:, :, 0], (in_mouth, state))
-    # a fresh VAE's flow is zero: the moved portrait (the first frame, blurred) is the same in every frame
-    from rest_core.train.vae import blurred
-
-    error = (blurred(video[:, :, :1], 4.0).expand_as(video) - blurred(video, 4.0)).abs() * (1 - in_mouth)
-    assert terms["copy"].item() == pytest.approx((error.mean() / (1 - in_mouth).mean()).item(), rel=1e-4)
-    assert terms["loss"].item() == pytest.approx(plain["loss"].item() + 2.0 * terms["copy"].item(), rel=1e-4)
 
 
 def test_vae_image_steps_train_on_single_frames_then_on_clips(data, tmp_path, monkeypatch):
