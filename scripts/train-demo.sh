@@ -75,16 +75,9 @@ for family in halftone watercolour pixel duotone; do
         --seconds 60 --workers "$WORKERS"
 done
 
-# 7. the mouth-code VAE's decoder tuned alone (its mouth head was still learning when vae-mouth ended); its encoder,
-#    and so the segments and the DiTs, stay vae-mouth's
-finished vae-mouth-decoder || {
-    rest train vae --config $CONFIGS/vae-mouth-decoder.toml --init "$VAE" --data "$RUNS/data" \
-        --out "$RUNS/vae-mouth-decoder" --device "$DEVICE"
-    finish vae-mouth-decoder vae.safetensors; }
-
-# 8. the checkpoint (Joint CFG 2 by default: where this small model lip-syncs best, docs/MODEL_CARD.md), and its
+# 7. the checkpoint (Joint CFG 2 by default: where this small model lip-syncs best, docs/MODEL_CARD.md), and its
 #    evaluation
-rest train export --vae "$(part vae-mouth-decoder vae.safetensors)" --speech-ae "$SPEECH_AE" \
+rest train export --vae "$VAE" --speech-ae "$SPEECH_AE" \
     --dit "$RUNS/student/dit.safetensors" --cfg 2 --out "$MODEL"
 rest eval --checkpoint "$MODEL" --clips "$RUNS/corpus/heldout" --streams "$RUNS/corpus/heldout-60s" \
     --families "$RUNS/corpus/families-60s" --photos \
