@@ -260,7 +260,6 @@ class Decoder3d(nn.Module):
             return painted
         return self.reference_out(painted, reference[0], guide, reference[1])
 
-
     def painted_mouth(self, z: Tensor, guide: Tensor, features: Tensor, state: DecodeState | None) -> Tensor:
         """What the mouth head paints, [B, 3 p^2, frames, H/p, W/p]: nothing on the stream's first frame (the
         portrait; its latent, the reference's, carries no code), the mouth the code says on every later one."""

@@ -33,6 +33,12 @@ from .config import MOUTH_CODE_CHANNELS, VAE_TEMPORAL
 from .vae import channel_norm
 
 
+def code_channels(state: Tensor) -> Tensor:
+    """The mouth's state in each frame of k latent frames, [B, 8k, 2] in [0, 1] (opening, width) -> the code's
+    channels of those latent frames [B, MOUTH_CODE_CHANNELS, k] (each 2 x - 1; `frame_codes` reads them back)."""
+    return rearrange(state * 2 - 1, "b (k o) s -> b (s o) k", o=VAE_TEMPORAL)
+
+
 def frame_codes(z: Tensor) -> Tensor:
     """Chunk latents [B, C, k, h, w] -> each frame's mouth code [B, 2, 8k] (opening, width), the cells' mean."""
     code = z[:, :MOUTH_CODE_CHANNELS].float().mean(dim=(-2, -1))  # [B, 16, k]

@@ -50,7 +50,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from einops import rearrange
 from safetensors import safe_open
 from safetensors.torch import save_file
 
@@ -58,6 +57,7 @@ from ..config import FPS, MOUTH_CODE_CHANNELS, VAE_TEMPORAL, RESTConfig
 from ..media import to_uint8
 from ..reference import CropBox, square_pixels
 from ..speech import SAMPLES_PER_VIDEO_FRAME, prepare_audio, speech_features
+from ..vae_mouth import code_channels
 from ..whisper import SAMPLE_RATE
 from ..whisper_import import default_whisper_encoder, load_whisper_encoder
 
@@ -172,10 +172,8 @@ def with_mouth_code(latents: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
     latent frame after the first, channel o is the opening in its frame o and channel 8 + o the width, each 2 x - 1,
     at every cell. latents: [B, C, 1 + k, h, w] un-normalised; state: [B, 1 + 8k, 2] per frame in [0, 1]
     (MOUTH_STATE) -> the latents with those channels replaced (a new tensor)."""
-    per_frame = state[:, 1:] * 2 - 1  # [B, 8k, 2]
-    code = rearrange(per_frame, "b (k o) s -> b (s o) k", o=VAE_TEMPORAL)  # [B, 16, k]
     out = latents.clone()
-    out[:, :MOUTH_CODE_CHANNELS, 1:] = code[..., None, None].to(latents.dtype)
+    out[:, :MOUTH_CODE_CHANNELS, 1:] = code_channels(state[:, 1:])[..., None, None].to(latents.dtype)
     return out
 
 
@@ -331,6 +329,16 @@ class ClipSet:
         stop = clip["frames"] if count is None else start + count
         return self._file(clip).get_slice(f"{clip['name']}/mouth_state")[start:stop].float()
 
+    def check_mouth_code(self, indices: list[int] | None = None):
+        """A `mouth_code` VAE reads the mouth from a code the data supplies: every clip it is trained on or encodes
+        needs the mouth's box and its state per frame (from the videos' sidecars)."""
+        lacking = [self.clips[i]["name"] for i in (range(len(self)) if indices is None else indices)
+                   if "mouth_box" not in self.clips[i] or not self.clips[i].get("mouth_state")]
+        if lacking:
+            raise ValueError(f"{self.folder}: the VAE reads the mouth from a code the data supplies (mouth_code), and "
+                             f"{len(lacking)} clips ({lacking[0]}, ...) are without the mouth's box or state per "
+                             f"frame; prepare the clips again from videos whose sidecars give them")
+
     def windows(self, i: int) -> torch.Tensor:
         """float32 [latent frames, H_w, 384]"""
         clip = self.clips[i]
@@ -392,9 +400,8 @@ def prepare_segments(data: str | Path, vae, speech_ae, config: RESTConfig, chunk
     sources (module docstring)."""
     clips = ClipSet(data)
     mouth_code = vae.config.mouth_code
-    if mouth_code and any(not clip.get("mouth_state") or "mouth_box" not in clip for clip in clips.clips):
-        raise ValueError(f"{data}: the VAE reads the mouth from a code the data supplies (mouth_code), and some "
-                         f"clips have no mouth state or box; prepare the clips from videos whose sidecars give them")
+    if mouth_code:
+        clips.check_mouth_code()
     if clips.index["resolution"] != config.resolution:
         raise ValueError(f"the clips are {clips.index['resolution']} px, the VAE's config {config.resolution} px: "
                          f"prepare the clips again with the same preset")

@@ -365,10 +365,8 @@ def run(args, settings: Settings, config: RESTConfig) -> int:
         if getattr(opts, name) and any("mouth_box" not in clips.clips[i] for i in usable):
             raise ValueError(f"[vae] {name} = {getattr(opts, name)}: {args.data} has clips without a mouth box; "
                              f"prepare the clips again from videos with sidecars that give one, or turn {name} off")
-    if mouth_code and any("mouth_box" not in clips.clips[i] or not clips.clips[i].get("mouth_state") for i in usable):
-        raise ValueError(f"preset {config.name}'s VAE reads the mouth from a code the data supplies (mouth_code), and "
-                         f"{args.data} has clips without the mouth's box or state per frame; prepare the clips again "
-                         f"from videos whose sidecars give them")
+    if mouth_code:
+        clips.check_mouth_code(usable)
     needs_box = bool(opts.mouth_weight or mouth_code)
     torch.manual_seed(settings.seed)
     train_encoder = opts.train_encoder
