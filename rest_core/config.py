@@ -19,6 +19,9 @@ VAE_TEMPORAL = 8  # video frames per latent frame
 # A `VAEConfig.mouth_code` VAE's chunk latents: channels [0, 8) the mouth's opening in each of the latent frame's 8
 # frames, [8, 16) its width, each 2 x - 1 and the same at every cell (vae_mouth.py)
 MOUTH_CODE_CHANNELS = 2 * VAE_TEMPORAL
+# A `VAEConfig.pose_code` VAE's chunk latents also carry, in the next POSE_CODE_CHANNELS channels, the head's move
+# from the portrait (4 numbers) and the eyes' closure in each of the 8 frames (vae_pose.py)
+POSE_CODE_CHANNELS = 5 * VAE_TEMPORAL
 
 
 def vae_length(frames: int) -> int:
@@ -83,6 +86,10 @@ class VAEConfig:
     # frame in their first MOUTH_CODE_CHANNELS channels, the same code for every face, and a head of the decoder
     # paints the mouth they say. Needs the portrait (reference != "none"): the head paints on it.
     mouth_code: bool = False
+    # Nor are the head's motion and the blinks (vae_pose.py): the next POSE_CODE_CHANNELS channels say how the head
+    # has moved from the portrait and how closed the eyes are in every frame; the decoder moves the portrait's head
+    # by that and its mouth head paints the eyes too. Needs the mouth code (its head paints the blink).
+    pose_code: bool = False
 
     def __post_init__(self):
         if self.reference not in REFERENCE_MODES:
@@ -90,6 +97,10 @@ class VAEConfig:
         if self.mouth_code and (self.reference == "none" or self.latent_channels <= MOUTH_CODE_CHANNELS):
             raise ValueError(f"vae mouth_code needs a reference-conditioned VAE (reference = \"decoder\" or \"both\") "
                              f"with more than {MOUTH_CODE_CHANNELS} latent channels")
+        if self.pose_code and (not self.mouth_code or
+                               self.latent_channels <= MOUTH_CODE_CHANNELS + POSE_CODE_CHANNELS):
+            raise ValueError(f"vae pose_code needs the mouth code (mouth_code = true) and more than "
+                             f"{MOUTH_CODE_CHANNELS + POSE_CODE_CHANNELS} latent channels")
         for name in ("block_out_channels", "layers_per_block", "spatio_temporal_scaling",
                      "decoder_block_out_channels", "decoder_layers_per_block", "decoder_spatio_temporal_scaling"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
@@ -331,7 +342,8 @@ PRESETS: dict[str, RESTConfig] = {
     # not); the slimmer decoder keeps the whole checkpoint under 40 MB in float16. The exact GELU because the CPU's
     # tanh approximation costs five times as much: a tenth of a bfloat16 chunk. The VAE copies the look from the
     # portrait (vae_reference.py): a small model cannot learn every look there is; the mouth is a code the DiT learns
-    # from the speech, the same for every face (vae_mouth.py).
+    # from the speech, the same for every face (vae_mouth.py), and so are the head's motion and the blinks
+    # (vae_pose.py).
     "rest-demo": RESTConfig(
         name="rest-demo",
         resolution=256,
@@ -339,7 +351,7 @@ PRESETS: dict[str, RESTConfig] = {
                       ffn_gelu="none"),
         vae=VAEConfig(latent_channels=128, block_out_channels=(32, 64, 128, 128), layers_per_block=(1, 1, 1, 1, 1),
                       decoder_block_out_channels=(32, 64, 96, 128), decoder_layers_per_block=(1, 1, 1, 1, 1),
-                      reference="both", mouth_code=True),
+                      reference="both", mouth_code=True, pose_code=True),
         speech=SpeechConfig(hidden=128, depth=2, heads=4),
     ),
 }

@@ -236,39 +236,70 @@ class Decoder3d(nn.Module):
         self.conv_out = CausalConv3d(widths[-1], patch_channels)
         # a conditioned VAE's output conv paints what the moved portrait lacks (ReferenceWarp)
         self.reference_out = ReferenceWarp(widths[-1], self.patch) if conditioned else None
-        self.mouth_head = None
+        self.mouth_head = self.head_mask = None
         if config.mouth_code:
             from .vae_mouth import MouthHead  # it builds on this module's norm
 
-            self.mouth_head = MouthHead(widths[-1], patch_channels)
+            self.mouth_head = MouthHead(widths[-1], patch_channels, codes=3 if config.pose_code else 2)
+        if config.pose_code:
+            from .vae_pose import HeadMask  # it builds on this module's norm
+
+            self.head_mask = HeadMask(config.decoder_block_out_channels)
         self.convs = [m for m in self.modules() if isinstance(m, CausalConv3d) and m.time_kernel > 1]
         for slot, conv in enumerate(self.convs):
             conv.slot = slot
 
-    def forward(self, z: Tensor, state: DecodeState | None = None, reference: list[Tensor] | None = None) -> Tensor:
+    def forward(self, z: Tensor, state: DecodeState | None = None, reference: list[Tensor] | None = None,
+                head_region: Tensor | None = None) -> Tensor:
         """z: [B, C, F, h, w] (un-normalised latents); reference: the portrait and its features
-        (ReferenceEncoder2d) for a reference-conditioned VAE -> video [B, 3, frames, 32h, 32w]"""
+        (ReferenceEncoder2d) for a reference-conditioned VAE; head_region: for a pose code, where the portrait's head
+        truly is, at the head mask's grid [B, 1, 32h/p, 32w/p], in place of its guess (training) -> video
+        [B, 3, frames, 32h, 32w]"""
         x = self.mid_block(self.conv_in(z, state), state)
         for i, block in enumerate(self.up_blocks):
             x = block(x, state, None if reference is None else reference[-1 - i])
         guide = F.silu(channel_norm(x))
         painted = self.conv_out(guide, state)  # [B, 3 p^2, frames, H/p, W/p]
-        if self.mouth_head is not None:
-            painted = painted + self.painted_mouth(z, guide, reference[1], state)
         painted = rearrange(painted, "b (c r q) f h w -> b c f (h q) (w r)", q=self.patch, r=self.patch)
         if self.reference_out is None:
             return painted
-        return self.reference_out(painted, reference[0], guide, reference[1])
+        on_portrait = head_flow = None
+        if self.mouth_head is not None:
+            on_portrait, head_flow = self.coded(z, guide, reference, state, head_region)
+        return self.reference_out(painted, reference[0], guide, reference[1], on_portrait, head_flow)
 
-    def painted_mouth(self, z: Tensor, guide: Tensor, features: Tensor, state: DecodeState | None) -> Tensor:
-        """What the mouth head paints, [B, 3 p^2, frames, H/p, W/p]: nothing on the stream's first frame (the
-        portrait; its latent, the reference's, carries no code), the mouth the code says on every later one."""
+    def coded(self, z: Tensor, guide: Tensor, reference: list[Tensor], state: DecodeState | None,
+              head_region: Tensor | None = None) -> tuple[Tensor | None, Tensor | None]:
+        """What the data's code says of each output frame (vae_mouth.py, vae_pose.py): the mouth head's painting,
+        put on the portrait, [B, 3, frames, H, W], and with a pose code the flow that moves the portrait's head,
+        [(B frames), 2, H, W] (each None where there is none). The stream's first frame is the portrait (its
+        latent, the reference's, carries no code): nothing painted, nothing moved."""
+        from .vae_mouth import frame_codes
+
         first = state is None or not state.started  # z starts with the reference latent
         chunks = z[:, :, 1:] if first else z
-        if chunks.shape[2] == 0:
-            return torch.zeros_like(guide[:, :1])
-        head = self.mouth_head(guide[:, :, guide.shape[2] - VAE_TEMPORAL * chunks.shape[2]:], features, chunks)
-        return F.pad(head, (0, 0, 0, 0, guide.shape[2] - head.shape[2], 0))
+        frames, coded = guide.shape[2], VAE_TEMPORAL * chunks.shape[2]
+        lead = frames - coded  # the portrait's frame, on a stream's first call
+        size = (guide.shape[-2] * self.patch, guide.shape[-1] * self.patch)
+        if coded == 0:  # the portrait's frame alone
+            return None, None
+        code = frame_codes(chunks)  # [B, 2, coded]
+        if self.head_mask is not None:
+            from .vae_pose import frame_poses, pose_flow
+
+            pose, closure = frame_poses(chunks)  # [B, coded, 4], [B, coded]
+            code = torch.cat([code, closure[:, None]], dim=1)
+        painting = self.mouth_head(guide[:, :, lead:], reference[1], code)  # [B, 3 p^2, coded, h, w]
+        painting = rearrange(painting, "b (c r q) f h w -> b c f (h q) (w r)", q=self.patch, r=self.patch)
+        painting = F.pad(painting, (0, 0, 0, 0, lead, 0))
+        if self.head_mask is None:
+            return painting, None
+        pose = F.pad(pose, (0, 0, lead, 0))  # the portrait's frame: no move
+        # the mask learns where the head is from the corpus' outlines alone (train/vae.py, `head_mask`)
+        grid = self.head_mask(reference[1:]).detach() if head_region is None else head_region.to(guide.dtype)
+        mask = F.interpolate(grid, size=size, mode="bilinear", align_corners=False)
+        flow = pose_flow(rearrange(pose, "b f s -> (b f) s"), *size) * mask.repeat_interleave(frames, dim=0)
+        return painting, flow
 
 
 class CausalVAE(nn.Module):

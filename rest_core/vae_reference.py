@@ -126,15 +126,22 @@ class ReferenceWarp(nn.Module):
         self.patch = patch
         self.predict = flow_head(2 * channels, channels, gate=False)
 
-    def forward(self, painted: Tensor, portrait: Tensor, guide: Tensor, features: Tensor) -> Tensor:
-        """painted: [B, 3, F, H, W]; portrait: [B, 3, H, W]; guide: [B, C, F, H/p, W/p]; features: [B, C, H/p, W/p]
-        -> [B, 3, F, H, W]"""
+    def forward(self, painted: Tensor, portrait: Tensor, guide: Tensor, features: Tensor,
+                on_portrait: Tensor | None = None, head_flow: Tensor | None = None) -> Tensor:
+        """painted: [B, 3, F, H, W]; portrait: [B, 3, H, W]; guide: [B, C, F, H/p, W/p]; features: [B, C, H/p, W/p];
+        a code's (vae_mouth.py, vae_pose.py): what is painted on the portrait before it moves [B, 3, F, H, W] and
+        the head's flow, added to the predicted one [(B F), 2, H, W] -> [B, 3, F, H, W]"""
         b, _, f = painted.shape[:3]
         guide = rearrange(guide, "b c f h w -> (b f) c h w")
         ref = features.repeat_interleave(f, dim=0)  # [(B F), C, H/p, W/p]
         flow = self.predict(torch.cat([channel_norm(guide), channel_norm(ref)], dim=1)).float()  # [(B F), 2, h, w]
         flow = F.interpolate(flow, scale_factor=self.patch, mode="bilinear", align_corners=False) * self.patch
-        copied = warp(portrait.repeat_interleave(f, dim=0), flow)  # [(B F), 3, H, W]
+        if head_flow is not None:
+            flow = flow + head_flow
+        source = portrait.repeat_interleave(f, dim=0)  # [(B F), 3, H, W]
+        if on_portrait is not None:
+            source = source + rearrange(on_portrait, "b c f h w -> (b f) c h w")
+        copied = warp(source, flow)
         return rearrange(copied, "(b f) c h w -> b c f h w", b=b).to(painted.dtype) + painted
 
 

@@ -2,7 +2,7 @@
 
 For each clip (a synthetic clip with its sidecar: held-out style families, held-out seeds) the stream is encoded
 as `prepare latents` encodes it ([frame 0] + frames 8, 9, ... with frame 0 as the portrait, the mouth hidden from
-the encoder after the first frame), the clip's true mouth code is written into it (`with_mouth_code`), and:
+the encoder after the first frame), the clip's true code is written into it (`data.face_code.with_code`), and:
 - `coded r`: the lip-sync r of its decode (the mouth expert's reading against the true opening): what the DiT's
   latents can give at best;
 - `painted`: the code set to a shut mouth, then to a wide open one; the expert's mean reading of the open decode
@@ -15,6 +15,7 @@ the encoder after the first frame), the clip's true mouth code is written into i
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 import numpy as np
@@ -23,7 +24,7 @@ import torch
 from rest_core.checkpoint import load_part
 from rest_core.config import VAE_TEMPORAL
 from rest_core.data.heldout import HeldOutClip, clips_in
-from rest_core.data.prepare import box_mask, encode_stream, with_mouth_code
+from rest_core.data.face_code import encode_stream, with_code
 from rest_core.eval.metrics import pearson
 from rest_core.eval.mouth_expert import MouthExpert, load_expert, read_openness
 
@@ -39,20 +40,20 @@ def check(vae, clip: HeldOutClip, expert: MouthExpert, latents: int) -> dict[str
     n = min(latents, (len(clip.frames) - VAE_TEMPORAL) // VAE_TEMPORAL)
     frames = torch.cat([clip.frames[:1], clip.frames[VAE_TEMPORAL: VAE_TEMPORAL * (n + 1)]])  # [1 + 8n, R, R, 3]
     opening = np.concatenate([clip.mouth_open[:1], clip.mouth_open[VAE_TEMPORAL: VAE_TEMPORAL * (n + 1)]])
-    truth = clip.mouth_state
-    if truth is None:  # no width in this clip's truth: a middle one
-        truth = np.stack([clip.mouth_open, np.full_like(clip.mouth_open, 0.5)], axis=1)
-    truth = np.concatenate([truth[:1], truth[VAE_TEMPORAL: VAE_TEMPORAL * (n + 1)]])  # [1 + 8n, 2]
+    if clip.mouth_state is None:  # no width in this clip's truth: a middle one
+        clip = dataclasses.replace(clip, mouth_state=np.stack([clip.mouth_open, np.full_like(clip.mouth_open, 0.5)],
+                                                              axis=1).astype(np.float32))
+    picked = [0, *range(VAE_TEMPORAL, VAE_TEMPORAL * (n + 1))]
     video = frames.permute(3, 0, 1, 2)[None] * 2 - 1  # [1, 3, 1 + 8n, R, R]
     portrait = video[:, :, 0]
-    in_mouth = box_mask(clip.mouth_box, (0, 0), video.shape[-2:])
-    state = torch.tensor(truth, dtype=torch.float32)[None]  # [1, 1 + 8n, 2]
-    z = encode_stream(vae, video, (in_mouth, state))  # as the training segments have it
+    code = clip.face_truth(len(clip.frames)).code(picked, 0, video.shape[-2:], vae.config.pose_code)
+    z = encode_stream(vae, video, code)  # as the training segments have it
 
     def reading(latents: torch.Tensor) -> np.ndarray:
         return read_openness(expert, decoded(vae, latents, portrait), clip.mouth_box, clip.frames[0])
 
-    shut, wide = (reading(with_mouth_code(z, torch.full_like(state, value))) for value in (0.0, 1.0))
+    shut, wide = (reading(with_code(z, dataclasses.replace(code, mouth=torch.full_like(code.mouth, value))))
+                  for value in (0.0, 1.0))
     return {"coded r": pearson(reading(z), opening[1:]), "painted": float(wide.mean() - shut.mean())}
 
 

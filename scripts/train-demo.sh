@@ -34,7 +34,8 @@ rest synth --out "$RUNS/corpus/train" --count 1200 --first-seed 0 --seconds 5 --
 # 3. the frozen encoders, the VAE (the long one) first. It copies the look from the portrait and starts from the plain
 #    VAE of the previous rest-demo (committed as vae-plain: its decoder already reads the latents); then its mouth
 #    head learns to paint the mouth from one code for every face (vae-mouth: what lets the DiT learn the mouth from
-#    the speech; the committed vae stage predates the code, and its weights start the new head at nothing)
+#    the speech; the committed vae stage predates the code, and its weights start the new head at nothing); then the
+#    head's motion and the blinks become a code of the same kind (vae-pose: the decoder moves the portrait's head)
 finished vae || {
     rest train vae --config $CONFIGS/vae.toml --init "$FINISHED/vae-plain.safetensors" --data "$RUNS/data" \
         --out "$RUNS/vae" --device "$DEVICE"
@@ -43,7 +44,11 @@ finished vae-mouth || {
     rest train vae --config $CONFIGS/vae-mouth.toml --init "$(part vae vae.safetensors)" --data "$RUNS/data" \
         --out "$RUNS/vae-mouth" --device "$DEVICE"
     finish vae-mouth vae.safetensors; }
-VAE=$(part vae-mouth vae.safetensors)
+finished vae-pose || {
+    rest train vae --config $CONFIGS/vae-pose.toml --init "$(part vae-mouth vae.safetensors)" --data "$RUNS/data" \
+        --out "$RUNS/vae-pose" --device "$DEVICE"
+    finish vae-pose vae.safetensors; }
+VAE=$(part vae-pose vae.safetensors)
 finished speechae || {
     rest train speechae --config $CONFIGS/speechae.toml --data "$RUNS/data" --out "$RUNS/speechae" --device "$DEVICE"
     finish speechae speech_ae.safetensors; }

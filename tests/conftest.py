@@ -126,6 +126,10 @@ TINY_MOUTH = dataclasses.replace(
     TINY_REST, vae=dataclasses.replace(TINY_REST.vae, latent_channels=24, mouth_code=True),
     dit=dataclasses.replace(TINY_REST.dit, in_channels=24))
 
+TINY_POSE = dataclasses.replace(
+    TINY_REST, vae=dataclasses.replace(TINY_REST.vae, latent_channels=64, mouth_code=True, pose_code=True),
+    dit=dataclasses.replace(TINY_REST.dit, in_channels=64))
+
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint() -> Path:

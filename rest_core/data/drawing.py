@@ -363,6 +363,25 @@ def head_extent(identity: dict) -> np.ndarray:
     return np.concatenate(parts)
 
 
+def head_hull(identity: dict) -> np.ndarray:
+    """The convex outline of `head_extent`, counter-clockwise in head units: the region that moves with the head
+    (a pose-code VAE's head mask learns it, vae_pose.py).  [P, 2]"""
+    points = sorted(map(tuple, np.round(head_extent(identity), 4)))
+
+    def turns_left(a, b, c) -> bool:
+        return (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0]) > 0
+
+    def half(ordered):  # Andrew's monotone chain
+        chain: list = []
+        for p in ordered:
+            while len(chain) >= 2 and not turns_left(chain[-2], chain[-1], p):
+                chain.pop()
+            chain.append(p)
+        return chain[:-1]
+
+    return np.array(half(points) + half(points[::-1]))
+
+
 # --- what moves: eyes and mouth --------------------------------------------------------------------------------
 
 def eye_parts(identity: dict, blink: float) -> list[Part]:

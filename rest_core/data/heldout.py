@@ -11,7 +11,9 @@ import numpy as np
 import torch
 
 from ..media import read_audio
-from .prepare import CROPS, crop_resize, crop_square, find_videos, read_frames_25fps, sidecar_mouth_state
+from .face_code import FaceTruth
+from .prepare import (CROPS, crop_resize, crop_square, crop_view, find_videos, read_frames_25fps, sidecar_head,
+                      sidecar_mouth_state)
 
 
 @dataclass
@@ -24,6 +26,21 @@ class HeldOutClip:
     mouth_box: list[float]  # [x0, y0, x1, y1] in the cropped frames' pixels: where the expert reads the mouth
     family: str = ""  # the drawing style family of a synthetic clip
     mouth_state: np.ndarray | None = None  # [T, 2] opening and width per frame (MOUTH_STATE), if the sidecar has them
+    head: np.ndarray | None = None  # [T, 2, 3] the head's map from head units to the cropped pixels, if known
+    closure: np.ndarray | None = None  # [T] the eyes' closure, if known
+
+    def face_truth(self, frames: int) -> FaceTruth:
+        """What a coded VAE's latents say of the clip's first `frames` frames (data.face_code); a photograph (one
+        frame) is held still. Without the sidecar's mouth state the code cannot be made: render the clip again."""
+        if len(self.frames) == 1:
+            return FaceTruth.still(self.mouth_box, frames)
+        if self.mouth_state is None:
+            raise ValueError(f"{self.name}: its sidecar has no mouth_open and mouth_width per frame, which a coded "
+                             f"VAE needs; render the clip again with python -m rest_core synth")
+        head = closure = None
+        if self.head is not None:
+            head, closure = torch.from_numpy(self.head[:frames]), torch.from_numpy(self.closure[:frames])
+        return FaceTruth(self.mouth_box, torch.from_numpy(self.mouth_state[:frames]), head, closure)
 
 
 def load_clip(path: Path, resolution: int, crop: str = CROPS[0]) -> HeldOutClip:
@@ -41,9 +58,15 @@ def load_clip(path: Path, resolution: int, crop: str = CROPS[0]) -> HeldOutClip:
     audio, rate = read_audio(path)
     count = min(len(pixels), len(truth["mouth_open"]))
     box = square.map(truth["mouth_box"], resolution)
+    head = sidecar_head(path, count, truth)
+    maps = closure = None
+    if head is not None:
+        to_pixels = crop_view(square, resolution).numpy()
+        maps, closure = to_pixels[:2, :2] @ head.maps, head.closure
+        maps[:, :, 2] += to_pixels[:2, 2]
     return HeldOutClip(path.stem, torch.from_numpy(pixels[:count]).float() / 255, audio, rate,
                        np.asarray(truth["mouth_open"][:count]), box, truth["identity"]["style"]["family"],
-                       sidecar_mouth_state(path, count, truth))
+                       sidecar_mouth_state(path, count, truth), maps, closure)
 
 
 def clips_in(folder, resolution: int, crop: str, limit: int | None = None) -> list[HeldOutClip]:

@@ -10,14 +10,17 @@ the model's resolution, and computes the Whisper feature window of every latent 
 the streaming speech path does at inference. Where a sidecar `<video>.json` has a `mouth_box`, the index keeps it
 in the prepared frames' pixels (VAE training can cut its windows around the mouth), and where it has the mouth's
 opening and width per frame (`mouth_open`, `mouth_width` in [0, 1], at 25 fps), the clip keeps them as its
-`mouth_state` (a `mouth_code` VAE's latents carry them, vae_mouth.py). The square (`--crop`) is the
+`mouth_state` (a `mouth_code` VAE's latents carry them, vae_mouth.py), and where it has the head's pose and the
+blinks (`head`, `blink`), the clip keeps the head's map from head units to the prepared frames' pixels per frame and
+the eyes' closure (a `pose_code` VAE's, vae_pose.py; data.face_code). The square (`--crop`) is the
 largest centred one by default ("full"), the framing the video has: the synthetic corpus places its faces at any
 size and position, as users' portraits are, and pre-cropped datasets such as HDTF need nothing else. "face" crops
 the face box of a sidecar `<video>.json` with `"face_box": [x0, y0, x1, y1]` instead (the synthetic corpus writes
 one; for other footage any face detector can), the centred square where there is none.
 Output: clips/shard-NNNNN.safetensors (`<name>/frames` uint8 [T, R, R, 3], `<name>/windows` float16
-[latent frames, H_w, 384], `<name>/mouth_state` float16 [T, 2] if known) and clips/index.json (per clip: name, source,
-frames, crop box, mouth box if known, whether it has a mouth state).
+[latent frames, H_w, 384], `<name>/mouth_state` float16 [T, 2], `<name>/head` float32 [T, 2, 3] and `<name>/closure`
+float16 [T] if known) and clips/index.json (per clip: name, source, frames, crop box, mouth box if known, whether it
+has a mouth state and a head pose, the head's outline in head units).
 
 `latents` cuts each clip into training segments and encodes them with the trained (frozen) VAE and SpeechAE. A
 segment is the clip's first frame as the reference, then K chunks from frame 8m: the reference's latent (z_R, the
@@ -47,19 +50,20 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from ..config import FPS, MOUTH_CODE_CHANNELS, VAE_TEMPORAL, RESTConfig
+from ..config import FPS, VAE_TEMPORAL, RESTConfig
 from ..media import to_uint8
 from ..reference import CropBox, square_pixels
 from ..speech import SAMPLES_PER_VIDEO_FRAME, prepare_audio, speech_features
-from ..vae_mouth import code_channels
 from ..whisper import SAMPLE_RATE
 from ..whisper_import import default_whisper_encoder, load_whisper_encoder
+from .face_code import FaceTruth, encode_stream, view_matrix
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"}
 
@@ -131,7 +135,6 @@ def sidecar_mouth_box(path: Path) -> list[float] | None:
 
 
 MOUTH_STATE = ("mouth_open", "mouth_width")  # a sidecar's per-frame truth of the mouth, each in [0, 1]
-MOUTH_AT_REST = (0.0, 0.5)  # shut at the neutral width: the corpus' silence and first frames, and a still portrait's
 MOUTH_AT_REST_BELOW = 0.02  # a frame whose opening is under this shows the mouth at rest
 
 
@@ -149,43 +152,37 @@ def sidecar_mouth_state(path: Path, count: int, meta: dict | None = None) -> np.
     return np.stack([np.asarray(meta[key][:count], dtype=np.float32) for key in MOUTH_STATE], axis=1)
 
 
-def box_mask(box: list[float], origin: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
-    """1 at the pixels of a window whose centres lie in `box` [x0, y0, x1, y1] (the clip's frame pixels), 0 elsewhere;
-    the window starts at `origin` (top, left) of the frame and is `size` (height, width).  [1, 1, 1, h, w]"""
-    ys = torch.arange(size[0]) + origin[0] + 0.5
-    xs = torch.arange(size[1]) + origin[1] + 0.5
-    inside_y = (ys >= box[1]) & (ys < box[3])
-    inside_x = (xs >= box[0]) & (xs < box[2])
-    return (inside_y[:, None] & inside_x[None, :]).float()[None, None, None]
+class SidecarHead(NamedTuple):
+    maps: np.ndarray  # [count, 2, 3]: the head's map from head units to the video's pixels, per frame
+    closure: np.ndarray  # [count]: the eyes' closure, per frame
+    outline: np.ndarray  # [P, 2]: the region that moves with the head, in head units (drawing.head_hull)
 
 
-def without_mouth(video: torch.Tensor, in_mouth: torch.Tensor) -> torch.Tensor:
-    """What the encoder of a `mouth_code` VAE sees: the frames after the first with the mouth box grey, so that
-    its latents cannot carry the mouth (the code does).  video: [B, 3, T, H, W] in [-1, 1]; in_mouth: [B, 1, 1, H, W]
-    (`box_mask`, or a resampled one)"""
-    hidden = torch.cat([torch.zeros_like(in_mouth), in_mouth.expand(-1, -1, video.shape[2] - 1, -1, -1)], dim=2)
-    return video * (1 - hidden)
+def sidecar_head(path: Path, count: int, meta: dict | None = None) -> SidecarHead | None:
+    """The head's placement in each of the first `count` frames, the eyes' closure and the head's outline, from a
+    sidecar `<video>.json` at 25 fps (the synthetic corpus' `head`, `identity` with its `face_centre` and `unit_px`,
+    and `blink`); None without them."""
+    from .drawing import head_hull, transforms
+
+    sidecar = path.with_suffix(".json")
+    if meta is None:
+        meta = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+    head, identity = meta.get("head"), meta.get("identity", {})
+    if head is None or "blink" not in meta or "face_centre" not in identity or "unit_px" not in identity:
+        return None
+    keys = ("dx", "dy", "angle", "scale")
+    if meta.get("fps") != 25 or any(len(head.get(k, ())) < count for k in keys) or len(meta["blink"]) < count:
+        raise ValueError(f"{sidecar}: head ({', '.join(keys)}) and blink must give every one of the video's {count} "
+                         f"frames at fps 25 (it says fps {meta.get('fps')})")
+    maps = transforms({k: np.asarray(head[k][:count], dtype=np.float64) for k in keys},
+                      np.asarray(identity["face_centre"], dtype=np.float64), float(identity["unit_px"]))
+    return SidecarHead(maps, np.asarray(meta["blink"][:count], dtype=np.float32), head_hull(identity))
 
 
-def with_mouth_code(latents: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-    """A `mouth_code` VAE reads the mouth from a code the data supplies, not from its encoder (vae_mouth.py): in every
-    latent frame after the first, channel o is the opening in its frame o and channel 8 + o the width, each 2 x - 1,
-    at every cell. latents: [B, C, 1 + k, h, w] un-normalised; state: [B, 1 + 8k, 2] per frame in [0, 1]
-    (MOUTH_STATE) -> the latents with those channels replaced (a new tensor)."""
-    out = latents.clone()
-    out[:, :MOUTH_CODE_CHANNELS, 1:] = code_channels(state[:, 1:])[..., None, None].to(latents.dtype)
-    return out
+def crop_view(box: CropBox, resolution: int) -> torch.Tensor:
+    """[3, 3]: the video's pixels -> the pixels of the square `box` cut from it and resized to `resolution`"""
+    return view_matrix((box.top, box.left, box.size, box.size), (resolution, resolution))
 
-
-def encode_stream(vae, video: torch.Tensor, mouth: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-    """A stream whose first frame is its portrait, [B, 3, 1 + 8k, H, W] in [-1, 1] -> its un-normalised latents (the
-    posterior means) [B, C, 1 + k, h, w]. With `mouth` (where the mouth is [B, 1, 1, H, W], `box_mask`, and its state
-    per frame [B, 1 + 8k, 2]) as a `mouth_code` VAE's: encoded without the mouth, the mouth's code written in."""
-    portrait = video[:, :, 0]
-    if mouth is None:
-        return vae.encode_moments(video, portrait)[:, :-1]
-    in_mouth, state = mouth
-    return with_mouth_code(vae.encode_moments(without_mouth(video, in_mouth), portrait)[:, :-1], state)
 
 def crop_resize(frames: np.ndarray, box: CropBox, resolution: int) -> np.ndarray:
     """[T, H, W, 3] uint8 -> the box at resolution x resolution, cut as a portrait is (`square_pixels`), as uint8."""
@@ -274,6 +271,14 @@ def prepare_shard(paths: list[Path], videos: str, shard: str, config_json: str, 
         if state is not None:
             tensors[f"{name}/mouth_state"] = torch.from_numpy(state).to(torch.float16)
             entry["mouth_state"] = True
+        head = sidecar_head(path, count)
+        if head is not None:
+            tensors[f"{name}/head"] = (crop_view(box, config.resolution)[:2] @ torch.cat(
+                [torch.from_numpy(head.maps), torch.tensor([0, 0, 1.0], dtype=torch.float64).expand(count, 1, 3)],
+                dim=1)).float()
+            tensors[f"{name}/closure"] = torch.from_numpy(head.closure).to(torch.float16)
+            entry["head"] = True
+            entry["head_outline"] = np.round(head.outline, 4).tolist()
         entries.append(entry)
     if tensors:
         save_file(tensors, shard)
@@ -329,15 +334,30 @@ class ClipSet:
         stop = clip["frames"] if count is None else start + count
         return self._file(clip).get_slice(f"{clip['name']}/mouth_state")[start:stop].float()
 
-    def check_mouth_code(self, indices: list[int] | None = None):
-        """A `mouth_code` VAE reads the mouth from a code the data supplies: every clip it is trained on or encodes
-        needs the mouth's box and its state per frame (from the videos' sidecars)."""
+    def face_truth(self, i: int) -> FaceTruth:
+        """What the sidecar said of every frame of clip i (data.face_code): the mouth's box and state, and the head's
+        placement, outline and the eyes' closure where the clip has them."""
+        clip, f = self.clips[i], self._file(self.clips[i])
+        head = closure = outline = None
+        if clip.get("head"):
+            head = f.get_tensor(f"{clip['name']}/head").double()
+            closure = f.get_tensor(f"{clip['name']}/closure").float()
+            outline = torch.tensor(clip["head_outline"], dtype=torch.float64)
+        return FaceTruth(clip["mouth_box"], self.mouth_state(i), head, closure, outline)
+
+    def check_code(self, pose: bool, indices: list[int] | None = None):
+        """A coded VAE reads the mouth (and with `pose` the head's pose and the blinks) from a code the data supplies:
+        every clip it is trained on or encodes needs them per frame (from the videos' sidecars)."""
+        def lacks(clip: dict) -> bool:
+            return "mouth_box" not in clip or not clip.get("mouth_state") or (pose and not clip.get("head"))
+
         lacking = [self.clips[i]["name"] for i in (range(len(self)) if indices is None else indices)
-                   if "mouth_box" not in self.clips[i] or not self.clips[i].get("mouth_state")]
+                   if lacks(self.clips[i])]
         if lacking:
-            raise ValueError(f"{self.folder}: the VAE reads the mouth from a code the data supplies (mouth_code), and "
-                             f"{len(lacking)} clips ({lacking[0]}, ...) are without the mouth's box or state per "
-                             f"frame; prepare the clips again from videos whose sidecars give them")
+            what = "the mouth's box and state, the head's pose and the blink" if pose else "the mouth's box and state"
+            raise ValueError(f"{self.folder}: the VAE reads a code the data supplies (mouth_code, pose_code), and "
+                             f"{len(lacking)} clips ({lacking[0]}, ...) are without {what} per frame; prepare the "
+                             f"clips again from videos whose sidecars give them")
 
     def windows(self, i: int) -> torch.Tensor:
         """float32 [latent frames, H_w, 384]"""
@@ -395,13 +415,13 @@ def _write_json(path: Path, value: dict):
 def prepare_segments(data: str | Path, vae, speech_ae, config: RESTConfig, chunks: int = 3, stride: int = 1,
                      shard_segments: int = 512, stream_latents: int = STREAM_LATENTS, device="cpu",
                      log=sys.stderr) -> dict:
-    """A `mouth_code` VAE's encoder sees the chunks without the mouth (`without_mouth`) and their latents carry the
-    mouth's code from the clips' known mouth state (`with_mouth_code`). Resumes an unfinished pass from the same
+    """A coded VAE's encoder sees the chunks without the mouth and their latents carry the code of the clips' known
+    mouth state (and head pose and blinks; data.face_code). Resumes an unfinished pass from the same
     sources (module docstring)."""
     clips = ClipSet(data)
-    mouth_code = vae.config.mouth_code
-    if mouth_code:
-        clips.check_mouth_code()
+    coded, pose = vae.config.mouth_code, vae.config.pose_code
+    if coded:
+        clips.check_code(pose)
     if clips.index["resolution"] != config.resolution:
         raise ValueError(f"the clips are {clips.index['resolution']} px, the VAE's config {config.resolution} px: "
                          f"prepare the clips again with the same preset")
@@ -442,16 +462,13 @@ def prepare_segments(data: str | Path, vae, speech_ae, config: RESTConfig, chunk
     for i in range(first_clip, len(clips)):
         count = clips.clips[i]["frames"]
         frames, windows = clips.frames(i), clips.windows(i).to(device)
+        truth = clips.face_truth(i) if coded else None
         for run in stream_runs(segment_starts(count, chunks, c, stride), c * chunks, stream_latents):
             first, last = run[0], run[-1] + c * chunks  # latents [first, last) of the clip's stream
-            video = to_video(torch.cat([frames[:1], frames[VAE_TEMPORAL * first: VAE_TEMPORAL * last]])).to(device)
-            mouth = None
-            if mouth_code:
-                state = torch.cat([clips.mouth_state(i, 0, 1), clips.mouth_state(i, VAE_TEMPORAL * first,
-                                                                                  VAE_TEMPORAL * (last - first))])
-                mouth = (box_mask(clips.clips[i]["mouth_box"], (0, 0), video.shape[-2:]).to(device),
-                         state[None].to(device))
-            stream = vae.normalize(encode_stream(vae, video, mouth)).cpu()  # [1, C, 1 + last - first, h, w]
+            picked = [0, *range(VAE_TEMPORAL * first, VAE_TEMPORAL * last)]
+            video = to_video(frames[picked]).to(device)
+            code = None if truth is None else truth.code(picked, 0, video.shape[-2:], pose).to(device)
+            stream = vae.normalize(encode_stream(vae, video, code)).cpu()  # [1, C, 1 + last - first, h, w]
             for m in run:
                 at = 1 + m - first
                 latents.append(torch.cat([stream[:, :, :1], stream[:, :, at:at + c * chunks]], dim=2))

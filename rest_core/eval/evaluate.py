@@ -45,7 +45,8 @@ from ..config import FPS, VAE_TEMPORAL
 from ..data.faces import FRAMING
 from ..data.images import PORTRAITS, photo
 from ..data.heldout import HeldOutClip, clips_in
-from ..data.prepare import CROPS, MOUTH_AT_REST, box_mask, crop_resize, encode_stream
+from ..data.face_code import encode_stream
+from ..data.prepare import CROPS, crop_resize
 from ..media import to_uint8
 from .mouth_expert import MouthExpert, load_expert, read_openness
 from ..pipeline import RESTPipeline
@@ -122,23 +123,17 @@ def non_streaming(pipe: RESTPipeline, teacher, clip: HeldOutClip, frames: int) -
 def reconstructed(vae: CausalVAE, clip: HeldOutClip, frames: int, chunk_latents: int) -> torch.Tensor:
     """Ground truth through the VAE: frame 0 is the portrait (of a reference-conditioned VAE too: the frames after
     it are other moments of the clip) and primes the decoder as a portrait does, then the chunks.  A clip without
-    video (a photograph) is its portrait held still. A `mouth_code` VAE is given the true mouth code (a clip of the
-    synthetic corpus has it in its sidecar; a still portrait's mouth is at rest)."""
+    video (a photograph) is its portrait held still. A coded VAE is given the true code (a clip of the synthetic
+    corpus has it in its sidecar; a still portrait is at rest, its head unmoved)."""
     video = truth_or_portrait(clip, frames)
     p = next(vae.parameters())
     video = (torch.cat([clip.frames[:1], video]).permute(3, 0, 1, 2)[None] * 2 - 1).to(p.device, p.dtype)
     portrait = video[:, :, 0]
-    mouth = None
-    if vae.config.mouth_code:  # the code the DiT's latents would carry: the clip's true mouth, a still one's at rest
-        if len(clip.frames) <= frames:
-            state = torch.tensor([MOUTH_AT_REST]).expand(1 + frames, -1)
-        elif clip.mouth_state is None:
-            raise ValueError(f"{clip.name}: its sidecar has no mouth_open and mouth_width per frame, which this VAE's "
-                             f"mouth code needs; render the clip again with python -m rest_core synth")
-        else:
-            state = torch.from_numpy(clip.mouth_state[:1 + frames]).float()
-        mouth = (box_mask(clip.mouth_box, (0, 0), video.shape[-2:]).to(video), state[None].to(video))
-    z = vae.normalize(encode_stream(vae, video, mouth))
+    code = None
+    if vae.config.mouth_code:  # the code the DiT's latents would carry: the clip's truth, a still one's at rest
+        code = clip.face_truth(1 + frames).code(range(1 + frames), 0, video.shape[-2:], vae.config.pose_code)
+        code = code.to(video.device)
+    z = vae.normalize(encode_stream(vae, video, code))
     return decode_latents(vae, Reference(z[:, :, :1], portrait), z[:, :, 1:], chunk_latents, frames)
 
 

@@ -13,7 +13,7 @@ from rest_core.data.faces import FRAMING
 from rest_core.data.images import PORTRAITS, photo
 from rest_core.data.synth import render_clip, write_clip
 from rest_core.data.heldout import HeldOutClip
-from rest_core.data.prepare import MOUTH_AT_REST, box_mask, encode_stream
+from rest_core.data.face_code import FaceTruth, encode_stream
 from rest_core.eval.evaluate import photo_square, reconstructed
 from rest_core.reference import CropBox
 from rest_core.pipeline import RESTPipeline
@@ -21,7 +21,7 @@ from rest_core.checkpoint import save_part
 from rest_core.vae import CausalVAE
 from rest_core.whisper import WhisperEncoder
 
-from conftest import TINY_MOUTH, TINY_REST
+from conftest import TINY_MOUTH, TINY_POSE, TINY_REST
 
 # The random model evaluated below has a plain VAE: a reference-conditioned one shows half the portrait before any
 # training (its output merge starts as the identity, half open), so "a random model is far from the truth" is a
@@ -65,24 +65,31 @@ def test_a_conditioned_vaes_reconstruction_is_the_clip_decoded_with_its_first_fr
     torch.testing.assert_close(made, expected, atol=1e-5, rtol=1e-5)
 
 
-def test_a_mouth_code_vaes_reconstruction_is_given_the_clips_true_mouth_and_a_still_portraits_at_rest():
+@pytest.mark.parametrize("model", [TINY_MOUTH, TINY_POSE], ids=["mouth", "pose"])
+def test_a_coded_vaes_reconstruction_is_given_the_clips_true_code_and_a_still_portraits_at_rest(model):
     torch.manual_seed(0)
-    vae = CausalVAE(TINY_MOUTH.vae).eval()
+    vae = CausalVAE(model.vae).eval()
     with torch.no_grad():
         vae.decoder.mouth_head.conv_out.weight.normal_(0, 0.1)  # a head that paints
     frames, box = torch.rand(17, 64, 64, 3), [20, 40, 44, 56]
-    state = np.stack([np.linspace(0, 1, 17), np.full(17, 0.5)], axis=1)
-    clip = HeldOutClip("c", frames, torch.zeros(1, 16_000), 16_000, state[:, 0], box, mouth_state=state)
+    state = np.stack([np.linspace(0, 1, 17), np.full(17, 0.5)], axis=1).astype(np.float32)
+    shift = np.linspace(0, 3, 17)  # the head drifts 3 px right and blinks once
+    head = np.stack([np.array([[10.0, 0, 30 + d], [0, 10.0, 30]]) for d in shift])
+    closure = np.abs(np.sin(np.arange(17) / 5)).astype(np.float32)
+    clip = HeldOutClip("c", frames, torch.zeros(1, 16_000), 16_000, state[:, 0], box, mouth_state=state, head=head,
+                       closure=closure)
     video = frames.permute(3, 0, 1, 2)[None] * 2 - 1
+    pose = model.vae.pose_code
+    truth = FaceTruth(box, torch.from_numpy(state), torch.from_numpy(head), torch.from_numpy(closure))
     with torch.no_grad():
-        z = encode_stream(vae, video, (box_mask(box, (0, 0), (64, 64)), torch.from_numpy(state)[None].float()))
+        z = encode_stream(vae, video, truth.code(range(17), 0, (64, 64), pose))
         whole = vae.decode(vae.normalize(z), video[:, :, 0])
     torch.testing.assert_close(reconstructed(vae, clip, 16, chunk_latents=1),
                                ((whole[0].clamp(-1, 1) + 1) / 2).permute(1, 2, 3, 0)[1:], atol=1e-5, rtol=1e-5)
     still = HeldOutClip("photo", frames[:1], torch.zeros(1, 16_000), 16_000, state[:, 0], box)
-    at_rest = torch.tensor([MOUTH_AT_REST]).expand(17, -1)[None]
     with torch.no_grad():
-        z = encode_stream(vae, video[:, :, :1].expand(-1, -1, 17, -1, -1), (box_mask(box, (0, 0), (64, 64)), at_rest))
+        z = encode_stream(vae, video[:, :, :1].expand(-1, -1, 17, -1, -1),
+                          FaceTruth.still(box, 17).code(range(17), 0, (64, 64), pose))
         whole = vae.decode(vae.normalize(z), video[:, :, 0])
     torch.testing.assert_close(reconstructed(vae, still, 16, chunk_latents=1),
                                ((whole[0].clamp(-1, 1) + 1) / 2).permute(1, 2, 3, 0)[1:], atol=1e-5, rtol=1e-5)

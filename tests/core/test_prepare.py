@@ -5,18 +5,20 @@ import pytest
 import torch
 
 from rest_core import CropBox, prepare_reference
-from rest_core.config import MOUTH_CODE_CHANNELS
+from rest_core.config import MOUTH_CODE_CHANNELS, POSE_CODE_CHANNELS
+from rest_core.data.face_code import encode_stream, without_mouth
 from rest_core.data.prepare import (ClipSet, SegmentSet, crop_resize, crop_square, find_videos, prepare_clips,
-                                    box_mask, encode_stream, prepare_segments, read_frames_25fps, segment_starts,
-                                    sidecar_mouth_state, stream_runs, to_video, with_mouth_code, without_mouth)
+                                    prepare_segments, read_frames_25fps, segment_starts, sidecar_head,
+                                    sidecar_mouth_state, stream_runs, to_video)
 from rest_core.data.synth import render_clip, write_clip
 from rest_core.speech import speech_features
 from rest_core.speech_ae import SpeechAE
 from rest_core.vae import CausalVAE
 from rest_core.vae_mouth import frame_codes
+from rest_core.vae_pose import frame_poses
 from rest_core.whisper import WhisperEncoder
 
-from conftest import TINY_MOUTH, TINY_REST
+from conftest import TINY_POSE, TINY_REST
 
 pytestmark = pytest.mark.tools("espeak-ng")  # the synthetic clips speak with it
 
@@ -126,23 +128,24 @@ def test_clips_keep_the_sidecars_mouth_opening_and_width_per_frame(data, corpus,
         sidecar_mouth_state(tmp_path / "slow.mp4", 10)
 
 
-def test_the_mouth_code_is_each_frames_opening_and_width_at_every_cell_after_the_first_latent_frame():
-    latents = torch.randn(1, 24, 3, 2, 2)  # [B, C, 1 + k, h, w]
-    state = torch.rand(1, 17, 2)
-    coded = with_mouth_code(latents, state)
-    assert torch.equal(coded[:, :, :1], latents[:, :, :1])  # the reference's latent carries no code
-    assert torch.equal(coded[:, MOUTH_CODE_CHANNELS:], latents[:, MOUTH_CODE_CHANNELS:])
-    torch.testing.assert_close(coded[0, 3, 2], torch.full((2, 2), state[0, 1 + 8 + 3, 0].item() * 2 - 1))  # opening
-    torch.testing.assert_close(coded[0, 8 + 5, 1], torch.full((2, 2), state[0, 1 + 5, 1].item() * 2 - 1))  # width
-
-
-def test_the_encoder_of_a_mouth_code_vae_sees_the_frames_after_the_first_without_the_mouth():
-    video = torch.rand(1, 3, 9, 64, 64) * 2 - 1
-    in_mouth = box_mask([16.0, 40.0, 48.0, 64.0], (0, 0), (64, 64))
-    hidden = without_mouth(video, in_mouth)
-    assert torch.equal(hidden[:, :, 0], video[:, :, 0])  # the portrait's frame keeps its mouth
-    assert hidden[:, :, 1:, 40:, 16:48].abs().max() == 0  # grey
-    assert torch.equal(hidden[:, :, 1:, :40], video[:, :, 1:, :40])
+def test_the_sidecars_head_pose_and_blink_are_read_and_kept_in_the_prepared_frames_pixels(corpus, data, tmp_path):
+    folder, _ = corpus
+    truth = json.loads((folder / "clip_3.json").read_text())
+    maps, closure, outline = sidecar_head(folder / "clip_3.mp4", 20)
+    assert maps.shape == (20, 2, 3) and closure.shape == (20,) and outline.shape[1] == 2
+    np.testing.assert_allclose(closure, truth["blink"][:20], atol=1e-4)
+    mouth = np.array([0.0, truth["identity"]["mouth"]["height"], 1.0])  # the mouth's centre, in head units
+    np.testing.assert_allclose(maps @ mouth, truth["mouth_centre"][:20], atol=0.02)
+    clips = ClipSet(data)
+    i = [c["name"] for c in clips.clips].index("clip_3")
+    head = clips.face_truth(i).head  # [T, 2, 3] into the prepared 64 px frames (96 px cut and resized)
+    torch.testing.assert_close(clips.face_truth(i).outline, torch.from_numpy(outline), atol=1e-4, rtol=0)
+    expected = np.array(truth["mouth_centre"][:20]) * 64 / 96
+    np.testing.assert_allclose((head @ torch.tensor(mouth)).numpy()[:20], expected, atol=0.02)
+    assert sidecar_head(tmp_path / "plain.mp4", 10) is None  # no sidecar: no head
+    (tmp_path / "short.json").write_text(json.dumps({**truth, "blink": truth["blink"][:5]}))
+    with pytest.raises(ValueError, match="blink must give every one"):
+        sidecar_head(tmp_path / "short.mp4", 10)
 
 
 def test_segment_starts_fit_k_chunks_after_the_reference():
@@ -185,21 +188,25 @@ def test_segments_are_the_clips_first_frame_and_windows_of_its_latent_stream(dat
     torch.testing.assert_close(segments.speech[1], speech, rtol=1e-4, atol=1e-5)
 
 
-def test_segments_of_a_mouth_code_vae_carry_the_clips_mouth_code(data):
+def test_segments_of_a_coded_vae_carry_the_clips_mouth_and_pose_code(data):
     torch.manual_seed(0)
-    vae, speech_ae = CausalVAE(TINY_MOUTH.vae).eval(), SpeechAE.from_config(TINY_MOUTH).eval()
-    prepare_segments(data, vae, speech_ae, TINY_MOUTH, chunks=2, stride=2)
+    vae, speech_ae = CausalVAE(TINY_POSE.vae).eval(), SpeechAE.from_config(TINY_POSE).eval()
+    prepare_segments(data, vae, speech_ae, TINY_POSE, chunks=2, stride=2)
     segments, clips = SegmentSet(data), ClipSet(data)
     i, start = int(segments.clip[1]), int(segments.start[1])
-    in_mouth = box_mask(clips.clips[i]["mouth_box"], (0, 0), (TINY_MOUTH.resolution,) * 2)
-    state = clips.mouth_state(i, start, 48) * 2 - 1  # [48 frames, 2]
+    truth = clips.face_truth(i)
     raw = vae.denormalize(segments.latents[1:2])[0]  # [C, 1 + 6, h, w]
-    torch.testing.assert_close(frame_codes(raw[None, :, 1:])[0], state.T, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(frame_codes(raw[None, :, 1:])[0], clips.mouth_state(i, start, 48).T * 2 - 1,
+                               atol=1e-5, rtol=1e-4)
+    code = truth.code([0, *range(start, start + 48)], 0, (TINY_POSE.resolution,) * 2, pose=True)
+    pose, closure = frame_poses(raw[None, :, 1:])
+    torch.testing.assert_close(pose, code.pose[:, 1:], atol=1e-5, rtol=1e-4)  # the move from the clip's first frame
+    torch.testing.assert_close(closure, code.closure[:, 1:], atol=1e-5, rtol=1e-4)
+    end = MOUTH_CODE_CHANNELS + POSE_CODE_CHANNELS
     with torch.no_grad():  # the encoder saw the chunks without the mouth
         video = to_video(torch.cat([clips.frames(i, 0, 1), clips.frames(i, 8, 8 * 10)]))
-        stream = vae.encode_moments(without_mouth(video, in_mouth), video[:, :, 0])[:, :-1]
-    torch.testing.assert_close(raw[MOUTH_CODE_CHANNELS:, 1:], stream[0, MOUTH_CODE_CHANNELS:, 3:9], atol=1e-4,
-                               rtol=1e-4)
+        stream = vae.encode_moments(without_mouth(video, code.in_mouth), video[:, :, 0])[:, :-1]
+    torch.testing.assert_close(raw[end:, 1:], stream[0, end:, 3:9], atol=1e-4, rtol=1e-4)
     assert not torch.equal(raw[:2, :1], torch.zeros_like(raw[:2, :1]))  # z_R keeps the encoder's own channels
 
 

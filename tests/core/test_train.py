@@ -23,7 +23,7 @@ from rest_core.train.loop import read_settings
 from rest_core.checkpoint import load_part, part_info
 from rest_core.whisper import WhisperEncoder
 
-from conftest import ROOT, TINY_MOUTH, TINY_REST
+from conftest import ROOT, TINY_MOUTH, TINY_POSE, TINY_REST
 
 pytestmark = pytest.mark.tools("espeak-ng")  # the synthetic clips speak with it
 
@@ -597,19 +597,9 @@ def test_the_kl_weight_rises_from_zero_over_the_warmup_steps(data, tmp_path, mon
     assert seen == pytest.approx([0.0, 0.05, 0.1, 0.1])
 
 
-def test_a_box_mask_marks_the_window_pixels_whose_centres_lie_in_the_box():
-    from rest_core.data.prepare import box_mask
-
-    # a 4x6 window starting at row 1, column 2 of the frame; the box covers frame x 2..5, y 1..3
-    mask = box_mask([2.0, 1.0, 5.0, 3.0], (1, 2), (4, 6))
-    expected = torch.zeros(4, 6)
-    expected[0:2, 0:3] = 1  # frame rows 1, 2 and columns 2, 3, 4
-    assert mask.shape == (1, 1, 1, 4, 6) and torch.equal(mask[0, 0, 0], expected)
-    assert box_mask([2.0, 1.0, 5.0, 3.0], (10, 10), (4, 6)).sum() == 0  # a window that misses the box
-
-
 def test_the_mouth_weight_raises_the_l1_weights_inside_the_clips_mouth_box(data, tmp_path, monkeypatch):
-    from rest_core.data.prepare import ClipSet, box_mask
+    from rest_core.data.face_code import box_mask
+    from rest_core.data.prepare import ClipSet
     from rest_core.train import vae as vae_stage
 
     seen = []
@@ -623,7 +613,7 @@ def test_the_mouth_weight_raises_the_l1_weights_inside_the_clips_mouth_box(data,
     # no motion weight, no augmentation, whole frames: 1 outside the box, 1 + 4 inside
     run_stage(tmp_path, "vae", data, steps=3, batch=1, lr=1e-3,
               extra="[vae]\nframes = 9\nstats_clips = 1\nmotion_weight = 0.0\nmouth_weight = 4.0\n")
-    boxes = [box_mask(c["mouth_box"], (0, 0), (TINY_REST.resolution,) * 2) for c in ClipSet(data).clips]
+    boxes = [box_mask(c["mouth_box"], (TINY_REST.resolution,) * 2) for c in ClipSet(data).clips]
     for weights in seen:
         assert set(weights.unique().tolist()) == {1.0, 5.0}
         inside = (weights[0, 0, 0] == 5.0).float()  # the same pixels in every frame
@@ -632,15 +622,16 @@ def test_the_mouth_weight_raises_the_l1_weights_inside_the_clips_mouth_box(data,
                    for box in boxes)
 
 
-def test_a_mouth_code_vae_run_hides_the_mouth_from_the_encoder_and_writes_the_code(data, tmp_path, monkeypatch):
+@pytest.mark.parametrize("model", [TINY_MOUTH, TINY_POSE], ids=["mouth", "pose"])
+def test_a_coded_vae_run_hides_the_mouth_from_the_encoder_and_writes_the_code(data, tmp_path, monkeypatch, model):
     from rest_core.data.prepare import ClipSet
     from rest_core.train import vae as vae_stage
 
     seen, encoded = [], []
     original = vae_stage.reconstruction_losses
 
-    def recording(vae, video, weights, opts, generator, reference, mouth):
-        seen.append(mouth)
+    def recording(vae, video, weights, opts, generator, reference, code, whole):
+        seen.append(code)
         encode = vae.encode_moments
 
         def watching(video, reference=None):
@@ -649,29 +640,35 @@ def test_a_mouth_code_vae_run_hides_the_mouth_from_the_encoder_and_writes_the_co
 
         vae.encode_moments = watching
         try:
-            return original(vae, video, weights, opts, generator, reference, mouth)
+            return original(vae, video, weights, opts, generator, reference, code, whole)
         finally:
             del vae.encode_moments
 
     monkeypatch.setattr(vae_stage, "reconstruction_losses", recording)
-    run = run_stage(tmp_path, "vae", data, steps=3, batch=2, lr=1e-3, model=TINY_MOUTH,
+    run = run_stage(tmp_path, "vae", data, steps=3, batch=2, lr=1e-3, model=model,
                     extra="[vae]\nframes = 17\nstats_clips = 1\n")
     clips = ClipSet(data)
     states = [clips.mouth_state(i) for i in range(len(clips))]
-    for (in_mouth, state), video in zip(seen, encoded):
-        assert in_mouth.shape == (2, 1, 1, TINY_REST.resolution, TINY_REST.resolution) and in_mouth.sum() > 0
-        inside = in_mouth[:, 0, 0] == 1  # [2, H, W]
+    for code, video in zip(seen, encoded):
+        assert code.in_mouth.shape == (2, 1, 1, TINY_REST.resolution, TINY_REST.resolution) and code.in_mouth.sum() > 0
+        inside = code.in_mouth[:, 0, 0] == 1  # [2, H, W]
         assert video[:, :, 1:].permute(0, 2, 1, 3, 4)[inside[:, None, None].expand(-1, 16, 3, -1, -1)].abs().max() == 0
-        assert state.shape == (2, 17, 2)
+        assert code.mouth.shape == (2, 17, 2)
         assert all(any((s[None] == whole.unfold(0, 17, 1).transpose(1, 2)).all((1, 2)).any() for whole in states)
-                   for s in state)  # each sample's state is 17 consecutive frames of a clip's
-    assert load_part(run / "vae.safetensors", "vae")[1].vae.mouth_code
+                   for s in code.mouth)  # each sample's state is 17 consecutive frames of a clip's
+        if model.vae.pose_code:
+            assert code.pose.shape == (2, 17, 4) and code.closure.shape == (2, 17)
+            assert code.head_region.shape == (2, 1, TINY_REST.resolution, TINY_REST.resolution)
+            assert code.pose.abs().max() > 0  # the head moved from the portrait, another moment of the clip
+        else:
+            assert code.pose is None
+    assert load_part(run / "vae.safetensors", "vae")[1].vae == model.vae
 
 
 def test_a_mouth_code_vae_run_trains_its_head_at_its_own_rate_and_logs_the_mouths_squared_error(data, tmp_path):
     run = run_stage(tmp_path, "vae", data, steps=2, batch=1, lr=1e-3, model=TINY_MOUTH,
                     extra="[vae]\nframes = 9\nstats_clips = 1\nmouth_crops = 1.0\nmouth_mse = 1.0\n"
-                          "mouth_head_lr = 0.0\n")
+                          "code_heads_lr = 0.0\n")
     vae = load_part(run / "vae.safetensors", "vae")[0]
     assert not vae.decoder.mouth_head.conv_out.weight.any()  # a rate of 0: the head still paints nothing
     with open(run / "losses.csv") as f:
@@ -680,7 +677,7 @@ def test_a_mouth_code_vae_run_trains_its_head_at_its_own_rate_and_logs_the_mouth
 
 
 def test_a_mouth_code_vae_run_resumes_with_its_heads_optimizer_state_in_place(data, tmp_path):
-    extra = "[vae]\nframes = 9\nstats_clips = 1\nmouth_mse = 1.0\nmouth_head_lr = 5.0\n"
+    extra = "[vae]\nframes = 9\nstats_clips = 1\nmouth_mse = 1.0\ncode_heads_lr = 5.0\n"
     run_stage(tmp_path, "vae", data, steps=2, batch=1, lr=1e-3, model=TINY_MOUTH, extra=extra)
     run = run_stage(tmp_path, "vae", data, "--steps", "4", steps=2, batch=1, lr=1e-3, model=TINY_MOUTH, extra=extra)
     with open(run / "losses.csv") as f:
@@ -688,15 +685,34 @@ def test_a_mouth_code_vae_run_resumes_with_its_heads_optimizer_state_in_place(da
 
 
 def test_a_mouth_code_vae_starts_from_the_same_vae_without_the_code_painting_nothing_new():
-    from rest_core.train.vae import with_mouth_head
+    from rest_core.train.vae import with_code_heads
     from rest_core.vae import CausalVAE
 
     torch.manual_seed(0)
     trained = CausalVAE(dataclasses.replace(TINY_MOUTH.vae, mouth_code=False)).eval()
-    vae = with_mouth_head(CausalVAE(TINY_MOUTH.vae), trained).eval()
+    vae = with_code_heads(CausalVAE(TINY_MOUTH.vae), trained).eval()
     z, portrait = torch.randn(1, 24, 3, 2, 2), torch.rand(1, 3, 64, 64) * 2 - 1
     with torch.no_grad():
         torch.testing.assert_close(vae.decode(z, portrait), trained.decode(z, portrait))
+
+
+def test_a_pose_code_vae_run_starts_from_a_mouth_code_vaes_part(data, tmp_path):
+    (tmp_path / "mouth").mkdir()
+    (tmp_path / "pose").mkdir()
+    mouth_code = dataclasses.replace(TINY_POSE, vae=dataclasses.replace(TINY_POSE.vae, pose_code=False))
+    mouth = run_stage(tmp_path / "mouth", "vae", data, steps=1, batch=1, lr=1e-3, model=mouth_code,
+                      extra="[vae]\nframes = 9\nstats_clips = 1\n")
+    run = run_stage(tmp_path / "pose", "vae", data, "--init", mouth / "vae.safetensors", steps=1, batch=1, lr=1e-3,
+                    model=TINY_POSE, extra="[vae]\nframes = 9\nstats_clips = 1\n")
+    vae, config = load_part(run / "vae.safetensors", "vae")
+    assert config.vae.pose_code and vae.decoder.head_mask is not None
+
+
+def test_a_pose_code_vae_run_teaches_its_head_mask_the_heads_outline(data, tmp_path):
+    run = run_stage(tmp_path, "vae", data, steps=2, batch=1, lr=1e-3, model=TINY_POSE,
+                    extra="[vae]\nframes = 9\nstats_clips = 1\nhead_mask = 1.0\n")
+    assert all(0 < v < 2 for v in losses(run, "head_mask"))  # a cross-entropy, from about ln 2 at the start
+    assert load_part(run / "vae.safetensors", "vae")[0].decoder.head_mask.out.weight.any()  # it learnt from it
 
 
 def test_mouth_code_without_prepared_mouth_states_is_refused(data, tmp_path, capsys):
@@ -712,7 +728,7 @@ def test_mouth_code_without_prepared_mouth_states_is_refused(data, tmp_path, cap
     (bare / "clips" / "index.json").write_text(json.dumps(index))
     path = write_config(tmp_path, "vae", steps=1, batch=1, lr=1e-3, extra="[vae]\nframes = 9\n", model=TINY_MOUTH)
     assert cli("train", "vae", "--config", path, "--data", bare, "--out", tmp_path / "run", "--device", "cpu") != 0
-    assert "without the mouth's box or state" in capsys.readouterr().err
+    assert "without the mouth's box and state" in capsys.readouterr().err
 
 
 def test_prepared_clips_keep_the_sidecars_mouth_box_in_their_own_pixels(data):
@@ -722,6 +738,30 @@ def test_prepared_clips_keep_the_sidecars_mouth_box_in_their_own_pixels(data):
         x0, y0, x1, y1 = clip["mouth_box"]
         assert x0 < x1 and y0 < y1
         assert 0 < (x0 + x1) / 2 < TINY_REST.resolution and 0 < (y0 + y1) / 2 < TINY_REST.resolution
+
+
+def test_an_augmentations_view_is_where_its_cut_zoom_and_flip_put_each_pixel():
+    """The pose code is written in the sample's coordinates through `view_matrix` of the augmentation: a dot of the
+    clip's frame must appear in the sample where that view puts it."""
+    from rest_core.data.face_code import view_matrix
+    from rest_core.train.vae import Augmentation
+
+    g = torch.Generator().manual_seed(3)
+    flips = set()
+    for _ in range(8):
+        a = Augmentation.draw(96, 96, g, out=64)
+        top, left, h, w = a.crop
+        x, y = left + w // 3, top + h // 2  # a pixel inside the window
+        frame = -torch.ones(1, 3, 1, 96, 96)
+        frame[..., y - 1:y + 2, x - 1:x + 2] = 1  # a 3x3 dot centred on pixel (x, y)
+        sample = a.geometry(frame[..., top:top + h, left:left + w])[0, 0, 0]  # geometry only: no recolouring
+        mass = sample + 1  # the dot's brightness over the black frame
+        rows, cols = torch.meshgrid(torch.arange(64) + 0.5, torch.arange(64) + 0.5, indexing="ij")
+        centre = ((mass * cols).sum() / mass.sum(), (mass * rows).sum() / mass.sum())  # (x, y), in pixel positions
+        expected = view_matrix(a.crop, a.out, a.flip) @ torch.tensor([x + 0.5, y + 0.5, 1.0], dtype=torch.float64)
+        assert abs(centre[0] - expected[0]) < 0.1 and abs(centre[1] - expected[1]) < 0.1
+        flips.add(a.flip)
+    assert flips == {False, True}
 
 
 def test_a_cropped_augmentation_cuts_a_zoomed_window_and_gives_the_crop_size():

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from rest_core.config import MOUTH_CODE_CHANNELS, VAEConfig
-from rest_core.data.prepare import with_mouth_code
+from rest_core.data.face_code import FaceCode, with_code
 from rest_core.vae import CausalVAE
 from rest_core.vae_mouth import frame_codes
 
@@ -24,6 +24,11 @@ def model(seed: int = 0) -> CausalVAE:
             if p.dim() > 1 and not p.any():
                 p.normal_(0, 0.1)
     return vae
+
+
+def with_mouth_code(z: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+    """z with the mouth's state per frame [1, frames, 2] written in"""
+    return with_code(z, FaceCode(torch.zeros(1, 1, 1, 64, 64), state))
 
 
 def portrait(seed: int = 1) -> torch.Tensor:
