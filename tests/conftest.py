@@ -122,6 +122,40 @@ TINY_REST = RESTConfig(
     sampler=StreamOptions(steps=2, cfg=2.0),
 )
 # TINY_REST with a mouth code (vae_mouth.py): it needs more latent channels than the code's 16
+def every_path_on(config, seed: int = 0):
+    """A random CausalVAE of `config` whose zero-initialised outputs (flows, the code's heads) get small weights, as
+    training gives them, so that every path acts; in eval mode"""
+    from rest_core.vae import CausalVAE
+
+    torch.manual_seed(seed)
+    vae = CausalVAE(config).eval()
+    with torch.no_grad():
+        for p in vae.parameters():
+            if p.dim() > 1 and not p.any():
+                p.normal_(0, 0.1)
+    return vae
+
+
+def stream_decode(vae, z, split: list[int], reference=None) -> list:
+    """z [B, C, F, h, w] decoded as a stream: `decode_stream` calls of `split` latent frames each (with the stream's
+    portrait `reference` for a reference-conditioned VAE) -> each call's frames"""
+    state, outs, start = vae.decode_start(reference), [], 0
+    for n in split:
+        frames, state = vae.decode_stream(z[:, :, start:start + n], state)
+        outs.append(frames)
+        start += n
+    return outs
+
+
+
+def assert_streams_as_whole(vae, z, split: list[int], reference=None):
+    """Streaming z in calls of `split` latent frames gives exactly the whole decode (to the float rounding that the
+    output flow, in pixels, carries: a few 1e-5)"""
+    with torch.no_grad():
+        whole = vae.decode(z, reference)
+        outs = stream_decode(vae, z, split, reference)
+    torch.testing.assert_close(torch.cat(outs, dim=2), whole, atol=5e-5, rtol=1e-5)
+
 TINY_MOUTH = dataclasses.replace(
     TINY_REST, vae=dataclasses.replace(TINY_REST.vae, latent_channels=24, mouth_code=True),
     dit=dataclasses.replace(TINY_REST.dit, in_channels=24))

@@ -5,6 +5,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from rest_core.config import VAEConfig
 from rest_core.vae import CausalConv3d, CausalVAE, channel_norm
 
+from conftest import stream_decode
+
 SMALL = VAEConfig(latent_channels=8, block_out_channels=(8, 16, 16, 16), layers_per_block=(1, 1, 1, 1, 1),
                   decoder_block_out_channels=(8, 16, 16, 16), decoder_layers_per_block=(1, 2, 1, 1, 1))
 
@@ -18,22 +20,13 @@ def vae():
     return model
 
 
-def stream(vae, z, split):
-    state, outs, start = vae.decode_start(), [], 0
-    for n in split:
-        frames, state = vae.decode_stream(z[:, :, start : start + n], state)
-        outs.append(frames)
-        start += n
-    return outs
-
-
 @pytest.mark.parametrize("split", [[1] * 10, [1, 2, 2, 2, 2], [1, 3, 3, 2], [1, 4, 1, 3, 1], [2, 5, 3]])
 def test_stream_decode_equals_whole_decode_for_any_chunking(vae, split):
     torch.manual_seed(1)
     z = torch.randn(1, 8, sum(split), 2, 2)
     with torch.no_grad():
         whole = vae.decode(z)
-        outs = stream(vae, z, split)
+        outs = stream_decode(vae, z, split)
     assert whole.shape == (1, 3, 1 + 8 * (sum(split) - 1), 64, 64)
     # the first call gives 1 frame for the reference, then exactly 8 per latent frame
     assert [o.shape[2] for o in outs] == [1 + 8 * (split[0] - 1)] + [8 * n for n in split[1:]]

@@ -11,19 +11,15 @@ from rest_core.data.face_code import FaceCode, with_code
 from rest_core.vae import CausalVAE
 from rest_core.vae_mouth import frame_codes
 
+from conftest import assert_streams_as_whole, every_path_on
+
 MOUTH = VAEConfig(latent_channels=24, block_out_channels=(8, 16, 16, 16), layers_per_block=(1, 1, 1, 1, 1),
                   decoder_block_out_channels=(8, 16, 16, 16), decoder_layers_per_block=(1, 1, 1, 1, 1),
                   reference="both", mouth_code=True)
 
 
 def model(seed: int = 0) -> CausalVAE:
-    torch.manual_seed(seed)
-    vae = CausalVAE(MOUTH).eval()
-    with torch.no_grad():  # zero-initialised outputs (the head's, the flows') paint nothing: give them weights
-        for p in vae.parameters():
-            if p.dim() > 1 and not p.any():
-                p.normal_(0, 0.1)
-    return vae
+    return every_path_on(MOUTH, seed)
 
 
 def with_mouth_code(z: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
@@ -68,14 +64,7 @@ def test_a_fresh_head_paints_nothing_and_the_code_reaches_it_with_a_gradient():
 def test_stream_decode_equals_whole_decode_with_the_mouth_code(split):
     vae = model()
     z = with_mouth_code(torch.randn(1, 24, 4, 2, 2), torch.rand(1, 25, 2))
-    with torch.no_grad():
-        whole = vae.decode(z, portrait())
-        state, outs, start = vae.decode_start(portrait()), [], 0
-        for n in split:
-            frames, state = vae.decode_stream(z[:, :, start:start + n], state)
-            outs.append(frames)
-            start += n
-    torch.testing.assert_close(torch.cat(outs, dim=2), whole, atol=5e-5, rtol=1e-5)
+    assert_streams_as_whole(vae, z, split, portrait())
 
 
 def test_a_mouth_code_needs_the_portrait_and_room_in_the_latents():

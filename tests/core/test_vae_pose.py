@@ -10,19 +10,13 @@ from rest_core.config import MOUTH_CODE_CHANNELS, POSE_CODE_CHANNELS
 from rest_core.vae import CausalVAE
 from rest_core.vae_pose import HeadMask, frame_poses, pose_channels, pose_flow
 
-from conftest import TINY_POSE
+from conftest import TINY_POSE, assert_streams_as_whole, every_path_on
 
 POSE = TINY_POSE.vae
 
 
 def model(seed: int = 0) -> CausalVAE:
-    torch.manual_seed(seed)
-    vae = CausalVAE(POSE).eval()
-    with torch.no_grad():  # zero-initialised outputs (the heads', the flows') do nothing: give them weights
-        for p in vae.parameters():
-            if p.dim() > 1 and not p.any():
-                p.normal_(0, 0.1)
-    return vae
+    return every_path_on(POSE, seed)
 
 
 def portrait(seed: int = 1) -> torch.Tensor:
@@ -115,14 +109,7 @@ def test_stream_decode_equals_whole_decode_with_the_pose_code(split):
     z = torch.randn(1, 64, 4, 2, 2)
     z[:, MOUTH_CODE_CHANNELS:MOUTH_CODE_CHANNELS + POSE_CODE_CHANNELS, 1:] = pose_channels(
         torch.randn(1, 24, 4) * 0.5, torch.rand(1, 24))[..., None, None]
-    with torch.no_grad():
-        whole = vae.decode(z, portrait())
-        state, outs, start = vae.decode_start(portrait()), [], 0
-        for n in split:
-            frames, state = vae.decode_stream(z[:, :, start:start + n], state)
-            outs.append(frames)
-            start += n
-    torch.testing.assert_close(torch.cat(outs, dim=2), whole, atol=5e-5, rtol=1e-5)
+    assert_streams_as_whole(vae, z, split, portrait())
 
 
 def test_a_pose_code_needs_the_mouth_code_and_room_in_the_latents():

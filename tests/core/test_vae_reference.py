@@ -10,6 +10,8 @@ from rest_core.config import VAEConfig
 from rest_core.vae import CausalVAE
 from rest_core.vae_reference import ReferenceWarp, ReferenceEncoder2d, warp
 
+from conftest import every_path_on, stream_decode
+
 PLAIN = VAEConfig(latent_channels=8, block_out_channels=(8, 16, 16, 16), layers_per_block=(1, 1, 1, 1, 1),
                   decoder_block_out_channels=(8, 16, 16, 16), decoder_layers_per_block=(1, 2, 1, 1, 1))
 BOTH = dataclasses.replace(PLAIN, reference="both")
@@ -17,13 +19,7 @@ DECODER = dataclasses.replace(PLAIN, reference="decoder")
 
 
 def model(config: VAEConfig, seed: int = 0) -> CausalVAE:
-    torch.manual_seed(seed)
-    vae = CausalVAE(config).eval()
-    with torch.no_grad():  # the flows start at zero and the gates half open: give them some, as training does
-        for p in vae.parameters():
-            if p.dim() > 1 and not p.any():
-                p.normal_(0, 0.1)
-    return vae
+    return every_path_on(config, seed)  # the flows start at zero and the gates half open: give them some
 
 
 def images(*shape, seed: int) -> torch.Tensor:
@@ -39,11 +35,7 @@ def test_stream_decode_equals_whole_decode_with_the_portraits_look(config, split
     vae.reference_encoder.register_forward_hook(lambda *args: calls.append(1))
     with torch.no_grad():
         whole = vae.decode(z, portrait)
-        state, outs, start = vae.decode_start(portrait), [], 0
-        for n in split:
-            frames, state = vae.decode_stream(z[:, :, start:start + n], state)
-            outs.append(frames)
-            start += n
+        outs = stream_decode(vae, z, split, portrait)
     assert len(calls) == 2  # once for the whole decode, once per stream: never per chunk
     # the output flow is in pixels (4x the grid's): it carries the convs' float rounding to a few 1e-5
     torch.testing.assert_close(torch.cat(outs, dim=2), whole, atol=5e-5, rtol=1e-5)
