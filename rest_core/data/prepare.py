@@ -38,9 +38,9 @@ frame 8m, on latent frame m of the clip's audio.
 Output: segments/shard-NNNNN.safetensors (`latents` [S, C, 1 + cK, h, w], `speech` [S, cK, h_w, d_A], `clip`, and
 `start` [S]: the chunks' first frame, 8m) and segments/index.json, written last: a folder without it is unfinished.
 The pass takes hours on a CPU, so it resumes: every shard ends at a clip's end and segments/progress.json says how
-many clips are done and what they were made from (a digest of the VAE's and SpeechAE's weights, the clips' index
-and the segment options); a run from the same sources goes on after the last shard, one from others starts again,
-and a finished folder from the same sources is kept as it is.
+many clips are done and what they were made from (a digest of the VAE encoder's and SpeechAE's weights, the clips'
+index and the segment options: tuning the VAE's decoder alone keeps them); a run from the same sources goes on after
+the last shard, one from others starts again, and a finished folder from the same sources is kept as it is.
 """
 
 from __future__ import annotations
@@ -394,12 +394,13 @@ def to_video(frames: torch.Tensor) -> torch.Tensor:
 
 
 def segments_source(vae, speech_ae, clips: ClipSet, chunks: int, stride: int, stream_latents: int) -> str:
-    """A digest of everything a segments folder is made from: the frozen encoders' weights, the clips, the options."""
+    """A digest of everything a segments folder is made from: the frozen encoders' weights (of the VAE, its encoder
+    and latent statistics: a VAE whose decoder alone was tuned makes the same segments), the clips, the options."""
     digest = hashlib.sha256()
-    for module in (vae, speech_ae):
-        for name, tensor in sorted(module.state_dict().items()):
-            digest.update(name.encode())
-            digest.update(tensor.detach().float().cpu().numpy().tobytes())  # float: numpy has no bfloat16
+    made_of = [(k, v) for k, v in vae.state_dict().items() if k.startswith(("encoder.", "latents_"))]
+    for name, tensor in sorted(made_of + list(speech_ae.state_dict().items())):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().cpu().numpy().tobytes())  # float: numpy has no bfloat16
     digest.update(json.dumps([clips.index, chunks, stride, stream_latents], sort_keys=True).encode())
     return digest.hexdigest()
 

@@ -280,6 +280,12 @@ def test_a_latents_pass_from_other_weights_starts_again_and_a_finished_one_from_
 
     prepare_segments(own_data, second, speech_ae, TINY_REST, chunks=2, stride=2, shard_segments=1)
     assert len(calls) == 2  # finished from the same sources: nothing encoded again
+    tuned = CausalVAE(TINY_REST.vae).eval()
+    tuned.load_state_dict(second.state_dict())
+    with torch.no_grad():
+        tuned.decoder.conv_out.conv.weight.add_(1.0)  # its decoder tuned: the same latents
+    prepare_segments(own_data, tuned, speech_ae, TINY_REST, chunks=2, stride=2, shard_segments=1)
+    assert len(calls) == 2
     prepare_segments(own_data, second, speech_ae, TINY_REST, chunks=2, stride=1, shard_segments=1)
     assert len(calls) == 4  # other options: made again
     assert SegmentSet(own_data).latents.shape[0] == 2 * len(segment_starts(100, 2, 3, 1))
