@@ -43,12 +43,18 @@ def normalising(height: int, width: int) -> Tensor:
                         dtype=torch.float64)
 
 
+def homogeneous(maps: Tensor) -> Tensor:
+    """Affine maps [..., 2, 3] -> the same as [..., 3, 3] (a last row 0 0 1), to compose and invert them"""
+    last = torch.tensor([0, 0, 1], dtype=maps.dtype, device=maps.device).expand(*maps.shape[:-2], 1, 3)
+    return torch.cat([maps, last], dim=-2)
+
+
 def pose_from_maps(maps: Tensor, height: int, width: int) -> Tensor:
     """Affine maps from the portrait's pixels to each frame's, [..., 2, 3] or [..., 3, 3] (positions x in [0, width],
     of a height x width frame) -> the head's pose code [..., 4]: the nearest similarity, in normalised coordinates"""
     maps = maps.double()
     if maps.shape[-2] == 2:
-        maps = torch.cat([maps, torch.tensor([0, 0, 1.0], dtype=maps.dtype).expand(*maps.shape[:-2], 1, 3)], -2)
+        maps = homogeneous(maps)
     n = normalising(height, width)
     m = n @ maps @ torch.linalg.inv(n)
     a = (m[..., 0, 0] + m[..., 1, 1]) / 2

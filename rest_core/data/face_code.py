@@ -26,7 +26,7 @@ from torch import Tensor
 
 from ..config import MOUTH_CODE_CHANNELS, POSE_CODE_CHANNELS
 from ..vae_mouth import code_channels
-from ..vae_pose import pose_channels, pose_from_maps
+from ..vae_pose import homogeneous, pose_channels, pose_from_maps
 
 MOUTH_AT_REST = (0.0, 0.5)  # shut at the neutral width: the corpus' silence and first frames, and a still portrait's
 
@@ -122,11 +122,10 @@ class FaceTruth:
             if self.head is None or self.closure is None:
                 raise ValueError("this VAE's latents carry the head's pose and the blinks (pose_code): the clip needs "
                                  "them per frame (`head` and `blink` in the synthetic corpus' sidecars)")
-            homogeneous = torch.cat([self.head, torch.tensor([0, 0, 1.0], dtype=torch.float64).expand(
-                len(self.head), 1, 3)], dim=1)  # [N, 3, 3]
+            head = homogeneous(self.head)  # [N, 3, 3]
             # the portrait's pixels -> head units -> frame t's pixels, all in the stream's view
-            from_portrait = torch.linalg.inv(view @ homogeneous[portrait])
-            code.pose = pose_from_maps(view @ homogeneous[frames] @ from_portrait, *size)[None]
+            from_portrait = torch.linalg.inv(view @ head[portrait])
+            code.pose = pose_from_maps(view @ head[frames] @ from_portrait, *size)[None]
             code.closure = self.closure[frames].float()[None]
             if self.outline is not None:
                 code.head_region = self.head_region(portrait, size, portrait_view)
@@ -137,8 +136,7 @@ class FaceTruth:
         [1, 1, h, w]"""
         view = torch.eye(3, dtype=torch.float64) if view is None else view
         outline = torch.cat([self.outline, torch.ones(len(self.outline), 1, dtype=torch.float64)], dim=1).T
-        to_pixels = torch.cat([self.head[frame], torch.tensor([[0, 0, 1.0]], dtype=torch.float64)])
-        return polygon_mask((view @ to_pixels @ outline)[:2].T, size)
+        return polygon_mask((view @ homogeneous(self.head[frame]) @ outline)[:2].T, size)
 
 
 def without_mouth(video: Tensor, in_mouth: Tensor) -> Tensor:

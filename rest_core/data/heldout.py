@@ -12,7 +12,7 @@ import torch
 
 from ..media import read_audio
 from .face_code import FaceTruth
-from .prepare import (CROPS, crop_resize, crop_square, crop_view, find_videos, read_frames_25fps, sidecar_head,
+from .prepare import (CROPS, crop_resize, crop_square, find_videos, head_in_square, read_frames_25fps, sidecar_head,
                       sidecar_mouth_state)
 
 
@@ -59,11 +59,8 @@ def load_clip(path: Path, resolution: int, crop: str = CROPS[0]) -> HeldOutClip:
     count = min(len(pixels), len(truth["mouth_open"]))
     box = square.map(truth["mouth_box"], resolution)
     head = sidecar_head(path, count, truth)
-    maps = closure = None
-    if head is not None:
-        to_pixels = crop_view(square, resolution).numpy()
-        maps, closure = to_pixels[:2, :2] @ head.maps, head.closure
-        maps[:, :, 2] += to_pixels[:2, 2]
+    maps = None if head is None else head_in_square(head, square, resolution).numpy()
+    closure = None if head is None else head.closure
     return HeldOutClip(path.stem, torch.from_numpy(pixels[:count]).float() / 255, audio, rate,
                        np.asarray(truth["mouth_open"][:count]), box, truth["identity"]["style"]["family"],
                        sidecar_mouth_state(path, count, truth), maps, closure)

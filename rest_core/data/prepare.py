@@ -61,6 +61,7 @@ from ..config import FPS, VAE_TEMPORAL, RESTConfig
 from ..media import to_uint8
 from ..reference import CropBox, square_pixels
 from ..speech import SAMPLES_PER_VIDEO_FRAME, prepare_audio, speech_features
+from ..vae_pose import homogeneous
 from ..whisper import SAMPLE_RATE
 from ..whisper_import import default_whisper_encoder, load_whisper_encoder
 from .face_code import FaceTruth, encode_stream, view_matrix
@@ -179,9 +180,11 @@ def sidecar_head(path: Path, count: int, meta: dict | None = None) -> SidecarHea
     return SidecarHead(maps, np.asarray(meta["blink"][:count], dtype=np.float32), head_hull(identity))
 
 
-def crop_view(box: CropBox, resolution: int) -> torch.Tensor:
-    """[3, 3]: the video's pixels -> the pixels of the square `box` cut from it and resized to `resolution`"""
-    return view_matrix((box.top, box.left, box.size, box.size), (resolution, resolution))
+def head_in_square(head: SidecarHead, box: CropBox, resolution: int) -> torch.Tensor:
+    """The head's map per frame from head units into the pixels of the square `box` cut and resized to
+    `resolution`, as `prepare clips` and the held-out clips cut their frames.  float64 [count, 2, 3]"""
+    to_square = view_matrix((box.top, box.left, box.size, box.size), (resolution, resolution))
+    return (to_square @ homogeneous(torch.from_numpy(head.maps)))[:, :2]
 
 
 def crop_resize(frames: np.ndarray, box: CropBox, resolution: int) -> np.ndarray:
@@ -273,9 +276,7 @@ def prepare_shard(paths: list[Path], videos: str, shard: str, config_json: str, 
             entry["mouth_state"] = True
         head = sidecar_head(path, count)
         if head is not None:
-            tensors[f"{name}/head"] = (crop_view(box, config.resolution)[:2] @ torch.cat(
-                [torch.from_numpy(head.maps), torch.tensor([0, 0, 1.0], dtype=torch.float64).expand(count, 1, 3)],
-                dim=1)).float()
+            tensors[f"{name}/head"] = head_in_square(head, box, config.resolution).float()
             tensors[f"{name}/closure"] = torch.from_numpy(head.closure).to(torch.float16)
             entry["head"] = True
             entry["head_outline"] = np.round(head.outline, 4).tolist()

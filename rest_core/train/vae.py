@@ -438,13 +438,15 @@ def run(args, settings: Settings, config: RESTConfig) -> int:
         # far the mouth is from there (with portraits of any moment, the mouth head never learnt to paint it)
         at_rest = truth.mouth[:, 0] < MOUTH_AT_REST_BELOW if mouth_code else None
         moment = another_moment(count, start, length, g, at_rest) if conditioned else None
-        portrait = clips.frames(i, moment, 1) if conditioned else None
+        uncut = clips.frames(i, moment, 1) if conditioned else None  # the portrait's whole frame
+        portrait = uncut
         # the window the sample shows is cut first: the weights and colours are worked out on it alone
         augmentation = look = None
         if opts.augment:
             augmentation = Augmentation.draw(height, width, g, crop or None, mouth)
             window = augmentation.cut(window)
-            view = view_matrix(augmentation.crop, augmentation.out, augmentation.flip)
+            flip = augmentation.flip
+            view = view_matrix(augmentation.crop, augmentation.out, flip)
             look = augmentation
             if conditioned and torch.rand(1, generator=g).item() < opts.reference_moved:
                 look = augmentation.moved(height, width, g)
@@ -469,7 +471,6 @@ def run(args, settings: Settings, config: RESTConfig) -> int:
             video, weight = augmentation(video), augmentation.geometry(weight)
             portrait = None if portrait is None else look(to_video(look.cut(portrait)))
         else:
-            flip = bool(view[0, 0] < 0)
             video, weight = (video.flip(-1), weight.flip(-1)) if flip else (video, weight)
             portrait = None if portrait is None else to_video(portrait)
             portrait = portrait.flip(-1) if portrait is not None and flip else portrait
@@ -480,15 +481,13 @@ def run(args, settings: Settings, config: RESTConfig) -> int:
         if code is not None and code.head_region is not None and opts.head_mask:
             # the head mask sees the portrait uncut, as at inference: inside a window zoomed onto the face it
             # learnt little (cross-entropy 0.67 -> 0.59 in 160 steps; uncut 0.69 -> 0.35 in 50)
-            uncut = (0, 0, height, width)
-            flip = augmentation.flip if augmentation is not None else bool(view[0, 0] < 0)
-            full = clips.frames(i, moment, 1)
+            whole_frame = (0, 0, height, width)
             if augmentation is not None:
-                full = dataclasses.replace(augmentation, crop=uncut, out=(height, width))(to_video(full))
+                full = dataclasses.replace(augmentation, crop=whole_frame, out=(height, width))(to_video(uncut))
             else:
-                full = to_video(full).flip(-1) if flip else to_video(full)
-            whole = (full[:, :, 0], truth.head_region(moment, (height, width), view_matrix(uncut, (height, width),
-                                                                                          flip)))
+                full = to_video(uncut).flip(-1) if flip else to_video(uncut)
+            whole = (full[:, :, 0], truth.head_region(moment, (height, width),
+                                                      view_matrix(whole_frame, (height, width), flip)))
         if opts.mouth_weight:
             in_mouth = box_mask(map_box(view, clips.clips[i]["mouth_box"]), size)
             weight = weight * (1 + opts.mouth_weight * in_mouth)
