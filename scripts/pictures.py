@@ -81,7 +81,7 @@ def save(array: np.ndarray, path: Path):
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, default=ROOT / "models" / "rest-demo.safetensors")
-    p.add_argument("--family", default="halftone", help="the held-out drawing style of the drawn portrait")
+    p.add_argument("--family", default="duotone", help="the held-out drawing style of the drawn portrait")
     p.add_argument("--photo", default="astronaut", choices=sorted(PORTRAITS))
     p.add_argument("--out", type=Path, default=ROOT, help="the repository the pictures go into")
     args = p.parse_args()
