@@ -67,6 +67,30 @@ def test_appearance_fidelity_forgives_head_motion_and_the_mouth_but_not_a_new_lo
     assert metrics.appearance_fidelity(torch.cat([talking, recoloured]), portrait, box).shape == (2,)
 
 
+def test_appearance_fidelity_is_the_best_shifts_psnr_for_every_frame_of_a_long_stream():
+    """Against the measure computed shift by shift, on more frames than are transformed together."""
+    g = torch.Generator().manual_seed(3)
+    portrait = torch.rand(24, 20, 3, generator=g)
+    box, s = [5, 12, 14, 18], 2
+    frames = torch.stack([torch.roll(portrait, shifts=(k % 3 - 1, 1 - k % 2), dims=(0, 1))
+                          + 0.02 * k * torch.rand(24, 20, 3, generator=g)
+                          for k in range(metrics.FIDELITY_FRAMES + 5)]).clamp(0, 1)
+    keep = torch.ones(24, 20)
+    keep[12:18, 5:14] = 0
+    direct = torch.full((len(frames),), -1.0)
+    for dy in range(-s, s + 1):
+        for dx in range(-s, s + 1):
+            f = torch.roll(frames, shifts=(-dy, -dx), dims=(1, 2))  # f[y, x] = frame[y + dy, x + dx]
+            valid = torch.zeros(24, 20)
+            valid[max(0, -dy):24 - max(0, dy), max(0, -dx):20 - max(0, dx)] = 1
+            m = (keep * valid)[None, :, :, None]
+            mse = ((f - portrait).square() * m).sum(dim=(1, 2, 3)) / (3 * m.sum())
+            direct = torch.maximum(direct, 10 * torch.log10(1 / mse.clamp_min(1e-10)))
+    measured = metrics.appearance_fidelity(frames, portrait, box, max_shift=s)
+    assert torch.allclose(measured, direct, atol=1e-3)
+    assert measured[0] > 90 > measured[-1]  # frame 0 is the portrait moved within the shifts: nothing differs
+
+
 def test_mouth_motion_is_the_share_of_the_mouths_change_a_video_keeps():
     truth = torch.full((20, 64, 64, 3), 0.5)
     opening = torch.rand(20, generator=torch.Generator().manual_seed(0))[:, None, None, None]
