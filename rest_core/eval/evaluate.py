@@ -56,6 +56,7 @@ from ..sampling import sample_sequence
 from ..vae import CausalVAE
 
 SHEET_COLUMNS = 12
+SHEET_SUFFIX = ".jpg"  # contact sheets: see contact_sheet
 FIDELITY_FRAMES = 100  # frames (evenly spaced) that appearance fidelity is measured on
 
 
@@ -168,7 +169,8 @@ def mean_rows(rows: list[dict]) -> dict:
 # --- contact sheets --------------------------------------------------------------------------------------------
 
 def contact_sheet(path: Path, truth: torch.Tensor, frames: torch.Tensor, title: str):
-    """Two rows over time: ground truth above, the variant below."""
+    """Two rows over time: ground truth above, the variant below, written to `path`.jpg (JPEG: one evaluation's 256 px
+    sheets are about 20 MB as PNG, a fifth of that as JPEG, and they are committed beside RESULTS.md)."""
     picks = np.linspace(0, len(frames) - 1, SHEET_COLUMNS).round().astype(int)
     size = frames.shape[1]
     sheet = Image.new("RGB", (SHEET_COLUMNS * size, 2 * size + 36), "white")
@@ -180,7 +182,7 @@ def contact_sheet(path: Path, truth: torch.Tensor, frames: torch.Tensor, title: 
             sheet.paste(Image.fromarray(pixels), (col * size, 16 + row * size))
         draw.text((col * size + 2, 18 + 2 * size), f"{(t + 1) / FPS:.1f} s", fill="black")
     path.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(path)
+    sheet.save(path.with_name(path.name + SHEET_SUFFIX), quality=85)
 
 
 # --- the report ------------------------------------------------------------------------------------------------
@@ -278,7 +280,8 @@ def report(out: Path, results: dict, command: str) -> str:
         text += [f"## Photograph: {name} ({PORTRAITS[name].source})", "",
                  table(rows, columns_long(setup["drift_seconds"])), ""]
     text += ["Contact sheets (ground truth or the portrait above, the variant below; first clip of each table): "
-             + ", ".join(f"[{p.stem}](results/{p.name})" for p in sorted((out / "results").glob("*.png"))), ""]
+             + ", ".join(f"[{p.stem}](results/{p.name})"
+                         for p in sorted((out / "results").glob("*" + SHEET_SUFFIX))), ""]
     return "\n".join(text)
 
 
@@ -317,7 +320,7 @@ def evaluate(args) -> dict:
         streams' then replaces the training window's)."""
         table_rows.setdefault(name, []).append(measure(frames, clip, chunk_frames, expert, **kw))
         if sheet_name and len(table_rows[name]) == 1:
-            contact_sheet(sheets / f"{sheet_name}.png", truth_or_portrait(clip, len(frames)), frames,
+            contact_sheet(sheets / sheet_name, truth_or_portrait(clip, len(frames)), frames,
                           f"{name}: {clip.name}")
 
     def stream_variants(with_others: bool) -> dict:
@@ -419,7 +422,7 @@ def evaluate_vae(args) -> dict:
             row = {"psnr": metrics.psnr(recon, truth), "ssim": metrics.ssim(recon, truth)}
         rows.setdefault(group, []).append(row)
         if len(rows[group]) == 1:
-            contact_sheet(sheets / f"vae_{slug(group)}.png", truth, recon, f"VAE reconstruction: {clip.name}")
+            contact_sheet(sheets / f"vae_{slug(group)}", truth, recon, f"VAE reconstruction: {clip.name}")
 
     clips = [c for folder in (args.clips, args.streams, args.families)
              for c in clips_in(folder, config.resolution, args.crop)]

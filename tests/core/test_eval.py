@@ -14,7 +14,7 @@ from rest_core.data.images import PORTRAITS, photo
 from rest_core.data.synth import render_clip, write_clip
 from rest_core.data.heldout import HeldOutClip
 from rest_core.data.face_code import FaceTruth, encode_stream
-from rest_core.eval.evaluate import photo_square, reconstructed
+from rest_core.eval.evaluate import SHEET_SUFFIX, photo_square, reconstructed
 from rest_core.reference import CropBox
 from rest_core.pipeline import RESTPipeline
 from rest_core.checkpoint import save_part
@@ -137,7 +137,7 @@ def test_held_out_families_and_photographs_get_their_own_tables(report):
     assert "## Held-out style family: halftone" in text and "## Photograph: astronaut" in text
     assert "| halftone: appearance fidelity >= 26 dB | full:" in text
     assert "| astronaut: appearance fidelity >= 24 dB | full:" in text
-    names = {p.stem for p in (report / "results").glob("*.png")}
+    names = {p.stem for p in (report / "results").glob("*" + SHEET_SUFFIX)}
     assert {"family_halftone_full", "family_pixel_no_id_sink", "photo_astronaut_full"} <= names
 
 
@@ -152,7 +152,7 @@ def test_a_random_model_is_far_from_the_truth(report):
 
 @pytest.mark.slow
 def test_a_contact_sheet_per_variant(report):
-    names = {p.stem for p in (report / "results").glob("*.png")}
+    names = {p.stem for p in (report / "results").glob("*" + SHEET_SUFFIX)}
     assert {"full", "no_id_sink", "no_context_cache", "student_without_asd", "teacher_non-streaming"} <= names
 
 
@@ -231,7 +231,7 @@ def test_a_vae_stage_is_measured_alone_as_the_whole_model_eval_measures_its_vae(
     for family in ("halftone", "pixel"):  # 4 s clips: 96 frames after the portrait, as the long-stream table
         for key in ("psnr", "lipsync", "mouth_motion"):
             assert groups[family][key] == pytest.approx(whole[family]["VAE reconstruction"][key], abs=1e-4)
-    assert (root / "vae-only" / "results" / "vae_halftone.png").is_file()
+    assert (root / "vae-only" / "results" / "vae_halftone.jpg").is_file()
     assert "vae photo" in capsys.readouterr().out
 
 
