@@ -74,7 +74,7 @@ def test_appearance_fidelity_is_the_best_shifts_psnr_for_every_frame_of_a_long_s
     box, s = [5, 12, 14, 18], 2
     frames = torch.stack([torch.roll(portrait, shifts=(k % 3 - 1, 1 - k % 2), dims=(0, 1))
                           + 0.02 * k * torch.rand(24, 20, 3, generator=g)
-                          for k in range(metrics.FIDELITY_FRAMES + 5)]).clamp(0, 1)
+                          for k in range(metrics.FIDELITY_BLOCK + 5)]).clamp(0, 1)
     keep = torch.ones(24, 20)
     keep[12:18, 5:14] = 0
     direct = torch.full((len(frames),), -1.0)
