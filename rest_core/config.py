@@ -90,6 +90,10 @@ class VAEConfig:
     # has moved from the portrait and how closed the eyes are in every frame; the decoder moves the portrait's head
     # by that and its mouth head paints the eyes too. Needs the mouth code (its head paints the blink).
     pose_code: bool = False
+    # The open mouth's inside drawn by construction (vae_mouth.MouthShape): an ellipse where a mask predicted from the
+    # portrait says its mouth is, sized by the mouth code, the portrait's colour there darkened, so that it opens on
+    # faces unlike the training looks too. Needs the mouth code (it reads the opening and width).
+    mouth_shape: bool = False
 
     def __post_init__(self):
         if self.reference not in REFERENCE_MODES:
@@ -101,6 +105,8 @@ class VAEConfig:
                                self.latent_channels <= MOUTH_CODE_CHANNELS + POSE_CODE_CHANNELS):
             raise ValueError(f"vae pose_code needs the mouth code (mouth_code = true) and more than "
                              f"{MOUTH_CODE_CHANNELS + POSE_CODE_CHANNELS} latent channels")
+        if self.mouth_shape and not self.mouth_code:
+            raise ValueError("vae mouth_shape needs the mouth code (mouth_code = true): it draws what the code says")
         for name in ("block_out_channels", "layers_per_block", "spatio_temporal_scaling",
                      "decoder_block_out_channels", "decoder_layers_per_block", "decoder_spatio_temporal_scaling"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
@@ -351,7 +357,7 @@ PRESETS: dict[str, RESTConfig] = {
                       ffn_gelu="none"),
         vae=VAEConfig(latent_channels=128, block_out_channels=(32, 64, 128, 128), layers_per_block=(1, 1, 1, 1, 1),
                       decoder_block_out_channels=(32, 64, 96, 128), decoder_layers_per_block=(1, 1, 1, 1, 1),
-                      reference="both", mouth_code=True, pose_code=True),
+                      reference="both", mouth_code=True, pose_code=True, mouth_shape=True),
         speech=SpeechConfig(hidden=128, depth=2, heads=4),
     ),
 }

@@ -236,11 +236,13 @@ class Decoder3d(nn.Module):
         self.conv_out = CausalConv3d(widths[-1], patch_channels)
         # a conditioned VAE's output conv paints what the moved portrait lacks (ReferenceWarp)
         self.reference_out = ReferenceWarp(widths[-1], self.patch) if conditioned else None
-        self.mouth_head = self.head_mask = None
+        self.mouth_head = self.head_mask = self.mouth_shape = None
         if config.mouth_code:
-            from .vae_mouth import MouthHead  # it builds on this module's norm
+            from .vae_mouth import MouthHead, MouthShape  # they build on this module's norm
 
             self.mouth_head = MouthHead(widths[-1], patch_channels, codes=3 if config.pose_code else 2)
+            if config.mouth_shape:
+                self.mouth_shape = MouthShape(config.decoder_block_out_channels)
         if config.pose_code:
             from .vae_pose import HeadMask  # it builds on this module's norm
 
@@ -270,10 +272,10 @@ class Decoder3d(nn.Module):
 
     def coded(self, z: Tensor, guide: Tensor, reference: list[Tensor], state: DecodeState | None,
               head_region: Tensor | None = None) -> tuple[Tensor | None, Tensor | None]:
-        """What the data's code says of each output frame (vae_mouth.py, vae_pose.py): the mouth head's painting,
-        put on the portrait, [B, 3, frames, H, W], and with a pose code the flow that moves the portrait's head,
-        [(B frames), 2, H, W] (each None where there is none). The stream's first frame is the portrait (its
-        latent, the reference's, carries no code): nothing painted, nothing moved."""
+        """What the data's code says of each output frame (vae_mouth.py, vae_pose.py): the mouth head's painting
+        and the mouth shape's ellipse, put on the portrait, [B, 3, frames, H, W], and with a pose code the flow that
+        moves the portrait's head, [(B frames), 2, H, W] (each None where there is none). The stream's first frame
+        is the portrait (its latent, the reference's, carries no code): nothing painted, nothing moved."""
         from .vae_mouth import frame_codes
 
         first = state is None or not state.started  # z starts with the reference latent
@@ -291,6 +293,8 @@ class Decoder3d(nn.Module):
             code = torch.cat([code, closure[:, None]], dim=1)
         painting = self.mouth_head(guide[:, :, lead:], reference[1], code)  # [B, 3 p^2, coded, h, w]
         painting = rearrange(painting, "b (c r q) f h w -> b c f (h q) (w r)", q=self.patch, r=self.patch)
+        if self.mouth_shape is not None:
+            painting = painting + self.mouth_shape(reference[0], reference[1:], code[:, :2, :]).to(painting.dtype)
         painting = F.pad(painting, (0, 0, 0, 0, lead, 0))
         if self.head_mask is None:
             return painting, None

@@ -24,9 +24,14 @@ numbers and paints the blinks too.
 
 The head acts on each frame alone: the decode stays causal and streams exactly. The first frame of a stream is the
 portrait (its latent the reference's, which carries no code): the head paints nothing on it.
+
+With `VAEConfig.mouth_shape` the open mouth's inside is also drawn by construction (`MouthShape`): the head had
+learnt the training looks' mouths, and on other faces it painted almost nothing.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -72,3 +77,86 @@ class MouthHead(nn.Module):
         scale, shift = self.modulation(rearrange(code, "b s t -> (b t) s").to(x.dtype)).chunk(2, dim=1)
         x = F.silu(x * (1 + scale[..., None, None]) + shift[..., None, None])
         return rearrange(self.conv_out(x), "(b t) c h w -> b c t h w", b=b)
+
+
+class MouthShape(nn.Module):
+    """Where the portrait's mouth is -> the open mouth's inside, drawn as the code says, for any face
+    (`VAEConfig.mouth_shape`).
+
+    The mouth head paints from features that know the look, and it had learnt the training looks' mouths alone:
+    decoded with a wide open and a shut code, the pose-code VAE's frames differed by 0.027 (of 2) inside the mouth box
+    of a training look, 0.002-0.006 on the held-out drawing styles and 0.003-0.004 on both photographs. Here the
+    opening is drawn by construction, as the head's move is (vae_pose.py): a mask predicted from the portrait says
+    where its mouth is (taught from the corpus' mouth boxes on whole portraits, as the head mask from the head
+    outlines); an ellipse at the mask's middle, as wide as the mask's spread times what the code's width says and as
+    tall as its spread times what its opening says, is filled with the portrait's colour under the mask, darkened:
+    an open mouth's inside is in shadow, darker than the lips and skin around it, on a drawn face and a photographed
+    one alike. Only the ellipse's proportions and the darkening are learnt from the reconstruction; the head then
+    paints the detail. (A colour read from the portrait's features, tried first, learnt the corpus' mean inside, a
+    beige about as light as most skins: on the astronaut the open mouth all but vanished.)
+
+    Like the head's painting, the ellipse is drawn on the portrait before the decoder moves it: it goes where the head
+    goes. Each frame is drawn from its own code: the decode stays causal and streams exactly."""
+
+    SOFT_EDGE_PX = 1.0  # the ellipse's edge ramps over this many pixels
+    MIN_MASK_CELLS = 8.0  # a mask of fewer cells draws nothing, of twice as many all: no mouth found, nothing drawn
+    MAX_LIGHTNESS = 0.6  # the inside is at most this share of the colour around it (in [0, 1] pixel values)
+
+    def __init__(self, widths: tuple[int, ...], hidden: int = 32):
+        super().__init__()
+        self.reads = nn.ModuleList(nn.Conv2d(w, hidden, 3, padding=1) for w in widths)
+        self.out = nn.Conv2d(hidden, 1, 3, padding=1)
+        nn.init.constant_(self.out.bias, -8.0)  # an empty mask to start: a fresh shape draws nothing
+        # log sizes, in halves of the mask's extent: the width at the code's neutral width (0.5), how far the code's
+        # width (0 .. 1) changes it, the height at full opening; then the inside's lightness, as a logit of its share
+        # of MAX_LIGHTNESS
+        self.size = nn.Parameter(torch.tensor([math.log(0.6), 0.5, math.log(0.5)]))
+        self.lightness = nn.Parameter(torch.tensor(0.0))
+
+    def logits(self, features: list[Tensor]) -> Tensor:
+        """features: [B, w_i, H_i, W_i] fine to coarse (ReferenceEncoder2d's, the portrait left out) -> the mask's
+        logits [B, 1, H_0, W_0]"""
+        size = features[0].shape[-2:]
+        x = sum(F.interpolate(read(channel_norm(f)), size=size, mode="bilinear", align_corners=False)
+                for read, f in zip(self.reads, features))
+        return self.out(F.silu(x))
+
+    def forward(self, portrait: Tensor, features: list[Tensor], code: Tensor) -> Tensor:
+        """portrait: [B, 3, H, W] in [-1, 1]; features as `logits`; code: [B, 2, T] (opening, width, each 2 x - 1)
+        -> what to put on the portrait in each frame [B, 3, T, H, W]: the inside's colour minus the portrait's, where
+        the ellipse is"""
+        mask = torch.sigmoid(self.logits(features).float()).detach()[:, 0]  # [B, h, w]: learnt from the boxes alone
+        b, h, w = mask.shape
+        height, width = portrait.shape[-2:]
+        step_y, step_x = height / h, width / w  # pixels per cell
+        cells = mask.sum(dim=(1, 2))  # [B]
+        weights = mask / cells.clamp_min(1e-6)[:, None, None]
+        ys = (torch.arange(h, device=mask.device) + 0.5) * step_y
+        xs = (torch.arange(w, device=mask.device) + 0.5) * step_x
+        cy = (weights.sum(2) * ys).sum(1)  # [B] pixels
+        cx = (weights.sum(1) * xs).sum(1)
+        # a box of side s has a variance of s^2 / 12: its half-sides from the mask's spread
+        half_y = (weights.sum(2) * (ys - cy[:, None]).square()).sum(1).mul(3).sqrt()
+        half_x = (weights.sum(1) * (xs - cx[:, None]).square()).sum(1).mul(3).sqrt()
+        presence = (cells / self.MIN_MASK_CELLS - 1).clamp(0, 1)  # [B]
+
+        opening = ((code[:, 0].float() + 1) / 2).clamp(0, 1)  # [B, T]
+        spread = ((code[:, 1].float() + 1) / 2).clamp(0, 1)
+        rx = half_x[:, None] * torch.exp(self.size[0] + self.size[1] * (spread - 0.5))  # [B, T]
+        ry = half_y[:, None] * torch.exp(self.size[2]) * opening
+        tall = ry.clamp_min(0.5)
+        py = torch.arange(height, device=mask.device) + 0.5
+        px = torch.arange(width, device=mask.device) + 0.5
+        dy = (py[None, None, :, None] - cy[:, None, None, None]) / tall[..., None, None]  # [B, T, H, 1]
+        dx = (px[None, None, None, :] - cx[:, None, None, None]) / rx[..., None, None]  # [B, T, 1, W]
+        reach = torch.minimum(rx, tall)[..., None, None]  # pixels from the middle to the nearest edge
+        # 1 inside, 0 outside, a linear ramp SOFT_EDGE_PX wide across the edge (where the proportions learn)
+        inside = ((1 - (dx.square() + dy.square()).sqrt()) * reach / self.SOFT_EDGE_PX + 0.5).clamp(0, 1)
+        # a shut mouth draws nothing: the ellipse fades in over its first pixel of height
+        inside = inside * ry.clamp(max=1)[..., None, None] * presence[:, None, None, None]  # [B, T, H, W]
+
+        around = F.interpolate((portrait.float() + 1) / 2, size=(h, w), mode="area")  # [B, 3, h, w] in [0, 1]
+        around = torch.einsum("bchw,bhw->bc", around, weights)  # [B, 3]: the colour under the mask
+        colour = around * self.MAX_LIGHTNESS * torch.sigmoid(self.lightness) * 2 - 1  # [B, 3] in [-1, 1]
+        drawn = inside[:, None] * (colour[:, :, None, None, None] - portrait.float()[:, :, None])  # [B, 3, T, H, W]
+        return drawn.to(portrait.dtype)

@@ -35,7 +35,8 @@ rest synth --out "$RUNS/corpus/train" --count 1200 --first-seed 0 --seconds 5 --
 #    VAE of the previous rest-demo (committed as vae-plain: its decoder already reads the latents); then its mouth
 #    head learns to paint the mouth from one code for every face (vae-mouth: what lets the DiT learn the mouth from
 #    the speech; the committed vae stage predates the code, and its weights start the new head at nothing); then the
-#    head's motion and the blinks become a code of the same kind (vae-pose: the decoder moves the portrait's head)
+#    head's motion and the blinks become a code of the same kind (vae-pose: the decoder moves the portrait's head);
+#    last the open mouth is drawn where a mask from the portrait says the mouth is (vae-shape: the mouth's heads alone)
 finished vae || {
     rest train vae --config $CONFIGS/vae.toml --init "$FINISHED/vae-plain.safetensors" --data "$RUNS/data" \
         --out "$RUNS/vae" --device "$DEVICE"
@@ -48,7 +49,14 @@ finished vae-pose || {
     rest train vae --config $CONFIGS/vae-pose.toml --init "$(part vae-mouth vae.safetensors)" --data "$RUNS/data" \
         --out "$RUNS/vae-pose" --device "$DEVICE"
     finish vae-pose vae.safetensors; }
-VAE=$(part vae-pose vae.safetensors)
+finished vae-shape || {
+    rest train vae --config $CONFIGS/vae-shape.toml --init "$(part vae-pose vae.safetensors)" --data "$RUNS/data" \
+        --out "$RUNS/vae-shape" --device "$DEVICE"
+    finish vae-shape vae.safetensors; }
+# vae-shape tuned the mouth's heads alone: its encoder and latents are vae-pose's, so the segments stay vae-pose's
+# (the latents pass keeps segments made from the weights it is given); the checkpoint gets vae-shape
+ENCODER=$(part vae-pose vae.safetensors)
+VAE=$(part vae-shape vae.safetensors)
 finished speechae || {
     rest train speechae --config $CONFIGS/speechae.toml --data "$RUNS/data" --out "$RUNS/speechae" --device "$DEVICE"
     finish speechae speech_ae.safetensors; }
@@ -57,7 +65,7 @@ SPEECH_AE=$(part speechae speech_ae.safetensors)
 # 4. training segments: the clip's first frame as the reference and 3 chunks, starting every 2 latent frames
 #    (0.64 s); each clip's stream is encoded once. The pass itself keeps segments made from these same weights and
 #    resumes a stopped one (segments from another VAE are made again)
-rest prepare latents --data "$RUNS/data" --vae "$VAE" --speech-ae "$SPEECH_AE" --chunks 3 --stride 2 \
+rest prepare latents --data "$RUNS/data" --vae "$ENCODER" --speech-ae "$SPEECH_AE" --chunks 3 --stride 2 \
     --device "$DEVICE"
 
 # 5. teacher, then the students from its weights

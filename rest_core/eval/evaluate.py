@@ -40,7 +40,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from . import metrics
-from ..checkpoint import load_part
+from ..checkpoint import DTYPES, load_part
 from ..config import FPS, VAE_TEMPORAL
 from ..data.faces import FRAMING
 from ..data.images import PORTRAITS, photo
@@ -290,16 +290,21 @@ VARIANTS = {"full": {}, "no ID sink": {"id_sink": False}, "no context cache": {"
 
 @torch.no_grad()
 def evaluate(args) -> dict:
-    pipe = RESTPipeline.from_pretrained(args.checkpoint, device=args.device)
+    dtype = DTYPES[args.dtype]
+    pipe = RESTPipeline.from_pretrained(args.checkpoint, device=args.device, dtype=dtype)
+    # the reconstruction row encodes whole clips, which generation never does, in float32 from the checkpoint's own
+    # weights: oneDNN had no bfloat16 kernel for the encoder's 3-D convolutions at 256 px (2-core AMD EPYC)
+    recon_vae = pipe.vae if dtype == torch.float32 else RESTPipeline.from_pretrained(args.checkpoint,
+                                                                                      device=args.device).vae
     expert = load_expert(args.expert)
     config = pipe.config
     chunk_frames = config.frames_per_chunk
     short_frames = args.chunks * chunk_frames
     others = {}
     if args.no_asd:
-        others["student without ASD"] = RESTPipeline(config, load_part(args.no_asd, "dit")[0].to(args.device).eval(),
-                                                     pipe.vae, pipe.speech_ae, pipe.whisper)
-    teacher = load_part(args.teacher, "dit")[0].to(args.device).eval() if args.teacher else None
+        no_asd = load_part(args.no_asd, "dit")[0].to(args.device, dtype).eval()
+        others["student without ASD"] = RESTPipeline(config, no_asd, pipe.vae, pipe.speech_ae, pipe.whisper)
+    teacher = load_part(args.teacher, "dit")[0].to(args.device, dtype).eval() if args.teacher else None
     out = Path(args.out)
     sheets = out / "results"
     started = time.perf_counter()
@@ -335,7 +340,7 @@ def evaluate(args) -> dict:
         """One clip: its ground truth and VAE reconstruction (a clip with video), then every variant made."""
         if with_truth:
             add(rows, "ground truth", clip.frames[1:1 + frames], clip, **kw)
-            add(rows, "VAE reconstruction", reconstructed(pipe.vae, clip, frames, config.chunk_latents), clip, **kw)
+            add(rows, "VAE reconstruction", reconstructed(recon_vae, clip, frames, config.chunk_latents), clip, **kw)
         for name, make in variants.items():
             add(rows, name, make(clip, frames), clip, sheet_prefix + slug(name), **kw)
 
@@ -382,6 +387,7 @@ def evaluate(args) -> dict:
     setup = {"checkpoint": Path(args.checkpoint).name, "steps": config.sampler.steps, "cfg": config.sampler.cfg,
              "seed": 0, "short_clips": len(clips), "short_frames": short_frames, "streams": len(streams),
              "stream_frames": stream_frames, "drift_seconds": args.drift_seconds, "device": args.device,
+             "dtype": args.dtype,
              "family_clips": {f: len(rows["full"]) for f, rows in families.items()},
              "expert": Path(args.expert).name if args.expert else "the shipped mouth expert"}
 
@@ -467,6 +473,9 @@ def configure(p):
     p.add_argument("--drift-seconds", type=float, default=10.0)
     p.add_argument("--out", required=True, help="folder for RESULTS.md and results/")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", choices=list(DTYPES), default="float32",
+                   help="the model's dtype (bfloat16: what the ComfyUI nodes' auto picks on a CPU with native "
+                        "bfloat16; the frames are measured in float32 either way)")
     p.add_argument("--expert", default=None, help="mouth-opening expert for lip-sync (default: the shipped "
                                                   "rest_core/eval/mouth_expert.safetensors)")
 

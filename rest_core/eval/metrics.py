@@ -75,21 +75,29 @@ def luma(frames: Tensor) -> Tensor:
     return (frames.float() * weights).sum(dim=-1)[:, None]
 
 
+SSIM_BLOCK = 32  # frames ssim blurs together: bounded memory for any stream
+
+
 def ssim(frames: Tensor, truth: Tensor, window: int = 11, sigma: float = 1.5) -> float:
-    """Mean SSIM over frames (Wang et al. 2004 constants, data range 1), on luma, valid region only."""
-    x, y = luma(frames), luma(truth)
+    """Mean SSIM over frames (Wang et al. 2004 constants, data range 1), on luma, valid region only. The Gaussian
+    window is separable, and the five maps of SSIM_BLOCK frames are blurred as the channels of one grouped
+    convolution: a 60 s stream took about a minute as one single-channel 11 x 11 convolution, under half that so."""
     g = torch.exp(-((torch.arange(window) - window // 2) ** 2) / (2 * sigma**2))
     g = (g / g.sum()).float()
-    kernel = (g[:, None] * g[None, :])[None, None]  # [1, 1, k, k]
-
-    def blur(z):
-        return F.conv2d(z, kernel)
-
     c1, c2 = 0.01**2, 0.03**2
-    mx, my = blur(x), blur(y)
-    vx, vy, cov = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
-    s = ((2 * mx * my + c1) * (2 * cov + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
-    return float(s.mean())
+    total, count = 0.0, 0
+    for start in range(0, frames.shape[0], SSIM_BLOCK):
+        x, y = luma(frames[start:start + SSIM_BLOCK]), luma(truth[start:start + SSIM_BLOCK])  # [n, 1, H, W]
+        n = x.shape[0]
+        maps = torch.cat([x, y, x * x, y * y, x * y], dim=1).reshape(1, 5 * n, *x.shape[-2:])
+        c = maps.shape[1]
+        blurred = F.conv2d(F.conv2d(maps, g.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c),
+                           g.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+        mx, my, xx, yy, xy = blurred.reshape(n, 5, *blurred.shape[-2:]).unbind(1)  # [n, H', W'] each
+        vx, vy, cov = xx - mx**2, yy - my**2, xy - mx * my
+        s = ((2 * mx * my + c1) * (2 * cov + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+        total, count = total + float(s.double().sum()), count + s.numel()
+    return total / count
 
 
 FIDELITY_BLOCK = 32  # frames appearance_fidelity transforms together: bounded memory for any stream

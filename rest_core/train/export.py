@@ -15,12 +15,15 @@ def export(vae_path, speech_ae_path, dit_path, out, dtype: str = "float16", cfg:
     vae, vae_config = load_part(vae_path, "vae")
     speech_ae, speech_config = load_part(speech_ae_path, "speech_ae")
     dit, config = load_part(dit_path, "dit")
-    if vae_config.vae != config.vae or vae_config.resolution != config.resolution:
+    # the mouth shape draws on the decoded frames alone (vae_mouth.MouthShape): a VAE with or without it makes the
+    # same latents, so a DiT trained on either's fits the other
+    if (dataclasses.replace(vae_config.vae, mouth_shape=False) != dataclasses.replace(config.vae, mouth_shape=False)
+            or vae_config.resolution != config.resolution):
         raise ValueError(f"{vae_path} is a VAE for another config than the DiT in {dit_path}")
     if speech_config.speech != config.speech or speech_config.dit.speech_dim != config.dit.speech_dim:
         raise ValueError(f"{speech_ae_path} is a SpeechAE for another config than the DiT in {dit_path}")
     defaults = {k: v for k, v in (("cfg", cfg), ("steps", steps)) if v is not None}
-    config = dataclasses.replace(config, sampler=config.sampler.replace(**defaults))
+    config = dataclasses.replace(config, vae=vae_config.vae, sampler=config.sampler.replace(**defaults))
     pipe = RESTPipeline(config, dit, vae, speech_ae, default_whisper_encoder())
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -103,6 +103,7 @@ class VAEOptions:
     image_steps: int = 0
     image_batch: int = 16
     train_encoder: bool = True
+    train_decoder: bool = True  # false (train_encoder false too): only the mouth head and the mouth shape learn
     augment: bool = False
     compile: bool = False
     crop: int = 0  # 0: whole frames
@@ -112,6 +113,7 @@ class VAEOptions:
     mouth_mse: float = 0.0  # a mouth_code VAE: weight of the squared error inside the mouth box, after the first frame
     code_heads_lr: float = 1.0  # a coded VAE: its mouth head's and head mask's learning rate, times the stage's
     head_mask: float = 0.0  # a pose_code VAE: weight of its head mask's cross-entropy against the head's outline
+    mouth_mask: float = 0.0  # a mouth_shape VAE: weight of its mouth mask's cross-entropy against the mouth box
 
 IMAGE_WINDOW = 17  # frames around an image sample whose motion sets its weights (0.68 s: a syllable or two)
 
@@ -216,7 +218,8 @@ def reconstruction_losses(vae: CausalVAE, video: Tensor, weights: Tensor, opts: 
     terms' weights (kl, mse, missed_motion, head_mask); reference: [B, 3, H, W], the portrait a reference-conditioned
     VAE copies the look from; code: a coded VAE's (data.face_code): the encoder sees the frames without the mouth
     and the code is written in, and a pose code's decoder moves the head where the code's head region says; whole:
-    the portraits uncut [B, 3, R, R] and where their heads are [B, 1, R, R], that the head mask learns from"""
+    the portraits uncut [B, 3, R, R], where their heads are and where their mouths are [B, 1, R, R] (each None where
+    not taught), that the head mask and the mouth shape's mask learn from"""
     seen = video if code is None else without_mouth(video, code.in_mouth)
     moments = vae.encode_moments(seen, reference)
     mean, log_var = moments[:, :-1], moments[:, -1:].clamp(-30, 20)
@@ -241,13 +244,17 @@ def reconstruction_losses(vae: CausalVAE, video: Tensor, weights: Tensor, opts: 
         error = (recon[:, :, 1:] - video[:, :, 1:]).square() * inside
         terms["mouth_mse"] = error.sum() / inside.sum().clamp_min(1)
         terms["loss"] = terms["loss"] + opts.mouth_mse * terms["mouth_mse"]
-    if whole is not None and opts.head_mask:
+    if whole is not None:
         # forward, not the module's call: with `compile` the encoder is compiled for the windows' size, and
         # compiling it again for the uncut portraits' failed inside inductor (torch 2.11, dynamic shapes)
-        logits = vae.decoder.head_mask.logits(vae.reference_encoder.forward(whole[0])[1:]).float()  # [B, 1, R/p, R/p]
-        target = F.adaptive_avg_pool2d(whole[1], logits.shape[-2:])
-        terms["head_mask"] = F.binary_cross_entropy_with_logits(logits, target)
-        terms["loss"] = terms["loss"] + opts.head_mask * terms["head_mask"]
+        uncut = vae.reference_encoder.forward(whole[0])[1:]
+        for name, mask, region in (("head_mask", vae.decoder.head_mask, whole[1]),
+                                   ("mouth_mask", vae.decoder.mouth_shape, whole[2])):
+            if region is not None and getattr(opts, name):
+                logits = mask.logits(uncut).float()  # [B, 1, R/p, R/p]
+                target = F.adaptive_avg_pool2d(region, logits.shape[-2:])
+                terms[name] = F.binary_cross_entropy_with_logits(logits, target)
+                terms["loss"] = terms["loss"] + getattr(opts, name) * terms[name]
     if video.shape[2] > 1 and opts.missed_motion:
         terms["missed_motion"] = missed_motion(recon, video)
         terms["loss"] = terms["loss"] + opts.missed_motion * terms["missed_motion"]
@@ -315,10 +322,11 @@ def conditioned_from_plain(vae: CausalVAE, plain: CausalVAE) -> CausalVAE:
 
 @torch.no_grad()
 def with_code_heads(vae: CausalVAE, trained: CausalVAE) -> CausalVAE:
-    """A coded VAE that starts from `trained`, the same VAE with less of the code (none, or the mouth's without the
-    pose's): every weight is copied; a new mouth head starts painting nothing, one that read the mouth alone reads
-    the blink beside it from a zero weight, and a new head mask starts from its own initialisation. A stream whose
-    head keeps still then decodes as it did with `trained`."""
+    """A coded VAE that starts from `trained`, the same VAE with less of the code (none, the mouth's without the
+    pose's, or no mouth shape): every weight is copied; a new mouth head starts painting nothing, one that read the
+    mouth alone reads the blink beside it from a zero weight, a new head mask starts from its own initialisation and
+    a new mouth shape with an empty mask, drawing nothing. A stream whose head keeps still then decodes as it did
+    with `trained`."""
     own = vae.state_dict()
     for key, value in trained.state_dict().items():
         if key == "decoder.mouth_head.modulation.weight" and own[key].shape != value.shape:  # [2 hidden, codes]
@@ -326,7 +334,7 @@ def with_code_heads(vae: CausalVAE, trained: CausalVAE) -> CausalVAE:
         else:
             own[key].copy_(value)
     new = [k for k in own if k not in trained.state_dict()]
-    assert all(k.startswith(("decoder.mouth_head.", "decoder.head_mask.")) for k in new), new
+    assert all(k.startswith(("decoder.mouth_head.", "decoder.head_mask.", "decoder.mouth_shape.")) for k in new), new
     return vae
 
 
@@ -393,11 +401,13 @@ def run(args, settings: Settings, config: RESTConfig) -> int:
     train_encoder = opts.train_encoder
     if args.init:
         vae = initial_vae(args.init)
-        uncoded = dataclasses.replace(config.vae, mouth_code=False, pose_code=False)
+        uncoded = dataclasses.replace(config.vae, mouth_code=False, pose_code=False, mouth_shape=False)
         plain = dataclasses.replace(uncoded, reference="none")
         if vae.config == plain and config.vae != plain:
             vae = conditioned_from_plain(CausalVAE(config.vae), vae)
-        elif vae.config in (uncoded, dataclasses.replace(config.vae, pose_code=False)) and vae.config != config.vae:
+        elif vae.config != config.vae and vae.config in (uncoded, dataclasses.replace(config.vae, mouth_shape=False),
+                                                          dataclasses.replace(config.vae, pose_code=False,
+                                                                              mouth_shape=False)):
             vae = with_code_heads(CausalVAE(config.vae), vae)
         elif vae.config != config.vae:
             raise ValueError(f"{args.init} is a VAE of another shape than preset {config.name}")
@@ -411,6 +421,16 @@ def run(args, settings: Settings, config: RESTConfig) -> int:
             # costs nothing
             vae.encoder.conv_out.conv.bias[-1] = opts.log_var_init
     vae.encoder.requires_grad_(train_encoder)
+    mouth_heads = [m for m in (vae.decoder.mouth_head, vae.decoder.mouth_shape) if m is not None]
+    if not opts.train_decoder:
+        if train_encoder or not mouth_heads:
+            raise ValueError("[vae] train_decoder = false tunes the mouth's heads of a trained coded VAE alone: set "
+                             "train_encoder = false too, with a mouth_code VAE passed with --init")
+        # the latents, the decoder's features and the head's move stay exactly the VAE's: segments, DiTs and the
+        # repository's copy of every other weight stay valid
+        vae.requires_grad_(False)
+        for m in mouth_heads:
+            m.requires_grad_(True)
     if opts.compile:  # in place: the weights keep their names
         for part in (vae.encoder, vae.decoder, vae.reference_encoder):
             if part is not None:
@@ -478,16 +498,23 @@ def run(args, settings: Settings, config: RESTConfig) -> int:
         code = whole = None
         if mouth_code:
             code = truth.code(range(start, start + length), moment, size, config.vae.pose_code, view, portrait_view)
-        if code is not None and code.head_region is not None and opts.head_mask:
-            # the head mask sees the portrait uncut, as at inference: inside a window zoomed onto the face it
+        teach_head = code is not None and code.head_region is not None and opts.head_mask
+        teach_mouth = code is not None and config.vae.mouth_shape and opts.mouth_mask
+        if teach_head or teach_mouth:
+            # the masks see the portrait uncut, as at inference: inside a window zoomed onto the face the head mask
             # learnt little (cross-entropy 0.67 -> 0.59 in 160 steps; uncut 0.69 -> 0.35 in 50)
             whole_frame = (0, 0, height, width)
             if augmentation is not None:
                 full = dataclasses.replace(augmentation, crop=whole_frame, out=(height, width))(to_video(uncut))
             else:
                 full = to_video(uncut).flip(-1) if flip else to_video(uncut)
-            whole = (full[:, :, 0], truth.head_region(moment, (height, width),
-                                                      view_matrix(whole_frame, (height, width), flip)))
+            whole_view = view_matrix(whole_frame, (height, width), flip)
+            whole = (full[:, :, 0],
+                     truth.head_region(moment, (height, width), whole_view) if teach_head else None,
+                     # the box the mouth stays in over the clip: the portrait's moment may have the head a few pixels
+                     # off its rest, and the shape takes only the mask's middle and spread from it
+                     box_mask(map_box(whole_view, truth.mouth_box), (height, width))[:, :, 0] if teach_mouth
+                     else None)
         if opts.mouth_weight:
             in_mouth = box_mask(map_box(view, clips.clips[i]["mouth_box"]), size)
             weight = weight * (1 + opts.mouth_weight * in_mouth)
@@ -501,7 +528,8 @@ def run(args, settings: Settings, config: RESTConfig) -> int:
         videos, weights, portraits, codes, wholes = zip(*samples)
         portraits = torch.cat(portraits).to(procs.device) if conditioned else None
         code = FaceCode.cat(codes).to(procs.device) if mouth_code else None
-        whole = None if wholes[0] is None else tuple(torch.cat(t).to(procs.device) for t in zip(*wholes))
+        whole = None if wholes[0] is None else tuple(None if t[0] is None else torch.cat(t).to(procs.device)
+                                                     for t in zip(*wholes))
         return (torch.cat(videos).to(procs.device), torch.cat(weights).to(procs.device), portraits, code, whole, g,
                 step)
 
@@ -525,7 +553,8 @@ def run(args, settings: Settings, config: RESTConfig) -> int:
     params = None
     if mouth_code:
         # in order: the saved optimizer state is by position
-        heads = [p for m in (vae.decoder.mouth_head, vae.decoder.head_mask) if m is not None for p in m.parameters()]
+        heads = [p for m in mouth_heads + [vae.decoder.head_mask] if m is not None for p in m.parameters()
+                 if p.requires_grad]
         params = [{"params": [p for p in vae.parameters() if p.requires_grad and all(p is not h for h in heads)]},
                   {"params": heads, "lr_scale": opts.code_heads_lr}]
     train(Stage("vae", "vae", vae, config, batch, losses, finish=finish, params=params, before_step=before_step),

@@ -3,6 +3,7 @@ held-out style families and the photographs."""
 
 import dataclasses
 import json
+import math
 
 import numpy as np
 import pytest
@@ -241,3 +242,16 @@ def test_eval_takes_a_checkpoint_or_a_vae(tmp_path, capsys):
     for frames in ("97", "0"):  # a VAE is measured over whole latent frames
         assert main(["eval", "--vae", "vae.safetensors", "--vae-frames", frames, "--out", str(tmp_path)]) == 2
         assert f"--vae-frames {frames}: give a multiple of 8" in capsys.readouterr().err
+
+
+def test_eval_runs_the_model_in_the_dtype_asked_and_says_so(report):
+    root = report.parent
+    args = ["eval", "--checkpoint", root / "model.safetensors", "--streams", root / "streams", "--dtype", "bfloat16",
+            "--drift-seconds", "1", "--out", root / "bf16"]
+    assert main([str(a) for a in args]) == 0
+    results = json.loads((root / "bf16" / "results" / "results.json").read_text())
+    assert results["setup"]["dtype"] == "bfloat16"
+    whole = json.loads((report / "results" / "results.json").read_text())["long_streams"]
+    for name, row in results["long_streams"].items():  # the same model and seed: close to float32's, not equal
+        assert math.isfinite(row["psnr"]) and row["psnr"] == pytest.approx(whole[name]["psnr"], abs=1.5)
+    assert results["long_streams"]["full"] != whole["full"]

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from rest_core.eval import metrics
 
@@ -103,3 +104,18 @@ def test_mouth_motion_is_the_share_of_the_mouths_change_a_video_keeps():
     assert metrics.mouth_motion(truth, truth, box) == pytest.approx(1.0)
     assert metrics.mouth_motion(half, truth, box) == pytest.approx(0.5, abs=1e-5)
     assert metrics.mouth_motion(moved_elsewhere, truth, box) == 0.0
+
+
+def test_ssim_in_blocks_of_separable_blurs_equals_one_11x11_gaussian_over_every_frame():
+    torch.manual_seed(0)
+    truth = torch.rand(2 * metrics.SSIM_BLOCK + 3, 24, 20, 3)
+    frames = (truth + 0.2 * torch.randn_like(truth)).clamp(0, 1)
+    g = torch.exp(-((torch.arange(11) - 5) ** 2) / (2 * 1.5**2))
+    kernel = ((g / g.sum())[:, None] * (g / g.sum())[None, :])[None, None].float()
+    x, y = metrics.luma(frames), metrics.luma(truth)
+    mx, my = F.conv2d(x, kernel), F.conv2d(y, kernel)
+    vx, vy = F.conv2d(x * x, kernel) - mx**2, F.conv2d(y * y, kernel) - my**2
+    cov = F.conv2d(x * y, kernel) - mx * my
+    c1, c2 = 0.01**2, 0.03**2
+    expected = ((2 * mx * my + c1) * (2 * cov + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+    assert metrics.ssim(frames, truth) == pytest.approx(float(expected.double().mean()), abs=1e-6)

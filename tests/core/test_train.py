@@ -244,6 +244,26 @@ def test_export_refuses_parts_of_different_models(vae_run, speechae_run, teacher
                    teacher_run / "dit.safetensors", tmp_path / "x.safetensors")
 
 
+def test_a_vae_with_the_mouth_shape_exports_with_a_dit_trained_on_the_same_latents(speechae_run, tmp_path):
+    from rest_core.checkpoint import save_part
+    from rest_core.dit import A2VDiT
+    from rest_core.train.export import export
+    from rest_core.vae import CausalVAE
+
+    shape = dataclasses.replace(TINY_POSE, vae=dataclasses.replace(TINY_POSE.vae, mouth_shape=True))
+    save_part(tmp_path / "vae.safetensors", "vae", CausalVAE(shape.vae), shape)
+    save_part(tmp_path / "dit.safetensors", "dit", A2VDiT(TINY_POSE.dit), TINY_POSE)  # trained without the shape
+    out = export(tmp_path / "vae.safetensors", speechae_run / "speech_ae.safetensors", tmp_path / "dit.safetensors",
+                 tmp_path / "model.safetensors")
+    pipe = RESTPipeline.from_pretrained(out, whisper=WhisperEncoder(layers=1))
+    assert pipe.config.vae.mouth_shape and pipe.vae.decoder.mouth_shape is not None
+    mouth_only = dataclasses.replace(TINY_POSE, vae=dataclasses.replace(TINY_POSE.vae, pose_code=False))
+    save_part(tmp_path / "other.safetensors", "vae", CausalVAE(mouth_only.vae), mouth_only)  # other latents: refused
+    with pytest.raises(ValueError, match="another config"):
+        export(tmp_path / "other.safetensors", speechae_run / "speech_ae.safetensors", tmp_path / "dit.safetensors",
+               tmp_path / "x.safetensors")
+
+
 @pytest.mark.slow
 def test_torchrun_trains_a_stage_on_two_processes(segments, tmp_path):
     config = write_config(tmp_path, "teacher", steps=4, batch=2, lr=1e-3)
@@ -713,6 +733,34 @@ def test_a_pose_code_vae_run_teaches_its_head_mask_the_heads_outline(data, tmp_p
                     extra="[vae]\nframes = 9\nstats_clips = 1\nhead_mask = 1.0\n")
     assert all(0 < v < 2 for v in losses(run, "head_mask"))  # a cross-entropy, from about ln 2 at the start
     assert load_part(run / "vae.safetensors", "vae")[0].decoder.head_mask.out.weight.any()  # it learnt from it
+
+
+TINY_SHAPE = dataclasses.replace(TINY_POSE, vae=dataclasses.replace(TINY_POSE.vae, mouth_shape=True))
+
+
+def test_a_mouth_shape_run_from_a_pose_code_vae_tunes_the_mouths_heads_alone_and_teaches_the_mouth_mask(data,
+                                                                                                    tmp_path):
+    (tmp_path / "pose").mkdir()
+    (tmp_path / "shape").mkdir()
+    pose = run_stage(tmp_path / "pose", "vae", data, steps=1, batch=1, lr=1e-3, model=TINY_POSE,
+                     extra="[vae]\nframes = 9\nstats_clips = 1\n")
+    run = run_stage(tmp_path / "shape", "vae", data, "--init", pose / "vae.safetensors", steps=2, batch=1, lr=1e-2,
+                    model=TINY_SHAPE, extra="[vae]\nframes = 9\nstats_clips = 1\nmouth_crops = 1.0\n"
+                                            "mouth_mask = 1.0\ntrain_encoder = false\ntrain_decoder = false\n")
+    assert all(0 < v < 2 for v in losses(run, "mouth_mask"))
+    before, (after, config) = load_part(pose / "vae.safetensors", "vae")[0].state_dict(), load_part(
+        run / "vae.safetensors", "vae")
+    assert config.vae.mouth_shape
+    changed = {k for k, v in after.state_dict().items() if k not in before or not torch.equal(v, before[k])}
+    assert changed and all(k.startswith(("decoder.mouth_head.", "decoder.mouth_shape.")) for k in changed), changed
+    assert any(k.startswith("decoder.mouth_shape.out.") for k in changed)  # the mask learnt from the mouth boxes
+
+
+def test_tuning_the_mouths_heads_alone_needs_a_frozen_encoder(data, tmp_path, capsys):
+    path = write_config(tmp_path, "vae", steps=1, batch=1, lr=1e-3, model=TINY_SHAPE,
+                        extra="[vae]\nframes = 9\nstats_clips = 1\ntrain_decoder = false\n")
+    assert cli("train", "vae", "--config", path, "--data", data, "--out", tmp_path / "run", "--device", "cpu") != 0
+    assert "set train_encoder = false too" in capsys.readouterr().err
 
 
 def test_mouth_code_without_prepared_mouth_states_is_refused(data, tmp_path, capsys):

@@ -9,7 +9,7 @@ import torch
 from rest_core.config import MOUTH_CODE_CHANNELS, VAEConfig
 from rest_core.data.face_code import FaceCode, with_code
 from rest_core.vae import CausalVAE
-from rest_core.vae_mouth import frame_codes
+from rest_core.vae_mouth import MouthShape, frame_codes
 
 from conftest import assert_streams_as_whole, every_path_on
 
@@ -72,3 +72,93 @@ def test_a_mouth_code_needs_the_portrait_and_room_in_the_latents():
         dataclasses.replace(MOUTH, reference="none")
     with pytest.raises(ValueError, match="more than 16 latent channels"):
         dataclasses.replace(MOUTH, latent_channels=16)
+
+
+# --- the mouth shape: the open mouth's inside drawn where a mask from the portrait says the mouth is ---------------
+
+SHAPE = dataclasses.replace(MOUTH, mouth_shape=True)
+
+
+def shape_with_mask(box: tuple[int, int, int, int] | None, grid: int = 16) -> MouthShape:
+    """A fresh MouthShape whose mask is 1 inside `box` (x0, y0, x1, y1 in cells of a grid x grid map) and 0 elsewhere
+    (None: nowhere)"""
+    torch.manual_seed(0)
+    shape = MouthShape((8, 16))
+    logits = torch.full((1, 1, grid, grid), -30.0)
+    if box is not None:
+        x0, y0, x1, y1 = box
+        logits[..., y0:y1, x0:x1] = 30.0
+    shape.logits = lambda features: logits
+    return shape
+
+
+def drawn_inside(shape: MouthShape, opening: float, width: float = 0.5) -> torch.Tensor:
+    """Where the ellipse is in the one frame of the code (opening, width in [0, 1]), [64, 64] in [0, 1]: a white
+    portrait with the inside made black"""
+    with torch.no_grad():
+        shape.lightness.fill_(-30.0)
+        code = torch.tensor([[[opening * 2 - 1], [width * 2 - 1]]])
+        drawn = shape(torch.ones(1, 3, 64, 64), [], code)  # [1, 3, 1, 64, 64]: black (-1) minus the portrait's 1
+    return -drawn[0, 0, 0] / 2
+
+
+def test_the_mouth_shape_draws_an_ellipse_at_the_masks_middle_as_tall_as_the_opening_says():
+    shape = shape_with_mask((6, 8, 10, 12))  # cells 4 px wide: pixels x 24..40, y 32..48, middle (32, 40)
+    half_open, wide_open = drawn_inside(shape, 0.5), drawn_inside(shape, 1.0)
+    for inside in (half_open, wide_open):
+        assert inside[40, 32] > 0.9 and inside[:20].amax() < 1e-3 and inside[:, :20].amax() < 1e-3
+        ys, xs = torch.nonzero(inside > 0.5, as_tuple=True)
+        assert abs(ys.float().mean() + 0.5 - 40) < 1 and abs(xs.float().mean() + 0.5 - 32) < 1
+    rows = lambda inside: (inside > 0.5).any(dim=1).sum().item()  # noqa: E731 - the drawn height in pixels
+    assert rows(wide_open) > 1.6 * rows(half_open)
+    columns = lambda inside: (inside > 0.5).any(dim=0).sum().item()  # noqa: E731
+    assert columns(drawn_inside(shape, 1.0, width=1.0)) > columns(drawn_inside(shape, 1.0, width=0.0))
+
+
+def test_the_mouth_shape_draws_nothing_for_a_shut_mouth_or_where_no_mouth_is_found():
+    assert drawn_inside(shape_with_mask((6, 8, 10, 12)), 0.0).amax() < 1e-6
+    assert drawn_inside(shape_with_mask(None), 1.0).amax() < 1e-6
+
+
+def test_the_inside_is_the_portraits_colour_under_the_mask_darkened():
+    shape = shape_with_mask((6, 8, 10, 12))
+    portrait = torch.full((1, 3, 64, 64), -1.0)
+    portrait[:, :, 32:48, 24:40] = torch.tensor([0.6, 0.2, -0.2])[:, None, None]  # the colour under the mask
+    with torch.no_grad():
+        drawn = shape(portrait, [], torch.ones(1, 2, 1))  # wide open: [1, 3, 1, 64, 64]
+    inside = (portrait[:, :, None] + drawn)[0, :, 0, 40, 32]
+    around = (torch.tensor([0.6, 0.2, -0.2]) + 1) / 2
+    torch.testing.assert_close((inside + 1) / 2, around * MouthShape.MAX_LIGHTNESS * 0.5)  # lightness logit 0
+
+
+def test_the_mouth_shapes_proportions_and_darkness_learn_from_the_frames_and_its_mask_does_not():
+    torch.manual_seed(0)
+    shape = MouthShape((8, 16))
+    features = [torch.randn(1, 8, 16, 16), torch.randn(1, 16, 8, 8)]
+    with torch.no_grad():
+        shape.out.bias.fill_(3.0)  # a mask over the whole grid
+    shape(torch.rand(1, 3, 64, 64), features, torch.ones(1, 2, 3)).square().sum().backward()
+    assert shape.size.grad.abs().sum() > 0 and shape.lightness.grad.abs() > 0
+    assert shape.out.weight.grad is None  # where the mouth is comes from the mouth boxes alone (train/vae.py)
+
+
+def test_the_mouth_shape_changes_later_frames_only_and_the_stream_decodes_as_the_whole():
+    vae = every_path_on(SHAPE)
+    with torch.no_grad():
+        vae.decoder.mouth_shape.out.bias.fill_(3.0)  # a mouth everywhere: the ellipse is drawn
+    z = torch.randn(1, 24, 3, 2, 2)
+    shut, wide = (with_mouth_code(z, torch.full((1, 17, 2), value)) for value in (0.0, 1.0))
+    without = CausalVAE(MOUTH).eval()
+    without.load_state_dict({k: v for k, v in vae.state_dict().items() if "mouth_shape" not in k})
+    with torch.no_grad():
+        a, b, c = vae.decode(shut, portrait()), vae.decode(wide, portrait()), without.decode(wide, portrait())
+    assert torch.equal(a[:, :, 0], b[:, :, 0])
+    torch.testing.assert_close(a, without.decode(shut, portrait()))  # a shut mouth: nothing drawn
+    assert (b[:, :, 1:] - c[:, :, 1:]).abs().amax(dim=(0, 1, 3, 4)).min() > 1e-2  # every later frame drawn on
+    assert_streams_as_whole(vae, with_mouth_code(torch.randn(1, 24, 4, 2, 2), torch.rand(1, 25, 2)), [1, 2, 1],
+                            portrait())
+
+
+def test_a_mouth_shape_needs_the_mouth_code():
+    with pytest.raises(ValueError, match="mouth_shape needs the mouth code"):
+        dataclasses.replace(SHAPE, mouth_code=False)
