@@ -44,7 +44,7 @@ from ..checkpoint import DTYPES, load_part
 from ..config import FPS, VAE_TEMPORAL
 from ..data.faces import FRAMING
 from ..data.images import PORTRAITS, photo
-from ..data.heldout import HeldOutClip, clips_in
+from ..data.heldout import HeldOutClip, clips_in, each_clip
 from ..data.face_code import encode_stream
 from ..data.prepare import CROPS, crop_resize
 from ..media import to_uint8
@@ -359,21 +359,25 @@ def evaluate(args) -> dict:
         log(f"training window: {clip.name}")
         measure_clip(short, clip, short_frames, short_variants)
 
+    # long clips are read one at a time (each_clip); the photographs speak the first family clip's speech, else the
+    # first stream's
     long: dict[str, list] = {}
-    streams = clips_in(args.streams, config.resolution, args.crop, args.max_streams)
-    for clip in streams:
+    stream_lengths, first_stream, first_family = [], None, None
+    for clip in each_clip(args.streams, config.resolution, args.crop, args.max_streams):
         long_stream(long, clip, stream_variants(True), "")
+        stream_lengths.append(whole_latent_frames(clip))
+        first_stream = first_stream or clip
 
     families: dict[str, dict[str, list]] = {}
-    family_clips = clips_in(args.families, config.resolution, args.crop)
-    for clip in family_clips:
+    for clip in each_clip(args.families, config.resolution, args.crop):
         rows = families.setdefault(clip.family, {})
         if len(rows.get("full", [])) < args.max_streams_per_family:
             long_stream(rows, clip, stream_variants(False), f"family_{clip.family}_")
+        first_family = first_family or clip
 
     photographs: dict[str, dict[str, list]] = {}
     if args.photos:
-        speech = (family_clips or streams or [None])[0]
+        speech = first_family or first_stream
         if speech is None:
             raise ValueError("--photos needs the speech of a --families or --streams clip")
         for name in PORTRAITS:
@@ -383,9 +387,9 @@ def evaluate(args) -> dict:
             measure_clip(photographs.setdefault(name, {}), clip, frames, stream_variants(False), f"photo_{name}_",
                          with_truth=False, drift_seconds=args.drift_seconds)
 
-    stream_frames = min((whole_latent_frames(c) for c in streams), default=0)
+    stream_frames = min(stream_lengths, default=0)
     setup = {"checkpoint": Path(args.checkpoint).name, "steps": config.sampler.steps, "cfg": config.sampler.cfg,
-             "seed": 0, "short_clips": len(clips), "short_frames": short_frames, "streams": len(streams),
+             "seed": 0, "short_clips": len(clips), "short_frames": short_frames, "streams": len(stream_lengths),
              "stream_frames": stream_frames, "drift_seconds": args.drift_seconds, "device": args.device,
              "dtype": args.dtype,
              "family_clips": {f: len(rows["full"]) for f, rows in families.items()},
