@@ -36,7 +36,8 @@ rest synth --out "$RUNS/corpus/train" --count 1200 --first-seed 0 --seconds 5 --
 #    head learns to paint the mouth from one code for every face (vae-mouth: what lets the DiT learn the mouth from
 #    the speech; the committed vae stage predates the code, and its weights start the new head at nothing); then the
 #    head's motion and the blinks become a code of the same kind (vae-pose: the decoder moves the portrait's head);
-#    last the open mouth is drawn where a mask from the portrait says the mouth is (vae-shape: the mouth's heads alone)
+#    last the open mouth is drawn where a mask from the portrait says the mouth is (vae-shape: the mouth's heads
+#    alone; vae-shape-mask: that mask taught longer)
 finished vae || {
     rest train vae --config $CONFIGS/vae.toml --init "$FINISHED/vae-plain.safetensors" --data "$RUNS/data" \
         --out "$RUNS/vae" --device "$DEVICE"
@@ -53,10 +54,15 @@ finished vae-shape || {
     rest train vae --config $CONFIGS/vae-shape.toml --init "$(part vae-pose vae.safetensors)" --data "$RUNS/data" \
         --out "$RUNS/vae-shape" --device "$DEVICE"
     finish vae-shape vae.safetensors; }
-# vae-shape tuned the mouth's heads alone: its encoder and latents are vae-pose's, so the segments stay vae-pose's
-# (the latents pass keeps segments made from the weights it is given); the checkpoint gets vae-shape
+finished vae-shape-mask || {
+    rest train vae --config $CONFIGS/vae-shape-mask.toml --init "$(part vae-shape vae.safetensors)" \
+        --data "$RUNS/data" --out "$RUNS/vae-shape-mask" --device "$DEVICE"
+    finish vae-shape-mask vae.safetensors; }
+# vae-shape and vae-shape-mask tuned the mouth's heads alone: their encoder and latents are vae-pose's, so the
+# segments stay vae-pose's (the latents pass keeps segments made from the weights it is given); the checkpoint gets
+# the last of them
 ENCODER=$(part vae-pose vae.safetensors)
-VAE=$(part vae-shape vae.safetensors)
+VAE=$(part vae-shape-mask vae.safetensors)
 finished speechae || {
     rest train speechae --config $CONFIGS/speechae.toml --data "$RUNS/data" --out "$RUNS/speechae" --device "$DEVICE"
     finish speechae speech_ae.safetensors; }
