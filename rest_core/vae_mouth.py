@@ -40,6 +40,7 @@ from torch import Tensor, nn
 
 from .config import MOUTH_CODE_CHANNELS, VAE_TEMPORAL
 from .vae import channel_norm
+from .vae_pose import HeadMask
 
 
 def code_channels(state: Tensor) -> Tensor:
@@ -113,13 +114,9 @@ class MouthShape(nn.Module):
         self.size = nn.Parameter(torch.tensor([math.log(0.6), 0.5, math.log(0.5)]))
         self.lightness = nn.Parameter(torch.tensor(0.0))
 
-    def logits(self, features: list[Tensor]) -> Tensor:
-        """features: [B, w_i, H_i, W_i] fine to coarse (ReferenceEncoder2d's, the portrait left out) -> the mask's
-        logits [B, 1, H_0, W_0]"""
-        size = features[0].shape[-2:]
-        x = sum(F.interpolate(read(channel_norm(f)), size=size, mode="bilinear", align_corners=False)
-                for read, f in zip(self.reads, features))
-        return self.out(F.silu(x))
+    # where the mouth is, read from every scale of the portrait's features as the head mask reads where the head is:
+    # features [B, w_i, H_i, W_i] fine to coarse -> logits [B, 1, H_0, W_0]
+    logits = HeadMask.logits
 
     def forward(self, portrait: Tensor, features: list[Tensor], code: Tensor) -> Tensor:
         """portrait: [B, 3, H, W] in [-1, 1]; features as `logits`; code: [B, 2, T] (opening, width, each 2 x - 1)
