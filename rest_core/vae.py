@@ -12,12 +12,14 @@ so nothing mixes information across time except the convs, and streaming is exac
     frames, state = vae.decode_stream(z_chunk, state)      # 8 frames per latent frame, as decode() would give
 
 The state holds, per causal conv, the last two frames of its input, and whether the first call (the one whose
-upsamplers drop their first frame) has happened.
+upsamplers drop their first frame) has happened; for a reference-conditioned VAE also what it computes from the
+portrait alone (its features, and a coded VAE's reading of where the head and the mouth are), once per stream.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +30,9 @@ from torch.utils.flop_counter import conv_flop_count, flop_registry, register_fl
 from .checks import expect_finite, expect_shape
 from .config import VAE_TEMPORAL, VAEConfig, vae_length
 
+if TYPE_CHECKING:
+    from .vae_mouth import MouthPlace  # vae_mouth builds on this module
+
 
 @dataclass
 class DecodeState:
@@ -36,6 +41,16 @@ class DecodeState:
     frames: list = field(default_factory=list)  # [B, C, k-1, H, W] tails of each conv's input, or None
     started: bool = False
     reference: list | None = None  # the portrait's features per up block (a reference-conditioned VAE), or None
+    reading: PortraitReading | None = None  # a coded VAE: what its decoder reads off the portrait alone, or None
+
+
+@dataclass
+class PortraitReading:
+    """What a coded decoder reads off the portrait alone, the same for every frame: where the head is (a pose code)
+    and where the mouth is (the mouth shape). A stream reads it once, at `decode_start`."""
+
+    head: Tensor | None = None  # [B, 1, H, W] in (0, 1): the head mask at the frames' pixels
+    mouth: MouthPlace | None = None  # where the mouth is (vae_mouth.MouthShape.place)
 
 
 class CausalConv3d(nn.Module):
@@ -267,11 +282,25 @@ class Decoder3d(nn.Module):
             return painted
         on_portrait = head_flow = None
         if self.mouth_head is not None:
-            on_portrait, head_flow = self.coded(z, guide, reference, state, head_region)
+            reading = state.reading if state is not None and state.reading is not None else \
+                self.read_portrait(reference, head_region)
+            on_portrait, head_flow = self.coded(z, guide, reference, reading, state)
         return self.reference_out(painted, reference[0], guide, reference[1], on_portrait, head_flow)
 
-    def coded(self, z: Tensor, guide: Tensor, reference: list[Tensor], state: DecodeState | None,
-              head_region: Tensor | None = None) -> tuple[Tensor | None, Tensor | None]:
+    def read_portrait(self, reference: list[Tensor], head_region: Tensor | None = None) -> PortraitReading:
+        """A coded decoder's reading of the portrait (reference: the portrait and its features); head_region: where
+        the head truly is, at the head mask's grid, in place of the mask's guess (training)"""
+        head = None
+        if self.head_mask is not None:
+            # the mask learns where the head is from the corpus' outlines alone (train/vae.py, `head_mask`)
+            grid = self.head_mask(reference[1:]).detach() if head_region is None else head_region
+            head = F.interpolate(grid.to(reference[0].dtype), size=reference[0].shape[-2:], mode="bilinear",
+                                 align_corners=False)
+        mouth = None if self.mouth_shape is None else self.mouth_shape.place(reference[0], reference[1:])
+        return PortraitReading(head=head, mouth=mouth)
+
+    def coded(self, z: Tensor, guide: Tensor, reference: list[Tensor], reading: PortraitReading,
+              state: DecodeState | None) -> tuple[Tensor | None, Tensor | None]:
         """What the data's code says of each output frame (vae_mouth.py, vae_pose.py): the mouth head's painting
         and the mouth shape's ellipse, put on the portrait, [B, 3, frames, H, W], and with a pose code the flow that
         moves the portrait's head, [(B frames), 2, H, W] (each None where there is none). The stream's first frame
@@ -282,7 +311,6 @@ class Decoder3d(nn.Module):
         chunks = z[:, :, 1:] if first else z
         frames, coded = guide.shape[2], VAE_TEMPORAL * chunks.shape[2]
         lead = frames - coded  # the portrait's frame, on a stream's first call
-        size = (guide.shape[-2] * self.patch, guide.shape[-1] * self.patch)
         if coded == 0:  # the portrait's frame alone
             return None, None
         code = frame_codes(chunks)  # [B, 2, coded]
@@ -294,15 +322,13 @@ class Decoder3d(nn.Module):
         painting = self.mouth_head(guide[:, :, lead:], reference[1], code)  # [B, 3 p^2, coded, h, w]
         painting = rearrange(painting, "b (c r q) f h w -> b c f (h q) (w r)", q=self.patch, r=self.patch)
         if self.mouth_shape is not None:
-            painting = painting + self.mouth_shape(reference[0], reference[1:], code[:, :2, :]).to(painting.dtype)
+            painting = painting + self.mouth_shape(reading.mouth, reference[0], code[:, :2, :]).to(painting.dtype)
         painting = F.pad(painting, (0, 0, 0, 0, lead, 0))
         if self.head_mask is None:
             return painting, None
         pose = F.pad(pose, (0, 0, lead, 0))  # the portrait's frame: no move
-        # the mask learns where the head is from the corpus' outlines alone (train/vae.py, `head_mask`)
-        grid = self.head_mask(reference[1:]).detach() if head_region is None else head_region.to(guide.dtype)
-        mask = F.interpolate(grid, size=size, mode="bilinear", align_corners=False)
-        flow = pose_flow(rearrange(pose, "b f s -> (b f) s"), *size) * mask.repeat_interleave(frames, dim=0)
+        size = reading.head.shape[-2:]
+        flow = pose_flow(rearrange(pose, "b f s -> (b f) s"), *size) * reading.head.repeat_interleave(frames, dim=0)
         return painting, flow
 
 
@@ -402,8 +428,11 @@ class CausalVAE(nn.Module):
 
     def decode_start(self, reference: Tensor | None = None) -> DecodeState:
         """A stream's decoder state; a reference-conditioned VAE computes the portrait's features into it here, once
-        (`reference` [B, 3, H, W] in [-1, 1], the frames' size)."""
-        return DecodeState(frames=[None] * len(self.decoder.convs), reference=self.reference_features(reference))
+        (`reference` [B, 3, H, W] in [-1, 1], the frames' size), and a coded one its reading of the portrait."""
+        features = self.reference_features(reference)
+        coded = features is not None and self.decoder.mouth_head is not None
+        return DecodeState(frames=[None] * len(self.decoder.convs), reference=features,
+                           reading=self.decoder.read_portrait(features) if coded else None)
 
     def decode_stream(self, z: Tensor, state: DecodeState) -> tuple[Tensor, DecodeState]:
         """Decode the next latent frames of a stream. The first call (normally the reference latent alone) gives

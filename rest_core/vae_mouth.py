@@ -32,6 +32,7 @@ learnt the training looks' mouths, and on other faces it painted almost nothing.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -80,6 +81,16 @@ class MouthHead(nn.Module):
         return rearrange(self.conv_out(x), "(b t) c h w -> b c t h w", b=b)
 
 
+@dataclass
+class MouthPlace:
+    """Where a portrait's mouth is, read off the portrait alone (`MouthShape.place`)."""
+
+    centre: Tensor  # [B, 2] (y, x) pixels: the mask's middle
+    half: Tensor  # [B, 2] (y, x) pixels: half the sides of a box as spread as the mask
+    presence: Tensor  # [B] in [0, 1]: 0 where the mask found no mouth
+    around: Tensor  # [B, 3] in [0, 1]: the portrait's colour under the mask
+
+
 class MouthShape(nn.Module):
     """Where the portrait's mouth is -> the open mouth's inside, drawn as the code says, for any face
     (`VAEConfig.mouth_shape`).
@@ -97,7 +108,8 @@ class MouthShape(nn.Module):
     beige about as light as most skins: on the astronaut the open mouth all but vanished.)
 
     Like the head's painting, the ellipse is drawn on the portrait before the decoder moves it: it goes where the head
-    goes. Each frame is drawn from its own code: the decode stays causal and streams exactly."""
+    goes. Each frame is drawn from its own code: the decode stays causal and streams exactly. Where the mouth is and
+    its colour depend on the portrait alone: a stream reads them once (`place`), into its DecodeState."""
 
     SOFT_EDGE_PX = 1.0  # the ellipse's edge ramps over this many pixels
     MIN_MASK_CELLS = 8.0  # a mask of fewer cells draws nothing, of twice as many all: no mouth found, nothing drawn
@@ -118,10 +130,9 @@ class MouthShape(nn.Module):
     # features [B, w_i, H_i, W_i] fine to coarse -> logits [B, 1, H_0, W_0]
     logits = HeadMask.logits
 
-    def forward(self, portrait: Tensor, features: list[Tensor], code: Tensor) -> Tensor:
-        """portrait: [B, 3, H, W] in [-1, 1]; features as `logits`; code: [B, 2, T] (opening, width, each 2 x - 1)
-        -> what to put on the portrait in each frame [B, 3, T, H, W]: the inside's colour minus the portrait's, where
-        the ellipse is"""
+    def place(self, portrait: Tensor, features: list[Tensor]) -> MouthPlace:
+        """Where the portrait's mouth is and its colour, from the portrait alone: once per stream (DecodeState).
+        portrait: [B, 3, H, W] in [-1, 1]; features as `logits`"""
         mask = torch.sigmoid(self.logits(features).float()).detach()[:, 0]  # [B, h, w]: learnt from the boxes alone
         b, h, w = mask.shape
         height, width = portrait.shape[-2:]
@@ -135,25 +146,32 @@ class MouthShape(nn.Module):
         # a box of side s has a variance of s^2 / 12: its half-sides from the mask's spread
         half_y = (weights.sum(2) * (ys - cy[:, None]).square()).sum(1).mul(3).sqrt()
         half_x = (weights.sum(1) * (xs - cx[:, None]).square()).sum(1).mul(3).sqrt()
-        presence = (cells / self.MIN_MASK_CELLS - 1).clamp(0, 1)  # [B]
+        around = F.interpolate((portrait.float() + 1) / 2, size=(h, w), mode="area")  # [B, 3, h, w] in [0, 1]
+        return MouthPlace(centre=torch.stack([cy, cx], dim=1), half=torch.stack([half_y, half_x], dim=1),
+                          presence=(cells / self.MIN_MASK_CELLS - 1).clamp(0, 1),
+                          around=torch.einsum("bchw,bhw->bc", around, weights))
 
+    def forward(self, place: MouthPlace, portrait: Tensor, code: Tensor) -> Tensor:
+        """place: the portrait's (`place`); portrait: [B, 3, H, W] in [-1, 1]; code: [B, 2, T] (opening, width, each
+        2 x - 1) -> what to put on the portrait in each frame [B, 3, T, H, W]: the inside's colour minus the
+        portrait's, where the ellipse is"""
+        height, width = portrait.shape[-2:]
+        device = portrait.device
+        (cy, cx), (half_y, half_x) = place.centre.unbind(1), place.half.unbind(1)  # [B] each, pixels
         opening = ((code[:, 0].float() + 1) / 2).clamp(0, 1)  # [B, T]
         spread = ((code[:, 1].float() + 1) / 2).clamp(0, 1)
         rx = half_x[:, None] * torch.exp(self.size[0] + self.size[1] * (spread - 0.5))  # [B, T]
         ry = half_y[:, None] * torch.exp(self.size[2]) * opening
         tall = ry.clamp_min(0.5)
-        py = torch.arange(height, device=mask.device) + 0.5
-        px = torch.arange(width, device=mask.device) + 0.5
+        py = torch.arange(height, device=device) + 0.5
+        px = torch.arange(width, device=device) + 0.5
         dy = (py[None, None, :, None] - cy[:, None, None, None]) / tall[..., None, None]  # [B, T, H, 1]
         dx = (px[None, None, None, :] - cx[:, None, None, None]) / rx[..., None, None]  # [B, T, 1, W]
         reach = torch.minimum(rx, tall)[..., None, None]  # pixels from the middle to the nearest edge
         # 1 inside, 0 outside, a linear ramp SOFT_EDGE_PX wide across the edge (where the proportions learn)
         inside = ((1 - (dx.square() + dy.square()).sqrt()) * reach / self.SOFT_EDGE_PX + 0.5).clamp(0, 1)
         # a shut mouth draws nothing: the ellipse fades in over its first pixel of height
-        inside = inside * ry.clamp(max=1)[..., None, None] * presence[:, None, None, None]  # [B, T, H, W]
-
-        around = F.interpolate((portrait.float() + 1) / 2, size=(h, w), mode="area")  # [B, 3, h, w] in [0, 1]
-        around = torch.einsum("bchw,bhw->bc", around, weights)  # [B, 3]: the colour under the mask
-        colour = around * self.MAX_LIGHTNESS * torch.sigmoid(self.lightness) * 2 - 1  # [B, 3] in [-1, 1]
+        inside = inside * ry.clamp(max=1)[..., None, None] * place.presence[:, None, None, None]  # [B, T, H, W]
+        colour = place.around * self.MAX_LIGHTNESS * torch.sigmoid(self.lightness) * 2 - 1  # [B, 3] in [-1, 1]
         drawn = inside[:, None] * (colour[:, :, None, None, None] - portrait.float()[:, :, None])  # [B, 3, T, H, W]
         return drawn.to(portrait.dtype)

@@ -29,6 +29,7 @@ this VAE can do). Writes OUT/RESULTS.md, OUT/results/results.json and contact sh
 
 from __future__ import annotations
 
+import copy
 import json
 import shlex
 import sys
@@ -291,11 +292,12 @@ VARIANTS = {"full": {}, "no ID sink": {"id_sink": False}, "no context cache": {"
 @torch.no_grad()
 def evaluate(args) -> dict:
     dtype = DTYPES[args.dtype]
-    pipe = RESTPipeline.from_pretrained(args.checkpoint, device=args.device, dtype=dtype)
+    pipe = RESTPipeline.from_pretrained(args.checkpoint, device=args.device)
     # the reconstruction row encodes whole clips, which generation never does, in float32 from the checkpoint's own
-    # weights: oneDNN had no bfloat16 kernel for the encoder's 3-D convolutions at 256 px (2-core AMD EPYC)
-    recon_vae = pipe.vae if dtype == torch.float32 else RESTPipeline.from_pretrained(args.checkpoint,
-                                                                                      device=args.device).vae
+    # weights (a copy taken before the cast): oneDNN had no bfloat16 kernel for the encoder's 3-D convolutions at
+    # 256 px (2-core AMD EPYC)
+    recon_vae = pipe.vae if dtype == torch.float32 else copy.deepcopy(pipe.vae)
+    pipe = pipe.to(args.device, dtype)
     expert = load_expert(args.expert)
     config = pipe.config
     chunk_frames = config.frames_per_chunk

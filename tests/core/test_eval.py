@@ -255,3 +255,5 @@ def test_eval_runs_the_model_in_the_dtype_asked_and_says_so(report):
     for name, row in results["long_streams"].items():  # the same model and seed: close to float32's, not equal
         assert math.isfinite(row["psnr"]) and row["psnr"] == pytest.approx(whole[name]["psnr"], abs=1.5)
     assert results["long_streams"]["full"] != whole["full"]
+    # the reconstruction row stays in float32 from the checkpoint's own weights
+    assert results["long_streams"]["VAE reconstruction"] == whole["VAE reconstruction"]

@@ -98,7 +98,8 @@ def drawn_inside(shape: MouthShape, opening: float, width: float = 0.5) -> torch
     with torch.no_grad():
         shape.lightness.fill_(-30.0)
         code = torch.tensor([[[opening * 2 - 1], [width * 2 - 1]]])
-        drawn = shape(torch.ones(1, 3, 64, 64), [], code)  # [1, 3, 1, 64, 64]: black (-1) minus the portrait's 1
+        white = torch.ones(1, 3, 64, 64)
+        drawn = shape(shape.place(white, []), white, code)  # [1, 3, 1, 64, 64]: black (-1) minus the portrait's 1
     return -drawn[0, 0, 0] / 2
 
 
@@ -125,7 +126,7 @@ def test_the_inside_is_the_portraits_colour_under_the_mask_darkened():
     portrait = torch.full((1, 3, 64, 64), -1.0)
     portrait[:, :, 32:48, 24:40] = torch.tensor([0.6, 0.2, -0.2])[:, None, None]  # the colour under the mask
     with torch.no_grad():
-        drawn = shape(portrait, [], torch.ones(1, 2, 1))  # wide open: [1, 3, 1, 64, 64]
+        drawn = shape(shape.place(portrait, []), portrait, torch.ones(1, 2, 1))  # wide open: [1, 3, 1, 64, 64]
     inside = (portrait[:, :, None] + drawn)[0, :, 0, 40, 32]
     around = (torch.tensor([0.6, 0.2, -0.2]) + 1) / 2
     torch.testing.assert_close((inside + 1) / 2, around * MouthShape.MAX_LIGHTNESS * 0.5)  # lightness logit 0
@@ -137,7 +138,8 @@ def test_the_mouth_shapes_proportions_and_darkness_learn_from_the_frames_and_its
     features = [torch.randn(1, 8, 16, 16), torch.randn(1, 16, 8, 8)]
     with torch.no_grad():
         shape.out.bias.fill_(3.0)  # a mask over the whole grid
-    shape(torch.rand(1, 3, 64, 64), features, torch.ones(1, 2, 3)).square().sum().backward()
+    portrait = torch.rand(1, 3, 64, 64)
+    shape(shape.place(portrait, features), portrait, torch.ones(1, 2, 3)).square().sum().backward()
     assert shape.size.grad.abs().sum() > 0 and shape.lightness.grad.abs() > 0
     assert shape.out.weight.grad is None  # where the mouth is comes from the mouth boxes alone (train/vae.py)
 
@@ -157,6 +159,24 @@ def test_the_mouth_shape_changes_later_frames_only_and_the_stream_decodes_as_the
     assert (b[:, :, 1:] - c[:, :, 1:]).abs().amax(dim=(0, 1, 3, 4)).min() > 1e-2  # every later frame drawn on
     assert_streams_as_whole(vae, with_mouth_code(torch.randn(1, 24, 4, 2, 2), torch.rand(1, 25, 2)), [1, 2, 1],
                             portrait())
+
+
+def test_a_stream_reads_the_portrait_once_and_decodes_its_chunks_without_the_masks():
+    vae = every_path_on(dataclasses.replace(SHAPE, pose_code=True, latent_channels=64))
+    with torch.no_grad():
+        vae.decoder.mouth_shape.out.bias.fill_(3.0)  # a mouth everywhere: the ellipse is drawn
+    z = with_mouth_code(torch.randn(1, 64, 3, 2, 2), torch.rand(1, 17, 2))
+    with torch.no_grad():
+        whole = vae.decode(z, portrait())
+        state = vae.decode_start(portrait())
+        assert state.reading.head.shape == (1, 1, 64, 64) and state.reading.mouth.presence.item() == 1.0
+
+        def unread(*args):
+            raise AssertionError("a chunk read the portrait again")
+
+        vae.decoder.mouth_shape.logits = vae.decoder.head_mask.forward = unread
+        outs = [vae.decode_stream(z[:, :, i:i + 1], state)[0] for i in range(3)]
+    torch.testing.assert_close(torch.cat(outs, dim=2), whole, atol=5e-5, rtol=1e-5)
 
 
 def test_a_mouth_shape_needs_the_mouth_code():
