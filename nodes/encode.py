@@ -15,7 +15,7 @@ from PIL import Image
 from torch import Tensor
 
 from rest_core import (SAMPLE_RATE, CropBox, Reference, SpeechLatents, check_frames_fit, check_sample_rate,
-                       cut_square, mono_clip, portrait_pixels, to_uint8, video_frames)
+                       cut_square, mask_bounds, mono_clip, mouth_in_square, portrait_pixels, to_uint8, video_frames)
 
 from .model import RESTModel
 
@@ -67,6 +67,14 @@ def face_box(x: int, y: int, size: int, mask: Tensor | None, height: int, width:
     return CropBox(top=y, left=x, size=size).check(height, width) if size > 0 else None
 
 
+def mouth_box(mask: Tensor, height: int, width: int) -> tuple[int, int, int, int]:
+    """The node's mouth mask -> the box (x0, y0, x1, y1) around its painted region, in source pixels."""
+    if tuple(mask.shape[-2:]) != (height, width):
+        raise ValueError(f"mouth_mask is {mask.shape[-1]}x{mask.shape[-2]} but the image is {width}x{height}; "
+                         f"give a mask of the portrait itself")
+    return mask_bounds(mask, "paint over the mouth, or disconnect mouth_mask to let the model find it")
+
+
 def crop_preview(source: Tensor, box: CropBox) -> Image.Image:
     """The source [H, W, 3], scaled to at most PREVIEW_SIDE px, with everything outside the box darkened and the box
     outlined."""
@@ -113,6 +121,10 @@ class RESTReferenceEncoder:
                                                                       "when the head fills about half of it."}),
                 "face_mask": ("MASK", {"tooltip": "Instead of the box: the smallest square holding this mask's "
                                                   "region (e.g. from a segmentation or a painted mask)."}),
+                "mouth_mask": ("MASK", {"tooltip": "Where the mouth is: paint over the lips (the box around the "
+                                                   "painted region is taken). Unconnected, the model finds the "
+                                                   "mouth itself; on a photograph it can miss it and open the mouth "
+                                                   "in the wrong place. For models that draw the mouth (rest-demo)."}),
             },
         }
 
@@ -126,12 +138,15 @@ class RESTReferenceEncoder:
                    "and keeps the square, whose look the decoder copies. The node shows the box on the portrait.")
 
     def encode(self, model: RESTModel, image: Tensor, face_x: int = 0, face_y: int = 0, face_size: int = 0,
-               face_mask: Tensor | None = None):
-        source = portrait_pixels(image).cpu()  # a bad portrait or box is refused before the model loads
+               face_mask: Tensor | None = None, mouth_mask: Tensor | None = None):
+        source = portrait_pixels(image).cpu()  # a bad portrait, box or mask is refused before the model loads
         box = face_box(face_x, face_y, face_size, face_mask, *source.shape[:2])
+        mouth = None if mouth_mask is None else mouth_box(mouth_mask, *source.shape[:2])
         model.load()
         pixels, crop = cut_square(source, model.pipe.config.resolution, box)  # [1, 3, R, R] in [-1, 1]
-        reference = RESTReference(model.pipe.encode_square(pixels), crop, source)
+        if mouth is not None:
+            mouth = mouth_in_square(mouth, crop, model.pipe.config.resolution)
+        reference = RESTReference(model.pipe.encode_square(pixels, mouth), crop, source)
         return {"ui": {"images": [save_preview(crop_preview(source, crop))]},
                 "result": (reference, ((pixels + 1) / 2).permute(0, 2, 3, 1))}
 

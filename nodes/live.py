@@ -65,8 +65,7 @@ class LiveSession:
         if model.identity != self.model.identity:
             refuse(f"model ({self.model.name}, now {model.name}, or the same file changed, or another dtype, "
                    f"device, speech encoder or compile choice)")
-        if reference is not self.reference and not (torch.equal(reference.ref.pixels, self.reference.ref.pixels)
-                                                    and torch.equal(reference.ref.latent, self.reference.ref.latent)):
+        if reference is not self.reference and not reference.ref.same_as(self.reference.ref):
             refuse("portrait")
         if options != self.options:
             refuse(", ".join(self.options.differences(options)))

@@ -69,7 +69,7 @@ def generate(args) -> int:
         progress(done[0], chunks * options.steps, started, f"(chunk {chunk + 1}/{chunks})")
 
     box = None if args.box is None else CropBox(top=args.box[1], left=args.box[0], size=args.box[2])
-    stream = pipe.stream(image, waveform, rate, box, options, on_step=on_step)
+    stream = pipe.stream(image, waveform, rate, box, options, args.mouth, on_step=on_step)
     writer = VideoWriter(args.out, pipe.config.fps, audio_rate=rate, audio_channels=waveform.shape[0])
     try:
         for chunk in stream:
@@ -110,6 +110,9 @@ def main(argv=None) -> int:
     g.add_argument("--out", required=True, help="the mp4 to write")
     g.add_argument("--box", type=int, nargs=3, metavar=("X", "Y", "SIZE"), default=None,
                    help="the square of the portrait to animate, in its pixels (default: the largest centred one)")
+    g.add_argument("--mouth", type=float, nargs=4, metavar=("X0", "Y0", "X1", "Y1"), default=None,
+                   help="where the portrait's mouth is, a box in its pixels (default: the model finds it; on a "
+                        "photograph it can miss, and the mouth then opens in the wrong place)")
     g.add_argument("--whisper", default=None, help="Whisper weights (default: bundled in the checkpoint, or tiny.en)")
     add_option_flags(g)
     g.add_argument("--device", default="cpu")

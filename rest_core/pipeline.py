@@ -20,7 +20,7 @@ from .checkpoint import (Header, check_fits_in_memory, check_weights, checkpoint
 from .config import RESTConfig, StreamOptions
 from .dit import A2VDiT
 from .ltx_import import load_ltx_vae
-from .reference import CropBox, Reference, prepare_reference
+from .reference import CropBox, Reference, mouth_in_square, prepare_reference
 from .speech import SAMPLES_PER_LATENT, check_sample_rate, mono_clip
 from .speech_ae import SpeechAE
 from .streams import SpeechLatents, SpeechLatentStream, VideoChunk, VideoStream, decode_latents
@@ -135,18 +135,23 @@ class RESTPipeline:
 
     # --- generation ------------------------------------------------------------------------------------------
 
-    def encode_reference(self, image, box: CropBox | None = None) -> tuple[Reference, CropBox]:
-        """A portrait -> (its Reference: z_R and the square, its crop box: `box`, or the largest centred square)."""
+    def encode_reference(self, image, box: CropBox | None = None, mouth=None) -> tuple[Reference, CropBox]:
+        """A portrait -> (its Reference: z_R and the square, its crop box: `box`, or the largest centred square).
+        `mouth`: where the portrait's mouth is, [x0, y0, x1, y1] in the image's pixels, for a model that draws the
+        mouth's shape (else it finds the mouth itself, which on a photograph it can miss)."""
         pixels, box = prepare_reference(image, self.config.resolution, box)
-        return self.encode_square(pixels), box
+        return self.encode_square(pixels, None if mouth is None else
+                                  mouth_in_square(mouth, box, self.config.resolution)), box
 
     @torch.no_grad()
-    def encode_square(self, pixels: Tensor) -> Reference:
+    def encode_square(self, pixels: Tensor, mouth: Tensor | None = None) -> Reference:
         """The portrait's square as `prepare_reference` gives it, [1, 3, R, R] in [-1, 1] -> its Reference (z_R
-        [1, C, 1, h, w] and the square, on the model's device and in its dtype)"""
+        [1, C, 1, h, w] and the square, on the model's device and in its dtype); `mouth`: [1, 4], where its mouth
+        is in the square's pixels (`mouth_in_square`), checked here, before any stream starts"""
         p = next(self.vae.parameters())
         pixels = pixels.to(p.device, p.dtype)
-        return Reference(self.vae.encode_image(pixels), pixels)
+        self.vae.check_mouth(mouth, pixels)
+        return Reference(self.vae.encode_image(pixels), pixels, None if mouth is None else mouth.to(p.device))
 
     def options(self, **changes) -> StreamOptions:
         """This model's recommended sampling options (from its checkpoint), with `changes`."""
@@ -180,19 +185,20 @@ class RESTPipeline:
                            self.options() if options is None else options, text, on_step)
 
     def stream(self, image, waveform, sample_rate: int, box: CropBox | None = None,
-               options: StreamOptions | None = None, **stream_args) -> Iterator[VideoChunk]:
+               options: StreamOptions | None = None, mouth=None, **stream_args) -> Iterator[VideoChunk]:
         """A whole clip, streamed: chunks come out as they are made. `box`: the portrait's square (default: the
-        largest centred one); `options` and `stream_args` (text, on_step) as for `video_stream`."""
+        largest centred one); `mouth` as for `encode_reference`; `options` and `stream_args` (text, on_step) as for
+        `video_stream`."""
         mono = mono_clip(waveform)  # checked here, before any work starts
         step = SAMPLES_PER_LATENT * self.config.chunk_latents * check_sample_rate(sample_rate) // SAMPLE_RATE
         pieces = (mono[i:i + step] for i in range(0, mono.shape[0], step))
-        return self.stream_live(image, pieces, sample_rate, box, options, **stream_args)
+        return self.stream_live(image, pieces, sample_rate, box, options, mouth, **stream_args)
 
     def stream_live(self, image, pieces: Iterable, sample_rate: int, box: CropBox | None = None,
-                    options: StreamOptions | None = None, **stream_args) -> Iterator[VideoChunk]:
+                    options: StreamOptions | None = None, mouth=None, **stream_args) -> Iterator[VideoChunk]:
         """Audio arriving in pieces (any layout `as_mono` reads, at `sample_rate`); the video ends with the audio.
         Each chunk is made as soon as its audio (and the speech lookahead) is in."""
-        ref, _ = self.encode_reference(image, box)
+        ref, _ = self.encode_reference(image, box, mouth)
         speech = self.speech_stream(sample_rate)
         video = self.video_stream(ref, options, **stream_args)
         return self._stream_live(pieces, speech, video)

@@ -9,6 +9,7 @@ resized to the box and blended into the source over a feathered border.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -40,16 +41,9 @@ class CropBox:
     def holding(cls, mask: Tensor) -> "CropBox":
         """The smallest square holding the mask's region (values > 0.5), moved inside the image where it would
         cross its border, and no larger than the image's short side.  mask: [H, W] or [1, H, W]"""
-        mask = as_tensor("mask", mask, "[H, W]")
-        mask = unbatch("mask", mask, 3, "give one mask")
-        if mask.dim() != 2:
-            raise ValueError(f"mask: expected [H, W], got {list(mask.shape)}")
-        rows, cols = (mask > 0.5).any(dim=1).nonzero(), (mask > 0.5).any(dim=0).nonzero()
-        if not len(rows):
-            raise ValueError("mask: it is empty (no value above 0.5); paint the face, or disconnect the mask to use "
-                             "the centred square")
-        height, width = mask.shape
-        top, bottom, left, right = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+        left, top, right, bottom = mask_bounds(mask, "paint the face, or disconnect the mask to use the centred "
+                                                     "square")
+        height, width = as_tensor("mask", mask, "[H, W]").shape[-2:]
         size = min(max(bottom - top, right - left, MIN_IMAGE_SIDE), height, width)
         centre_y, centre_x = (top + bottom) // 2, (left + right) // 2
         top = min(max(centre_y - size // 2, 0), height - size)
@@ -73,16 +67,57 @@ class CropBox:
         return self
 
 
+def mask_bounds(mask, empty_hint: str) -> tuple[int, int, int, int]:
+    """The box (x0, y0, x1, y1, in pixels, x1 and y1 past the last) of a mask's region (values > 0.5).
+    mask: [H, W] or [1, H, W]; empty_hint: what to do about an empty mask"""
+    mask = unbatch("mask", as_tensor("mask", mask, "[H, W]"), 3, "give one mask")
+    if mask.dim() != 2:
+        raise ValueError(f"mask: expected [H, W], got {list(mask.shape)}")
+    rows, cols = (mask > 0.5).any(dim=1).nonzero(), (mask > 0.5).any(dim=0).nonzero()
+    if not len(rows):
+        raise ValueError(f"mask: it is empty (no value above 0.5); {empty_hint}")
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def mouth_in_square(box, crop: CropBox, resolution: int) -> Tensor:
+    """Where the portrait's mouth is, a box [x0, y0, x1, y1] in the source image's pixels -> [1, 4] in the pixels
+    of the model's square (the crop resized to `resolution`), cut to the square; a ValueError that says what to do
+    when it is no box or lies outside the square."""
+    try:
+        values = [float(v) for v in box]
+    except (TypeError, ValueError):
+        values = []
+    if len(values) != 4 or not all(math.isfinite(v) for v in values) or values[2] <= values[0] or \
+            values[3] <= values[1]:
+        raise ValueError(f"mouth box {box!r}: give four numbers x0, y0, x1, y1 in the portrait's pixels, with "
+                         f"x0 < x1 and y0 < y1")
+    x0, y0, x1, y1 = (min(max(v, 0.0), float(resolution)) for v in crop.map(values, resolution))
+    if x1 - x0 < 1 or y1 - y0 < 1:
+        raise ValueError(f"mouth box {values}: it lies outside the face square (x={crop.left}, y={crop.top}, "
+                         f"size={crop.size}); give a box around the mouth inside it")
+    return torch.tensor([[x0, y0, x1, y1]])
+
+
 @dataclass(frozen=True)
 class Reference:
     """A stream's portrait as the model holds it: z_R, the ID sink's latent, and the square it was encoded from,
-    which a reference-conditioned VAE's decoder copies the look from (a plain VAE's ignores it)."""
+    which a reference-conditioned VAE's decoder copies the look from (a plain VAE's ignores it); and, where the user
+    says, where its mouth is (else the decoder finds it)."""
 
     latent: Tensor  # [1, C, 1, h, w]
     pixels: Tensor  # [1, 3, R, R] in [-1, 1]
+    mouth: Tensor | None = None  # [1, 4] x0, y0, x1, y1 in the square's pixels (`mouth_in_square`), float32
 
     def to(self, device=None, dtype: torch.dtype | None = None) -> "Reference":
-        return Reference(self.latent.to(device, dtype), self.pixels.to(device, dtype))
+        mouth = None if self.mouth is None else self.mouth.to(device)  # positions keep float32
+        return Reference(self.latent.to(device, dtype), self.pixels.to(device, dtype), mouth)
+
+    def same_as(self, other: "Reference") -> bool:
+        """The same portrait, latent and mouth, value for value (a stream that goes on must keep them)."""
+        def same(a: Tensor | None, b: Tensor | None) -> bool:
+            return (a is None) == (b is None) and (a is None or (a.shape == b.shape and torch.equal(a, b)))
+
+        return same(self.latent, other.latent) and same(self.pixels, other.pixels) and same(self.mouth, other.mouth)
 
 
 def portrait_pixels(image) -> Tensor:

@@ -137,7 +137,7 @@ def primed_decoder(vae: CausalVAE, ref: Reference):
     primes it and is not shown (a reference-conditioned VAE also keeps the portrait's features in it)."""
     p = next(vae.parameters())
     ref = ref.to(p.device, p.dtype)
-    state = vae.decode_start(ref.pixels)
+    state = vae.decode_start(ref.pixels, ref.mouth)
     vae.decode_stream(ref.latent, state)
     return state
 

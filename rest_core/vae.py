@@ -287,16 +287,20 @@ class Decoder3d(nn.Module):
             on_portrait, head_flow = self.coded(z, guide, reference, reading, state)
         return self.reference_out(painted, reference[0], guide, reference[1], on_portrait, head_flow)
 
-    def read_portrait(self, reference: list[Tensor], head_region: Tensor | None = None) -> PortraitReading:
+    def read_portrait(self, reference: list[Tensor], head_region: Tensor | None = None,
+                      mouth: Tensor | None = None) -> PortraitReading:
         """A coded decoder's reading of the portrait (reference: the portrait and its features); head_region: where
-        the head truly is, at the head mask's grid, in place of the mask's guess (training)"""
+        the head truly is, at the head mask's grid, in place of the mask's guess (training); mouth: where the mouth
+        is, [B, 4] boxes (x0, y0, x1, y1) in the portrait's pixels, in place of the mouth mask's guess"""
         head = None
         if self.head_mask is not None:
             # the mask learns where the head is from the corpus' outlines alone (train/vae.py, `head_mask`)
             grid = self.head_mask(reference[1:]).detach() if head_region is None else head_region
             head = F.interpolate(grid.to(reference[0].dtype), size=reference[0].shape[-2:], mode="bilinear",
                                  align_corners=False)
-        mouth = None if self.mouth_shape is None else self.mouth_shape.place(reference[0], reference[1:])
+        if self.mouth_shape is not None:
+            mouth = self.mouth_shape.place(reference[0], reference[1:]) if mouth is None else \
+                self.mouth_shape.place_at(reference[0], mouth)
         return PortraitReading(head=head, mouth=mouth)
 
     def coded(self, z: Tensor, guide: Tensor, reference: list[Tensor], reading: PortraitReading,
@@ -426,13 +430,32 @@ class CausalVAE(nn.Module):
         features = self.reference_features(reference, z.shape[0], (z.shape[-2] * 32, z.shape[-1] * 32))
         return self.decoder(self.denormalize(z), reference=features)
 
-    def decode_start(self, reference: Tensor | None = None) -> DecodeState:
+    def decode_start(self, reference: Tensor | None = None, mouth: Tensor | None = None) -> DecodeState:
         """A stream's decoder state; a reference-conditioned VAE computes the portrait's features into it here, once
-        (`reference` [B, 3, H, W] in [-1, 1], the frames' size), and a coded one its reading of the portrait."""
+        (`reference` [B, 3, H, W] in [-1, 1], the frames' size), and a coded one its reading of the portrait;
+        `mouth`: where the portrait's mouth is ([B, 4] boxes x0, y0, x1, y1 in its pixels; `check_mouth`), for a VAE
+        that draws the mouth's shape, in place of its own guess."""
         features = self.reference_features(reference)
+        self.check_mouth(mouth, reference)
         coded = features is not None and self.decoder.mouth_head is not None
         return DecodeState(frames=[None] * len(self.decoder.convs), reference=features,
-                           reading=self.decoder.read_portrait(features) if coded else None)
+                           reading=self.decoder.read_portrait(features, mouth=mouth) if coded else None)
+
+    def check_mouth(self, mouth: Tensor | None, reference: Tensor | None) -> None:
+        """A mouth box is for a VAE that draws the mouth's shape, [B, 4] (x0, y0, x1, y1) with x0 < x1 and y0 < y1
+        inside the portrait [B, 3, H, W]; else a ValueError that says what to do."""
+        if mouth is None:
+            return
+        if not self.config.mouth_shape:
+            raise ValueError("a mouth box was given, but this model does not draw the mouth's shape (only rest-demo "
+                             "models with the mouth shape do); leave the mouth box out")
+        expect_shape("mouth", mouth, [("B", None if reference is None else reference.shape[0]), ("x0 y0 x1 y1", 4)])
+        x0, y0, x1, y1 = mouth.float().unbind(1)
+        height, width = reference.shape[-2:]
+        # (NaN fails every comparison)
+        if not bool(((x0 >= 0) & (y0 >= 0) & (x1 <= width) & (y1 <= height) & (x1 - x0 >= 1) & (y1 - y0 >= 1)).all()):
+            raise ValueError(f"mouth box {[[round(float(v), 1) for v in b] for b in mouth]}: give x0 < x1 and "
+                             f"y0 < y1 at least a pixel apart, inside the {width}x{height} portrait")
 
     def decode_stream(self, z: Tensor, state: DecodeState) -> tuple[Tensor, DecodeState]:
         """Decode the next latent frames of a stream. The first call (normally the reference latent alone) gives

@@ -109,7 +109,8 @@ class MouthShape(nn.Module):
 
     Like the head's painting, the ellipse is drawn on the portrait before the decoder moves it: it goes where the head
     goes. Each frame is drawn from its own code: the decode stays causal and streams exactly. Where the mouth is and
-    its colour depend on the portrait alone: a stream reads them once (`place`), into its DecodeState."""
+    its colour depend on the portrait alone: a stream reads them once (`place`), into its DecodeState; or the user
+    says where the mouth is (`place_at`: the mask, taught on drawn faces, can miss a photographed mouth)."""
 
     SOFT_EDGE_PX = 1.0  # the ellipse's edge ramps over this many pixels
     MIN_MASK_CELLS = 8.0  # a mask of fewer cells draws nothing, of twice as many all: no mouth found, nothing drawn
@@ -150,6 +151,24 @@ class MouthShape(nn.Module):
         return MouthPlace(centre=torch.stack([cy, cx], dim=1), half=torch.stack([half_y, half_x], dim=1),
                           presence=(cells / self.MIN_MASK_CELLS - 1).clamp(0, 1),
                           around=torch.einsum("bchw,bhw->bc", around, weights))
+
+    @staticmethod
+    def place_at(portrait: Tensor, box: Tensor) -> MouthPlace:
+        """The mouth where the user says it is, in place of the mask's guess: its box [B, 4] (x0, y0, x1, y1 in the
+        portrait's pixels, x1 > x0, y1 > y0), read as the mask reads a mouth box it was taught on (a box of side s
+        has the spread of one: half-sides s / 2). portrait: [B, 3, H, W] in [-1, 1]"""
+        box = box.to(device=portrait.device, dtype=torch.float32)
+        x0, y0, x1, y1 = box.unbind(1)
+        height, width = portrait.shape[-2:]
+        ys = torch.arange(height, device=portrait.device) + 0.5
+        xs = torch.arange(width, device=portrait.device) + 0.5
+        inside = (((ys >= y0[:, None]) & (ys < y1[:, None]))[:, :, None]
+                  & ((xs >= x0[:, None]) & (xs < x1[:, None]))[:, None, :]).float()  # [B, H, W]
+        weights = inside / inside.sum(dim=(1, 2), keepdim=True).clamp_min(1)
+        around = torch.einsum("bchw,bhw->bc", (portrait.float() + 1) / 2, weights)
+        return MouthPlace(centre=torch.stack([(y0 + y1) / 2, (x0 + x1) / 2], dim=1),
+                          half=torch.stack([(y1 - y0) / 2, (x1 - x0) / 2], dim=1),
+                          presence=torch.ones_like(x0), around=around)
 
     def forward(self, place: MouthPlace, portrait: Tensor, code: Tensor) -> Tensor:
         """place: the portrait's (`place`); portrait: [B, 3, H, W] in [-1, 1]; code: [B, 2, T] (opening, width, each

@@ -69,6 +69,16 @@ def test_generate_refuses_a_guidance_scale_that_is_not_a_finite_number(files, cf
     assert f"'{cfg}' is not a finite number" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_generate_refuses_a_mouth_box_for_a_model_that_does_not_draw_the_mouth(files):
+    folder, _, _ = files
+    result = run_cli("generate", "--checkpoint", str(folder / "tiny.safetensors"), "--image", str(folder / "face.png"),
+                     "--audio", str(folder / "speech.wav"), "--out", str(folder / "x.mp4"),
+                     "--mouth", "30", "60", "50", "70")
+    assert result.returncode == 2
+    assert "does not draw the mouth's shape" in result.stderr and "Traceback" not in result.stderr
+    assert not (folder / "x.mp4").exists()
+
+
 @pytest.mark.slow
 def test_generate_animates_the_chosen_box_and_refuses_one_outside_the_portrait(files):
     folder, _, _ = files

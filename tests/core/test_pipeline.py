@@ -94,6 +94,30 @@ def test_a_chosen_box_animates_that_square_of_the_portrait(pipe, portrait):
     assert not torch.equal(boxed, pipe.generate(portrait, audio, 16_000, options=pipe.options(steps=1)))
 
 
+def test_a_mouth_box_is_refused_by_a_model_that_does_not_draw_the_mouth(pipe, portrait):
+    with pytest.raises(ValueError, match="does not draw the mouth's shape"):
+        pipe.encode_reference(portrait, mouth=[20, 50, 40, 60])
+
+
+def test_a_mouth_box_opens_the_mouth_there_in_a_model_that_draws_it(portrait):
+    import dataclasses
+
+    from conftest import TINY_POSE
+
+    torch.manual_seed(0)
+    shape = dataclasses.replace(TINY_POSE, vae=dataclasses.replace(TINY_POSE.vae, mouth_shape=True))
+    pipe = RESTPipeline.from_config(shape, whisper=WhisperEncoder(layers=1))
+    ref, box = pipe.encode_reference(portrait, CropBox(top=20, left=0, size=70), mouth=[20, 50, 40, 60])
+    torch.testing.assert_close(ref.mouth, torch.tensor([[20, 30, 40, 40]]) * 64 / 70)
+    audio, one_step = torch.randn(1, 16_000) * 0.1, pipe.options(steps=1)
+    given = pipe.generate(portrait, audio, 16_000, box, one_step, mouth=[20, 50, 40, 60])
+    found = pipe.generate(portrait, audio, 16_000, box, one_step)  # a fresh shape finds no mouth: draws none
+    changed = (given - found).abs().amax(dim=(0, 3))  # [H, W]
+    ys, xs = torch.nonzero(changed > 0.5 * changed.amax(), as_tuple=True)
+    middle = torch.tensor([35.0, 30.0]) * 64 / 70  # the box's middle (y, x) in the square's pixels
+    assert changed.amax() > 0.1 and abs(ys.float().mean() - middle[0]) < 4 and abs(xs.float().mean() - middle[1]) < 4
+
+
 def test_same_seed_same_video_other_seed_other_video(pipe, portrait):
     audio = torch.randn(20_000) * 0.1
     a = pipe.generate(portrait, audio, 16_000, options=pipe.options(seed=5))

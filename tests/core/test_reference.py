@@ -100,3 +100,47 @@ def test_a_portrait_larger_than_an_h264_frame_is_refused_before_its_pixels_are_r
         prepare_reference(huge, 64)
     pixels, _ = prepare_reference(torch.zeros(64, 8192, 3, dtype=torch.uint8), 64)  # wide but within the limit
     assert pixels.shape == (1, 3, 64, 64)
+
+
+def test_a_mouth_box_is_mapped_into_the_square_and_cut_to_it():
+    from rest_core import mouth_in_square
+
+    crop = CropBox(top=10, left=20, size=100)
+    torch.testing.assert_close(mouth_in_square([30, 40, 50, 60], crop, 50), torch.tensor([[5.0, 15.0, 15.0, 25.0]]))
+    torch.testing.assert_close(mouth_in_square((10, 40, 50, 60), crop, 50), torch.tensor([[0.0, 15.0, 15.0, 25.0]]))
+
+
+@pytest.mark.parametrize("box, message", [
+    ([130, 40, 150, 60], "lies outside the face square"),
+    ([30, 40, 20, 60], "x0 < x1"),
+    ([30, 40, 50], "four numbers"),
+    ("mouth", "four numbers"),
+    ([30, float("inf"), 50, 60], "four numbers"),
+])
+def test_a_mouth_box_that_is_no_box_or_misses_the_square_is_refused_with_what_to_do(box, message):
+    from rest_core import mouth_in_square
+
+    with pytest.raises(ValueError, match=message):
+        mouth_in_square(box, CropBox(top=10, left=20, size=100), 50)
+
+
+def test_a_references_mouth_travels_with_it_in_float32_and_tells_references_apart():
+    from rest_core import Reference
+
+    ref = Reference(torch.zeros(1, 8, 1, 2, 2), torch.zeros(1, 3, 64, 64), torch.tensor([[1.0, 2.0, 3.0, 4.0]]))
+    moved = ref.to("cpu", torch.bfloat16)
+    assert moved.pixels.dtype == torch.bfloat16 and moved.mouth.dtype == torch.float32
+    assert ref.same_as(moved.to("cpu", torch.float32))
+    assert not ref.same_as(Reference(ref.latent, ref.pixels))
+    assert not ref.same_as(Reference(ref.latent, ref.pixels, torch.tensor([[1.0, 2.0, 3.0, 5.0]])))
+    assert Reference(ref.latent, ref.pixels).same_as(Reference(ref.latent.clone(), ref.pixels.clone()))
+
+
+def test_a_masks_bounds_are_the_box_around_its_region():
+    from rest_core import mask_bounds
+
+    mask = torch.zeros(1, 40, 50)
+    mask[0, 10:20, 5:30] = 1.0
+    assert mask_bounds(mask, "paint it") == (5, 10, 30, 20)
+    with pytest.raises(ValueError, match="it is empty .*; paint it"):
+        mask_bounds(torch.zeros(40, 50), "paint it")

@@ -179,6 +179,43 @@ def test_a_stream_reads_the_portrait_once_and_decodes_its_chunks_without_the_mas
     torch.testing.assert_close(torch.cat(outs, dim=2), whole, atol=5e-5, rtol=1e-5)
 
 
+def test_a_mouth_box_places_the_mouth_where_it_says_with_the_colour_inside_it():
+    portrait = torch.full((1, 3, 64, 64), -1.0)
+    portrait[:, :, 30:40, 20:36] = torch.tensor([0.6, 0.2, -0.2])[:, None, None]
+    place = MouthShape.place_at(portrait, torch.tensor([[20.0, 30.0, 36.0, 40.0]]))  # x0, y0, x1, y1
+    torch.testing.assert_close(place.centre, torch.tensor([[35.0, 28.0]]))  # (y, x)
+    torch.testing.assert_close(place.half, torch.tensor([[5.0, 8.0]]))
+    torch.testing.assert_close(place.around, (torch.tensor([[0.6, 0.2, -0.2]]) + 1) / 2)
+    assert place.presence.tolist() == [1.0]
+
+
+def test_a_stream_given_the_mouth_opens_it_there_where_the_mask_finds_none():
+    vae = every_path_on(SHAPE)  # a fresh mouth shape: its mask finds no mouth (presence 0)
+    z = with_mouth_code(torch.randn(1, 24, 3, 2, 2), torch.full((1, 17, 2), 1.0))  # wide open throughout
+    outs = []
+    for mouth in (None, torch.tensor([[8.0, 36.0, 24.0, 48.0]])):
+        with torch.no_grad():
+            state = vae.decode_start(portrait(), mouth)
+            outs.append(torch.cat([vae.decode_stream(z[:, :, i:i + 1], state)[0] for i in range(3)], dim=2))
+    drawn = (outs[1] - outs[0])[0].abs().amax(dim=0)  # [frames, 64, 64]: what the given mouth drew
+    assert drawn[0].amax() == 0  # the portrait's frame: nothing
+    drawn = drawn[1:].amax(dim=0)
+    ys, xs = torch.nonzero(drawn > 0.5 * drawn.amax(), as_tuple=True)
+    assert drawn.amax() > 0.3 and abs(ys.float().mean() - 42) < 3 and abs(xs.float().mean() - 16) < 3
+
+
+@pytest.mark.parametrize("config, mouth, message", [
+    (MOUTH, [[8.0, 36.0, 24.0, 48.0]], "does not draw the mouth's shape"),
+    (SHAPE, [[8.0, 36.0, 80.0, 48.0]], "inside the 64x64 portrait"),
+    (SHAPE, [[8.0, 36.0, 8.5, 48.0]], "at least a pixel apart"),
+    (SHAPE, [[float("nan"), 36.0, 24.0, 48.0]], "x0 < x1"),
+    (SHAPE, [8.0, 36.0, 24.0, 48.0], "expected shape"),
+])
+def test_a_mouth_box_the_model_cannot_use_is_refused_at_the_streams_start(config, mouth, message):
+    with pytest.raises(ValueError, match=message):
+        CausalVAE(config).decode_start(portrait(), torch.tensor(mouth))
+
+
 def test_a_mouth_shape_needs_the_mouth_code():
     with pytest.raises(ValueError, match="mouth_shape needs the mouth code"):
         dataclasses.replace(SHAPE, mouth_code=False)

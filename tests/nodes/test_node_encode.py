@@ -64,6 +64,46 @@ def test_a_face_box_outside_the_portrait_is_refused_before_the_model_loads(comfy
     assert comfy.loaded == []
 
 
+@pytest.fixture(scope="module")
+def shape_model(tiny_checkpoint):
+    """A tiny REST_MODEL whose VAE draws the mouth's shape (as rest-demo's does)."""
+    import dataclasses
+
+    from conftest import TINY_POSE
+    from nodes.model import DEFAULT_WHISPER, RESTModelLoader
+    from rest_core import RESTPipeline, WhisperEncoder
+
+    path = tiny_checkpoint.parent / "tiny-shape.safetensors"
+    if not path.exists():
+        torch.manual_seed(0)
+        config = dataclasses.replace(TINY_POSE, vae=dataclasses.replace(TINY_POSE.vae, mouth_shape=True))
+        RESTPipeline.from_config(config, whisper=WhisperEncoder(layers=1)).save_pretrained(path, include_whisper=True)
+    return RESTModelLoader().load(path.name, DEFAULT_WHISPER, "auto", "auto")[0]
+
+
+def test_a_mouth_mask_says_where_the_mouth_is_in_the_square(comfy, shape_model):
+    mask = torch.zeros(1, 120, 200)
+    mask[0, 80:90, 60:100] = 1  # the lips, in the portrait's pixels
+    out = RESTReferenceEncoder().encode(shape_model, torch.rand(1, 120, 200, 3), face_x=50, face_y=20,
+                                        face_size=100, mouth_mask=mask)
+    scale = shape_model.pipe.config.resolution / 100
+    torch.testing.assert_close(out["result"][0].ref.mouth, torch.tensor([[10.0, 60.0, 50.0, 70.0]]) * scale)
+
+
+def test_a_mouth_mask_that_is_empty_of_another_size_or_for_a_model_without_the_mouth_shape_is_refused(comfy,
+                                                                                                      rest_model):
+    portrait = torch.rand(1, 90, 70, 3)
+    with pytest.raises(ValueError, match="mouth_mask is 200x120 but the image is 70x90"):
+        RESTReferenceEncoder().encode(rest_model, portrait, mouth_mask=torch.ones(1, 120, 200))
+    with pytest.raises(ValueError, match="paint over the mouth, or disconnect mouth_mask"):
+        RESTReferenceEncoder().encode(rest_model, portrait, mouth_mask=torch.zeros(1, 90, 70))
+    assert comfy.loaded == []  # refused before the model loads
+    mask = torch.zeros(1, 90, 70)
+    mask[0, 60:70, 20:50] = 1
+    with pytest.raises(ValueError, match="does not draw the mouth's shape"):
+        RESTReferenceEncoder().encode(rest_model, portrait, mouth_mask=mask)
+
+
 @pytest.mark.parametrize("image, message", [
     (torch.rand(2, 64, 64, 3), "one portrait"),
     (torch.rand(1, 16, 16, 3), "too small"),
