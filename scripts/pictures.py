@@ -5,11 +5,12 @@ thumbnails. Remake them whenever the shipped model changes:
 
 - docs/images/portraits.jpg: portraits the model never trained on, each followed by frames of the talking head it
   makes from them. Rows: the first frame of a clip of a held-out drawing style (one the training generator never
-  draws), and the public-domain astronaut photograph cut to its portrait square as the evaluation cuts it. Both speak
-  the held-out clip's own sentence (espeak-ng); the frames shown are those where that sentence's true mouth is most
-  open and most shut, in time order, so the picture shows whether the mouth follows the speech as well as whether
-  the look is kept.
-- docs/images/icon.png: the photograph talking, square (the registry's icon).
+  draws), the public-domain astronaut photograph cut to its portrait square as the evaluation cuts it, and the same
+  photograph with its mouth given (its mouth box, as a user paints it into REST Reference Encoder's `mouth_mask`).
+  All speak the held-out clip's own sentence (espeak-ng); the frames shown are those where that sentence's true mouth
+  is most open and most shut, in time order, so the picture shows whether the mouth follows the speech as well as
+  whether the look is kept.
+- docs/images/icon.png: the photograph talking, its mouth given, square (the registry's icon).
 - workflows/<workflow>.jpg: one thumbnail per workflow in the template browser: talking_head the drawn portrait
   talking, long_audio the photograph talking pasted back into the whole photograph, ablation full / no ID sink /
   no context cache side by side at the end of the clip, live_session four chunks of the photograph's stream.
@@ -97,20 +98,21 @@ def main() -> int:
     widest = int(np.argmax(openness))
     audio = torch.from_numpy(clip.audio[round(clip.sample_rate / FPS):])  # the speech after the portrait's frame
 
-    def talk(portrait: np.ndarray, **changes) -> torch.Tensor:
+    def talk(portrait: np.ndarray, mouth: list[float] | None = None, **changes) -> torch.Tensor:
         image = torch.from_numpy(portrait).float()[None] / 255  # [1, H, W, 3]
-        return pipe.generate(image, audio, clip.sample_rate, options=pipe.options(seed=0, **changes))
+        return pipe.generate(image, audio, clip.sample_rate, options=pipe.options(seed=0, **changes), mouth=mouth)
 
     drawn, photographed = talk(clip.frames[0]), talk(photo_portrait)
+    mouth_given = talk(photo_portrait, mouth=square.map(PORTRAITS[args.photo].mouth_box, size))
 
     rows = []
-    for portrait, frames in ((clip.frames[0], drawn), (photo_portrait, photographed)):
+    for portrait, frames in ((clip.frames[0], drawn), (photo_portrait, photographed), (photo_portrait, mouth_given)):
         made = to_uint8(frames[picks]).numpy()
         rows.append(np.concatenate([resized(portrait, TILE), white(TILE, TILE // 12)]
                                    + [resized(f, TILE) for f in made], axis=1))
-    save(np.concatenate([rows[0], white(TILE // 12, rows[0].shape[1]), rows[1]]),
-         args.out / "docs" / "images" / "portraits.jpg")
-    save(resized(to_uint8(photographed[widest]).numpy(), ICON), args.out / "docs" / "images" / "icon.png")
+    gap = white(TILE // 12, rows[0].shape[1])
+    save(np.concatenate([rows[0], gap, rows[1], gap, rows[2]]), args.out / "docs" / "images" / "portraits.jpg")
+    save(resized(to_uint8(mouth_given[widest]).numpy(), ICON), args.out / "docs" / "images" / "icon.png")
 
     thumbnails = args.out / "workflows"
     save(resized(to_uint8(drawn[widest]).numpy(), THUMBNAIL), thumbnails / "talking_head.jpg")
