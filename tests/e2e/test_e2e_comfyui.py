@@ -135,6 +135,44 @@ def test_a_face_box_through_the_api_is_previewed_and_pasted_back_into_the_whole_
     assert (facts["width"], facts["height"]) == (80, 96)
 
 
+def with_mouth_mask(prompt: dict, x: int, y: int, width: int, height: int) -> dict:
+    """The workflow with a painted mouth, as core nodes make one: a box of ones on the 80x96 portrait's empty mask."""
+    prompt["20"] = {"class_type": "SolidMask", "inputs": {"value": 0.0, "width": 80, "height": 96}}
+    prompt["21"] = {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": width, "height": height}}
+    prompt["22"] = {"class_type": "MaskComposite", "inputs": {"destination": ["20", 0], "source": ["21", 0],
+                                                              "x": x, "y": y, "operation": "add"}}
+    prompt["4"]["inputs"]["mouth_mask"] = ["22", 0]
+    return prompt
+
+
+def test_a_mouth_mask_through_the_api_reaches_a_model_that_draws_the_mouth(server):
+    import dataclasses
+
+    from conftest import TINY_POSE
+    from rest_core import RESTPipeline, WhisperEncoder
+
+    torch.manual_seed(0)
+    shape = dataclasses.replace(TINY_POSE, vae=dataclasses.replace(TINY_POSE.vae, mouth_shape=True))
+    path = server.base / "models" / "rest" / "tiny-shape.safetensors"
+    RESTPipeline.from_config(shape, whisper=WhisperEncoder(layers=1)).save_pretrained(path, include_whisper=True)
+    prompt = with_mouth_mask(workflow("talking_head"), 28, 60, 24, 10)
+    prompt["3"]["inputs"]["checkpoint"] = path.name
+    try:
+        facts = video_facts(server.output_file(server.run(prompt), "9"))
+    finally:
+        path.unlink()
+    assert (facts["width"], facts["height"]) == (64, 64) and facts["frames"] > 0
+
+
+def test_a_mouth_mask_for_a_model_that_does_not_draw_the_mouth_is_a_node_error_that_says_so(server):
+    entry = server.wait(server.queue(with_mouth_mask(workflow("talking_head"), 28, 60, 24, 10)))
+    assert entry["status"]["status_str"] == "error"
+    (kind, error), = [m for m in entry["status"]["messages"] if m[0] == "execution_error"]
+    assert error["node_type"] == "RESTReferenceEncoder"
+    assert "does not draw the mouth's shape" in error["exception_message"]
+    server.run(workflow("talking_head"))
+
+
 def test_a_cancelled_job_returns_control_and_the_next_job_succeeds(server):
     seen = len(server.messages)
     prompt = workflow("long_audio")
