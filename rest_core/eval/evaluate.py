@@ -15,7 +15,9 @@ frame later, so generated frame t is ground-truth frame t + 1. Tables:
 - held-out style families (`--families`: clips of `synth --looks heldout`, drawing styles the training generator
   never produces), one table per family, long streams as above;
 - photographs (`--photos`): the public-domain portraits of `rest_core.data.images`, each speaking the speech of
-  the first family clip (or long stream); with no ground-truth video, drift is measured against the portrait.
+  the first family clip (or long stream); with no ground-truth video, drift is measured against the portrait. A
+  model that draws the mouth's shape gets one more row, "full, mouth given": the photograph's mouth box given, as a
+  user paints it into REST Reference Encoder's `mouth_mask` (the targets hold the "full" row, the mouth found).
 
 Every row has appearance fidelity (PSNR against the portrait outside the mouth box, at the best shift within
 1/32 of the width, `metrics.appearance_fidelity`) and lip-sync: Pearson r between the opening the mouth-opening
@@ -105,10 +107,11 @@ def after_first_frame(clip: HeldOutClip, frames: int) -> tuple[torch.Tensor, int
 
 # --- generation ------------------------------------------------------------------------------------------------
 
-def streamed(pipe: RESTPipeline, clip: HeldOutClip, frames: int, **changes) -> torch.Tensor:
-    """The clip made by streaming, with the model's options at seed 0 and `changes` (an ablation's switch)."""
+def streamed(pipe: RESTPipeline, clip: HeldOutClip, frames: int, mouth=None, **changes) -> torch.Tensor:
+    """The clip made by streaming, with the model's options at seed 0 and `changes` (an ablation's switch);
+    `mouth`: the portrait's mouth box, given as a user gives it (else the model finds the mouth)."""
     audio, rate = after_first_frame(clip, frames)
-    return pipe.generate(clip.frames[0], audio, rate, options=pipe.options(seed=0, **changes))
+    return pipe.generate(clip.frames[0], audio, rate, options=pipe.options(seed=0, **changes), mouth=mouth)
 
 
 @torch.no_grad()
@@ -287,6 +290,7 @@ def report(out: Path, results: dict, command: str) -> str:
 
 
 VARIANTS = {"full": {}, "no ID sink": {"id_sink": False}, "no context cache": {"context_cache": False}}
+MOUTH_GIVEN = "full, mouth given"  # a photograph's row of a model that draws the mouth: its mouth box given
 
 
 @torch.no_grad()
@@ -386,7 +390,10 @@ def evaluate(args) -> dict:
             clip = photo_clip(name, speech, config.resolution, args.crop)
             frames = whole_latent_frames(speech)
             log(f"photograph: {name} ({frames / FPS:.0f} s)")
-            measure_clip(photographs.setdefault(name, {}), clip, frames, stream_variants(False), f"photo_{name}_",
+            variants = stream_variants(False)
+            if config.vae.mouth_shape:  # the model finds the mouth; a user can also give it (REST Reference Encoder)
+                variants[MOUTH_GIVEN] = lambda c, n: streamed(pipe, c, n, mouth=c.mouth_box)
+            measure_clip(photographs.setdefault(name, {}), clip, frames, variants, f"photo_{name}_",
                          with_truth=False, drift_seconds=args.drift_seconds)
 
     stream_frames = min(stream_lengths, default=0)
@@ -454,7 +461,7 @@ def evaluate_vae(args) -> dict:
 
 
 def slug(name: str) -> str:
-    return name.lower().replace(" ", "_").replace("(", "").replace(")", "")
+    return name.lower().replace(",", "").replace(" ", "_").replace("(", "").replace(")", "")
 
 
 def configure(p):

@@ -142,6 +142,23 @@ def test_held_out_families_and_photographs_get_their_own_tables(report):
     assert {"family_halftone_full", "family_pixel_no_id_sink", "photo_astronaut_full"} <= names
 
 
+def test_a_model_that_draws_the_mouth_is_also_measured_on_the_photographs_with_their_mouths_given(report):
+    root = report.parent
+    torch.manual_seed(0)
+    shape = dataclasses.replace(TINY_POSE, vae=dataclasses.replace(TINY_POSE.vae, mouth_shape=True))
+    RESTPipeline.from_config(shape, whisper=WhisperEncoder(layers=1)).save_pretrained(
+        root / "shape.safetensors", include_whisper=True)
+    args = ["eval", "--checkpoint", root / "shape.safetensors", "--families", root / "families", "--photos",
+            "--drift-seconds", "1", "--out", root / "shape"]
+    assert main([str(a) for a in args]) == 0
+    results = json.loads((root / "shape" / "results" / "results.json").read_text())
+    for name, rows in results["photographs"].items():
+        assert set(rows) == {"full", "no ID sink", "no context cache", "full, mouth given"}
+        assert rows["full, mouth given"] != rows["full"]  # a fresh mouth shape finds no mouth; given, it is drawn
+    assert "full, mouth given" not in results["families"]["pixel"]  # the families' rows are the model's alone
+    assert (root / "shape" / "results" / f"photo_astronaut_full_mouth_given{SHEET_SUFFIX}").exists()
+
+
 @pytest.mark.slow
 def test_a_random_model_is_far_from_the_truth(report):
     results = json.loads((report / "results" / "results.json").read_text())
