@@ -75,9 +75,9 @@ def mouth_box(mask: Tensor, height: int, width: int) -> tuple[int, int, int, int
     return mask_bounds(mask, "paint over the mouth, or disconnect mouth_mask to let the model find it")
 
 
-def crop_preview(source: Tensor, box: CropBox) -> Image.Image:
+def crop_preview(source: Tensor, box: CropBox, mouth: tuple[int, int, int, int] | None = None) -> Image.Image:
     """The source [H, W, 3], scaled to at most PREVIEW_SIDE px, with everything outside the box darkened and the box
-    outlined."""
+    outlined (yellow); `mouth` (x0, y0, x1, y1 in source pixels), where given, outlined too (cyan)."""
     height, width = source.shape[:2]
     scale = min(1.0, PREVIEW_SIDE / max(height, width))
     if scale < 1:  # scaled first: a huge portrait never gets a second full-size copy
@@ -88,11 +88,20 @@ def crop_preview(source: Tensor, box: CropBox) -> Image.Image:
     shown = source * 0.35
     inside = (slice(top, top + side), slice(left, left + side))
     shown[inside] = source[inside]
-    edges = torch.zeros(shown.shape[:2], dtype=torch.bool)
-    edges[inside] = True
-    edges[top + 1:top + side - 1, left + 1:left + side - 1] = False
-    shown[edges] = torch.tensor([1.0, 0.8, 0.0])
+    outline(shown, top, left, top + side, left + side, (1.0, 0.8, 0.0))
+    if mouth is not None:
+        x0, y0, x1, y1 = (round(v * scale) for v in mouth)
+        outline(shown, y0, x0, max(y1, y0 + 2), max(x1, x0 + 2), (0.0, 0.9, 1.0))
     return Image.fromarray(to_uint8(shown).numpy())
+
+
+def outline(image: Tensor, top: int, left: int, bottom: int, right: int, colour: tuple[float, float, float]):
+    """Draw a one-pixel rectangle's edge into image [H, W, 3] in place: rows top .. bottom - 1, columns left ..
+    right - 1 (cut to the image)."""
+    edges = torch.zeros(image.shape[:2], dtype=torch.bool)
+    edges[max(top, 0):max(bottom, 0), max(left, 0):max(right, 0)] = True
+    edges[max(top + 1, 0):max(bottom - 1, 0), max(left + 1, 0):max(right - 1, 0)] = False
+    image[edges] = torch.tensor(colour)
 
 
 def save_preview(image: Image.Image) -> dict:
@@ -135,19 +144,19 @@ class RESTReferenceEncoder:
     FUNCTION = "encode"
     CATEGORY = "REST"
     DESCRIPTION = ("Encodes the portrait's face box with the causal VAE into the reference latent z_R (the ID sink) "
-                   "and keeps the square, whose look the decoder copies. The node shows the box on the portrait.")
+                   "and keeps the square, whose look the decoder copies. The node shows the box (yellow) and a "
+                   "given mouth (cyan) on the portrait.")
 
     def encode(self, model: RESTModel, image: Tensor, face_x: int = 0, face_y: int = 0, face_size: int = 0,
                face_mask: Tensor | None = None, mouth_mask: Tensor | None = None):
         source = portrait_pixels(image).cpu()  # a bad portrait, box or mask is refused before the model loads
         box = face_box(face_x, face_y, face_size, face_mask, *source.shape[:2])
-        mouth = None if mouth_mask is None else mouth_box(mouth_mask, *source.shape[:2])
+        painted = None if mouth_mask is None else mouth_box(mouth_mask, *source.shape[:2])
         model.load()
         pixels, crop = cut_square(source, model.pipe.config.resolution, box)  # [1, 3, R, R] in [-1, 1]
-        if mouth is not None:
-            mouth = mouth_in_square(mouth, crop, model.pipe.config.resolution)
+        mouth = None if painted is None else mouth_in_square(painted, crop, model.pipe.config.resolution)
         reference = RESTReference(model.pipe.encode_square(pixels, mouth), crop, source)
-        return {"ui": {"images": [save_preview(crop_preview(source, crop))]},
+        return {"ui": {"images": [save_preview(crop_preview(source, crop, painted))]},
                 "result": (reference, ((pixels + 1) / 2).permute(0, 2, 3, 1))}
 
 

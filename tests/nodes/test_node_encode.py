@@ -88,6 +88,10 @@ def test_a_mouth_mask_says_where_the_mouth_is_in_the_square(comfy, shape_model):
                                         face_size=100, mouth_mask=mask)
     scale = shape_model.pipe.config.resolution / 100
     torch.testing.assert_close(out["result"][0].ref.mouth, torch.tensor([[10.0, 60.0, 50.0, 70.0]]) * scale)
+    shown, = out["ui"]["images"]
+    preview = np.asarray(Image.open(os.path.join(folder_paths.get_temp_directory(), shown["filename"])))
+    assert tuple(preview[80, 75]) == (0, 230, 255) and tuple(preview[89, 60]) == (0, 230, 255)  # the mouth's box
+    assert tuple(preview[20, 75]) == (255, 204, 0)  # the face box's top edge
 
 
 def test_a_mouth_mask_that_is_empty_of_another_size_or_for_a_model_without_the_mouth_shape_is_refused(comfy,
