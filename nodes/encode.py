@@ -56,23 +56,26 @@ def fit_audio(waveform: Tensor, sample_rate: int, frames: int, fps: int) -> Tens
 PREVIEW_SIDE = 512  # the longer side of the crop preview shown on the node
 
 
+def of_the_portrait(name: str, mask: Tensor, height: int, width: int) -> Tensor:
+    """A mask input, refused unless it is the height x width portrait's size."""
+    if tuple(mask.shape[-2:]) != (height, width):
+        raise ValueError(f"{name} is {mask.shape[-1]}x{mask.shape[-2]} but the image is {width}x{height}; give a "
+                         f"mask of the portrait itself")
+    return mask
+
+
 def face_box(x: int, y: int, size: int, mask: Tensor | None, height: int, width: int) -> CropBox | None:
     """The node's box inputs -> the square to animate inside a height x width portrait; None: the largest centred
     square."""
     if mask is not None:
-        if tuple(mask.shape[-2:]) != (height, width):
-            raise ValueError(f"face_mask is {mask.shape[-1]}x{mask.shape[-2]} but the image is {width}x{height}; "
-                             f"give a mask of the portrait itself")
-        return CropBox.holding(mask)
+        return CropBox.holding(of_the_portrait("face_mask", mask, height, width))
     return CropBox(top=y, left=x, size=size).check(height, width) if size > 0 else None
 
 
 def mouth_box(mask: Tensor, height: int, width: int) -> tuple[int, int, int, int]:
     """The node's mouth mask -> the box (x0, y0, x1, y1) around its painted region, in source pixels."""
-    if tuple(mask.shape[-2:]) != (height, width):
-        raise ValueError(f"mouth_mask is {mask.shape[-1]}x{mask.shape[-2]} but the image is {width}x{height}; "
-                         f"give a mask of the portrait itself")
-    return mask_bounds(mask, "paint over the mouth, or disconnect mouth_mask to let the model find it")
+    return mask_bounds(of_the_portrait("mouth_mask", mask, height, width),
+                       "paint over the mouth, or disconnect mouth_mask to let the model find it")
 
 
 def crop_preview(source: Tensor, box: CropBox, mouth: tuple[int, int, int, int] | None = None) -> Image.Image:
@@ -149,12 +152,13 @@ class RESTReferenceEncoder:
 
     def encode(self, model: RESTModel, image: Tensor, face_x: int = 0, face_y: int = 0, face_size: int = 0,
                face_mask: Tensor | None = None, mouth_mask: Tensor | None = None):
-        source = portrait_pixels(image).cpu()  # a bad portrait, box or mask is refused before the model loads
+        # a bad portrait, box or mask is refused before the model loads
+        source = portrait_pixels(image).cpu()
         box = face_box(face_x, face_y, face_size, face_mask, *source.shape[:2])
         painted = None if mouth_mask is None else mouth_box(mouth_mask, *source.shape[:2])
-        model.load()
         pixels, crop = cut_square(source, model.pipe.config.resolution, box)  # [1, 3, R, R] in [-1, 1]
         mouth = None if painted is None else mouth_in_square(painted, crop, model.pipe.config.resolution)
+        model.load()
         reference = RESTReference(model.pipe.encode_square(pixels, mouth), crop, source)
         return {"ui": {"images": [save_preview(crop_preview(source, crop, painted))]},
                 "result": (reference, ((pixels + 1) / 2).permute(0, 2, 3, 1))}

@@ -101,6 +101,10 @@ def test_a_mouth_mask_that_is_empty_of_another_size_or_for_a_model_without_the_m
         RESTReferenceEncoder().encode(rest_model, portrait, mouth_mask=torch.ones(1, 120, 200))
     with pytest.raises(ValueError, match="paint over the mouth, or disconnect mouth_mask"):
         RESTReferenceEncoder().encode(rest_model, portrait, mouth_mask=torch.zeros(1, 90, 70))
+    above = torch.zeros(1, 90, 70)
+    above[0, 2:8, 20:50] = 1  # above the face square (y 10 .. 80)
+    with pytest.raises(ValueError, match="lies outside the face square"):
+        RESTReferenceEncoder().encode(rest_model, portrait, face_x=0, face_y=10, face_size=70, mouth_mask=above)
     assert comfy.loaded == []  # refused before the model loads
     mask = torch.zeros(1, 90, 70)
     mask[0, 60:70, 20:50] = 1
