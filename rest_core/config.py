@@ -177,8 +177,13 @@ class StreamOptions:
     context_cache: bool = option(True, "Every chunk attends to the previous one (off: chunks are made "
                                        "independently - ablation).")
     context_refresh: str = option("clean", "clean: commit each finished chunk to the context cache by one extra "
-                                           "pass at t = 0; last_step: reuse the last denoising step's keys and "
-                                           "values (faster, slightly noisier).", choices=CONTEXT_REFRESH_MODES)
+                                           "pass, at t = context_noise; last_step: reuse the last denoising step's "
+                                           "keys and values (faster, noisier).", choices=CONTEXT_REFRESH_MODES)
+    context_noise: float = option(0.0, "The noise level t a finished chunk is put back to before the clean pass "
+                                       "commits it to the context cache (0: the chunk as made). Above 0 the "
+                                       "demo model's head keeps nearer the portrait's pose and the rest of its "
+                                       "latents drift (docs/TRAINING.md).", low=0.0, high=1.0, step=0.01,
+                                  node=False)
 
     def __post_init__(self):
         for f in dataclasses.fields(self):

@@ -7,8 +7,11 @@ where the null branch drops speech and text together while it keeps the ID sink 
 never guided away. Both branches run as one batch.
 
 `stream_latents` is Algorithm 1 as a generator: an outer loop over chunks, an inner loop over steps, yielding each
-chunk the moment it is denoised. The clean chunk is then committed to the context cache by one pass at t = 0,
-run lazily when the next chunk's speech arrives, so a finished chunk is never held back by it.
+chunk the moment it is denoised. The finished chunk is then committed to the context cache by one more pass, run
+lazily when the next chunk's speech arrives, so a finished chunk is never held back by it. That pass sees the chunk
+put back to the noise level `context_noise` (0, the chunk as made, unless asked): the student trained on contexts
+at the asynchronous schedule's levels, which never reach t = 0, where it has only seen the reference; what the
+level changes in the demo model's streams is in docs/TRAINING.md ("The context's noise").
 """
 
 from __future__ import annotations
@@ -84,7 +87,8 @@ def stream_latents(
     [B, K*chunk_latents, h_w, d_A] or an iterable yielding [B, chunk_latents, h_w, d_A] per chunk (live input: the
     stream ends when the iterable does); text: optional [B, Lt, text_dim] (None: no text, as in the null branch).
     `options`: steps, Joint CFG scale, shift, seed, the two ID-Context Cache switches and how the context is
-    refreshed ("clean": a pass at t = 0 per finished chunk; "last_step": the last denoising step's keys/values).
+    refreshed ("clean": a pass per finished chunk, at t = `context_noise`; "last_step": the last denoising step's
+    keys/values).
     `on_step(chunk_index, step)` is called after every denoising step (progress bars; raising in it stops the
     stream between two steps).
     """
@@ -125,6 +129,7 @@ def _reverse_process(model: A2VDiT, ref_latent: Tensor, chunks: Iterator[Tensor]
         model.prefill(cache, ref_latent.to(dtype), None if text is None else text.to(dtype))
     times = flow_schedule(steps, options.shift)
     noise = torch.Generator(device="cpu").manual_seed(options.seed)
+    context_noise = torch.Generator(device="cpu").manual_seed((options.seed + 1) % 2**64)  # apart: chunks keep theirs
     shape = (batch, config.in_channels, chunk_latents, h, w)
 
     def velocity(z: Tensor, t: float, e: Tensor, index: int, commit: bool) -> Tensor:
@@ -139,8 +144,10 @@ def _reverse_process(model: A2VDiT, ref_latent: Tensor, chunks: Iterator[Tensor]
         with torch.no_grad():
             if pending is not None and refresh == "clean":
                 z0, e0, i0 = pending
-                zero = torch.zeros(batch, device=device)
-                model.forward_chunk(z0.to(dtype), zero, e0.to(dtype), cache, i0, commit=True)
+                t_c = options.context_noise
+                z_c = (1 - t_c) * z0 + t_c * torch.randn(shape, generator=context_noise).to(device)
+                model.forward_chunk(z_c.to(dtype), torch.full((batch,), t_c, device=device), e0.to(dtype), cache,
+                                    i0, commit=True)
             z = torch.randn(shape, generator=noise).to(device)
             for i in range(steps):
                 commit = refresh == "last_step" and i == steps - 1

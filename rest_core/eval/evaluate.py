@@ -398,9 +398,9 @@ def evaluate(args) -> dict:
 
     stream_frames = min(stream_lengths, default=0)
     setup = {"checkpoint": Path(args.checkpoint).name, "steps": config.sampler.steps, "cfg": config.sampler.cfg,
-             "seed": 0, "short_clips": len(clips), "short_frames": short_frames, "streams": len(stream_lengths),
-             "stream_frames": stream_frames, "drift_seconds": args.drift_seconds, "device": args.device,
-             "dtype": args.dtype,
+             "context_noise": config.sampler.context_noise, "seed": 0, "short_clips": len(clips),
+             "short_frames": short_frames, "streams": len(stream_lengths), "stream_frames": stream_frames,
+             "drift_seconds": args.drift_seconds, "device": args.device, "dtype": args.dtype,
              "family_clips": {f: len(rows["full"]) for f, rows in families.items()},
              "expert": Path(args.expert).name if args.expert else "the shipped mouth expert"}
 

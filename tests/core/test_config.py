@@ -68,6 +68,12 @@ def test_speech_window_is_the_latent_frame_plus_its_context():
         SpeechConfig(context_right=-1)
 
 
+def test_a_checkpoint_from_before_context_noise_commits_its_chunks_as_made():
+    d = RESTConfig.preset("rest-demo").to_dict()
+    del d["sampler"]["context_noise"]
+    assert RESTConfig.from_dict(d).sampler.context_noise == 0.0
+
+
 def test_old_config_json_without_a_speech_section_gets_the_defaults():
     d = RESTConfig.preset("rest-2b").to_dict()
     del d["speech"]

@@ -46,12 +46,14 @@ def test_fixed_seed_gives_bit_identical_latents_and_another_seed_does_not(tiny_m
     assert not torch.equal(a[0], c[0])
 
 
-def test_cfg_one_equals_the_conditional_pass_alone(tiny_model):
-    """alpha = 1 must give exactly what a hand-written conditional-only Algorithm 1 gives."""
+@pytest.mark.parametrize("context_noise", [0.0, 0.3])
+def test_cfg_one_equals_the_conditional_pass_alone(tiny_model, context_noise):
+    """alpha = 1 must give exactly what a hand-written conditional-only Algorithm 1 gives, each finished chunk
+    committed by a pass at t = context_noise over the chunk put back to that noise level."""
     ref, speech, text = refs()
-    got = run(tiny_model, ref, speech, text, steps=3, cfg=1.0, seed=3)
+    got = run(tiny_model, ref, speech, text, steps=3, cfg=1.0, seed=3, context_noise=context_noise)
 
-    noise = torch.Generator().manual_seed(3)
+    noise, renoise = torch.Generator().manual_seed(3), torch.Generator().manual_seed(4)
     times = flow_schedule(3, 3.0)
     cache = cache_module.IDContextCache(tiny_model.config, batch=1, latent_size=SIZE, chunk_latents=CHUNK,
                                         text_tokens=5)
@@ -60,8 +62,10 @@ def test_cfg_one_equals_the_conditional_pass_alone(tiny_model):
         tiny_model.prefill(cache, ref, text)
         for k, e in enumerate(speech.split(CHUNK, dim=1)):
             if k:
-                tiny_model.forward_chunk(expected[-1], torch.zeros(1), speech[:, (k - 1) * CHUNK : k * CHUNK], cache,
-                                         k - 1, commit=True)
+                put_back = (1 - context_noise) * expected[-1] + context_noise * torch.randn(
+                    expected[-1].shape, generator=renoise)
+                tiny_model.forward_chunk(put_back, torch.full((1,), context_noise),
+                                         speech[:, (k - 1) * CHUNK : k * CHUNK], cache, k - 1, commit=True)
             z = torch.randn(1, C, CHUNK, SIZE, SIZE, generator=noise)
             for i in range(3):
                 v = tiny_model.forward_chunk(z, torch.full((1,), times[i].item()), e, cache, k)
@@ -215,6 +219,21 @@ def test_text_for_a_model_without_text_attention_is_rejected(tiny_config):
 
 def test_unknown_context_refresh_mode_is_rejected(tiny_model):
     expect_error(tiny_model, "context_refresh", context_refresh="sometimes")
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan")])
+def test_a_context_noise_outside_zero_to_one_is_refused(tiny_model, bad):
+    expect_error(tiny_model, "context_noise", context_noise=bad)
+
+
+def test_context_noise_changes_the_chunks_after_the_first_and_not_the_first(tiny_model):
+    ref, speech, text = refs()
+    clean = run(tiny_model, ref, speech, text, steps=2, seed=1, context_noise=0.0)
+    noisy = run(tiny_model, ref, speech, text, steps=2, seed=1, context_noise=0.2)
+    again = run(tiny_model, ref, speech, text, steps=2, seed=1, context_noise=0.2)
+    assert torch.equal(clean[0], noisy[0])  # no context yet: the chunks' own noise is untouched by the option
+    assert not torch.allclose(clean[1], noisy[1])
+    assert all(torch.equal(a, b) for a, b in zip(noisy, again))
 
 
 def test_on_step_is_called_after_every_step_and_can_stop_the_stream(tiny_model):

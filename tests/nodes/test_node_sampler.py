@@ -10,7 +10,7 @@ from conftest import SAMPLING, audio_dict
 from nodes.decode import RESTDecode
 from nodes.encode import RESTSpeechEncoder
 from nodes.player import jpeg
-from nodes.sampler import RESTStreamingSampler
+from nodes.sampler import RESTStreamingSampler, stream_options
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +32,14 @@ def test_the_sampler_streams_the_pipelines_video(comfy, rest_model, rest_referen
     assert fps == 25.0 and torch.equal(frames, expected)
     assert frames.shape[0] == speech.speech.video_frames == 63  # 2.5 s: 62.5 frames, rounded half up
     assert latent["samples"].shape == (1, 8, 9, 2, 2)  # 3 chunks of 3 latent frames
+
+
+def test_the_options_a_model_decides_are_no_widgets_and_come_from_its_checkpoint(rest_model):
+    widgets = RESTStreamingSampler.INPUT_TYPES()["required"]
+    assert "shift" not in widgets and "context_noise" not in widgets
+    own = rest_model.pipe.config.sampler
+    options = stream_options(rest_model, SAMPLING)
+    assert (options.shift, options.context_noise) == (own.shift, own.context_noise)
 
 
 def test_progress_runs_over_chunks_times_steps_with_a_preview_per_chunk(comfy, rest_model, rest_reference, speech):
