@@ -55,10 +55,15 @@ class DiTOptions:
     compile: bool = False
     crop: int = 0  # latent cells per side of the windows the first crop_steps steps see (0: whole frames)
     crop_steps: int = 0
+    low_context: float = 0.0  # share of segments whose chunks before the last are drawn at t in [0, low_context_t]
+    low_context_t: float = 0.1  # (the streaming sampler's context is nearly clean; the schedule alone hardly is)
 
     def __post_init__(self):
         if self.contrastive not in CONTRASTIVE_FORMS:
             raise ValueError(f"contrastive={self.contrastive!r}: choose one of {CONTRASTIVE_FORMS}")
+        if not 0 <= self.low_context <= 1 or not 0 < self.low_context_t <= 1:
+            raise ValueError(f"low_context={self.low_context}, low_context_t={self.low_context_t}: a share from 0 to "
+                             f"1 and a noise level above 0, at most 1")
         if self.crop < 0 or self.crop_steps < 0 or bool(self.crop) != bool(self.crop_steps):
             raise ValueError(f"crop={self.crop}, crop_steps={self.crop_steps}: give both (cells per side, steps) "
                              f"or neither")
@@ -77,10 +82,18 @@ def mouth_window(latents: Tensor, box: list[float] | None, side: int, g: torch.G
     return latents[..., top:top + side, left:left + side]
 
 
-def chunk_noise_times(batch: int, chunks: int, shift: float, mean: float, std: float, g: torch.Generator) -> Tensor:
+def chunk_noise_times(batch: int, chunks: int, shift: float, mean: float, std: float, g: torch.Generator,
+                      low_context: float = 0.0, low_context_t: float = 0.1) -> Tensor:
     """One flow time per chunk, drawn independently (asynchronous noise, eq. 15): logit-normal, then the sampler's
-    shift so training spends its effort where sampling does.  [B, K]"""
-    return shift_time(torch.sigmoid(mean + std * torch.randn(batch, chunks, generator=g)), shift)
+    shift so training spends its effort where sampling does. A share `low_context` of the rows has every chunk but
+    the last drawn uniformly from [0, low_context_t] instead: the schedule alone puts a context below t = 0.05 once
+    in tens of thousands, and a stream's context is a finished chunk (docs/TRAINING.md, "The context's noise").
+    [B, K]"""
+    t = shift_time(torch.sigmoid(mean + std * torch.randn(batch, chunks, generator=g)), shift)
+    if low_context:  # not drawn at 0, so a run without it draws what it always drew
+        low = torch.rand(batch, generator=g) < low_context
+        t[low, :-1] = low_context_t * torch.rand(int(low.sum()), chunks - 1, generator=g)
+    return t
 
 
 def noised_segments(latents: Tensor, chunk_latents: int, t: Tensor, g: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -108,7 +121,8 @@ def noisy_batch(latents: Tensor, speech: Tensor, chunk_latents: int, shift: floa
 
     latents: [B, C, 1 + cK, h, w]; speech: [B, cK, h_w, d_A]."""
     b, _, f, h, _ = latents.shape
-    t = chunk_noise_times(b, (f - 1) // chunk_latents, shift, opts.logit_mean, opts.logit_std, g)  # [B, K]
+    t = chunk_noise_times(b, (f - 1) // chunk_latents, shift, opts.logit_mean, opts.logit_std, g, opts.low_context,
+                          opts.low_context_t)  # [B, K]
     zt, target = noised_segments(latents, chunk_latents, t, g)
     order, conditioned = conditioned_first(opts.cfg_dropout, b, g)
     return {"zt": zt[order], "t": sequence_timesteps(t[order], chunk_latents, h),

@@ -17,8 +17,8 @@ from rest_core.data.prepare import SegmentSet, prepare_clips
 from rest_core.data.synth import render_clip, write_clip
 from rest_core.dit import A2VDiT
 from rest_core.pipeline import RESTPipeline
-from rest_core.train.dit import (DiTOptions, contrastive_loss, mouth_window, noisy_batch, second_difference,
-                                 smoothness_loss)
+from rest_core.train.dit import (DiTOptions, chunk_noise_times, contrastive_loss, mouth_window, noisy_batch,
+                                 second_difference, smoothness_loss)
 from rest_core.train.loop import read_settings
 from rest_core.checkpoint import load_part, part_info
 from rest_core.whisper import WhisperEncoder
@@ -333,6 +333,21 @@ def test_asynchronous_noise_keeps_the_reference_clean_and_one_time_per_chunk():
     assert 0 < b["speech"].shape[0] < 6  # some rows dropped for Joint CFG, the conditioned ones first
     rows = [int(torch.nonzero((latents[:, :, 0] == b["zt"][r, :, 0]).flatten(1).all(1))[0]) for r in range(6)]
     assert torch.equal(b["speech"], speech[rows[: b["speech"].shape[0]]])
+
+
+def test_low_context_draws_a_share_of_the_segments_contexts_near_clean_and_leaves_their_last_chunk_alone():
+    def times(**low):
+        return chunk_noise_times(4000, 3, 3.0, 0.0, 1.0, torch.Generator().manual_seed(0), **low)
+
+    plain, low = times(), times(low_context=0.5, low_context_t=0.1)
+    assert torch.equal(plain, times(low_context=0.0))  # off, the draws are the schedule's as before
+    near_clean = (low[:, :-1] <= 0.1).all(1)
+    assert 0.45 < near_clean.float().mean() < 0.6  # the share asked (plus the schedule's own rare low draws)
+    assert (plain[:, :-1] <= 0.1).all(1).float().mean() < 0.01
+    last = low[:, -1]
+    assert 0.3 < last[near_clean].median() < 0.95  # the chunk that sees the near-clean context is drawn as ever
+    with pytest.raises(ValueError, match="low_context"):
+        DiTOptions(low_context=1.5)
 
 
 @pytest.mark.parametrize("stage, table, message", [
