@@ -145,7 +145,7 @@ def _reverse_process(model: A2VDiT, ref_latent: Tensor, chunks: Iterator[Tensor]
             if pending is not None and refresh == "clean":
                 z0, e0, i0 = pending
                 t_c = options.context_noise
-                z_c = (1 - t_c) * z0 + t_c * torch.randn(shape, generator=context_noise).to(device)
+                z_c = z0 if t_c == 0 else (1 - t_c) * z0 + t_c * torch.randn(shape, generator=context_noise).to(device)
                 model.forward_chunk(z_c.to(dtype), torch.full((batch,), t_c, device=device), e0.to(dtype), cache,
                                     i0, commit=True)
             z = torch.randn(shape, generator=noise).to(device)

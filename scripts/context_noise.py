@@ -15,11 +15,10 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
-
 from rest_core.checkpoint import DTYPES
+from rest_core.config import FPS
 from rest_core.data.heldout import clips_in
-from rest_core.eval.evaluate import measure, photo_clip, streamed
+from rest_core.eval.evaluate import mean_rows, measure, photo_clip, streamed
 from rest_core.eval.mouth_expert import load_expert
 from rest_core.pipeline import RESTPipeline
 
@@ -40,7 +39,7 @@ def main(argv=None) -> int:
 
     pipe = RESTPipeline.from_pretrained(args.checkpoint, dtype=DTYPES[args.dtype])
     size, chunk_frames = pipe.config.resolution, pipe.config.frames_per_chunk
-    frames = round(args.seconds * 25)
+    frames = round(args.seconds * FPS)
     expert = load_expert()
     clips = [(f"{family.name}{k}", family.name, clip)
              for family in sorted(Path(args.families).iterdir()) if family.is_dir()
@@ -59,9 +58,9 @@ def main(argv=None) -> int:
             rows.setdefault(group, []).append(row)
             print(f"| {value:g} | {name} | " + " | ".join(f"{row[m]:.3f}" for m in MEASURES)
                   + f" |  <!-- {time.time() - start:.0f} s -->", flush=True)
-        for group, group_rows in ((g, r) for g, r in rows.items() if len(r) > 1):
-            print(f"| {value:g} | **{group}, mean** | "
-                  + " | ".join(f"{np.mean([r[m] for r in group_rows]):.3f}" for m in MEASURES) + " |", flush=True)
+        for group, mean in ((g, mean_rows(r)) for g, r in rows.items() if len(r) > 1):
+            print(f"| {value:g} | **{group}, mean** | " + " | ".join(f"{mean[m]:.3f}" for m in MEASURES) + " |",
+                  flush=True)
     return 0
 
 
