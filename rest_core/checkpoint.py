@@ -5,6 +5,12 @@ A checkpoint is one `.safetensors` file: the parts' tensors under `dit.`, `vae.`
 the speech encoder is bundled), the config as JSON in the metadata. Its config is read and checked, sizes and free
 memory included, before any tensor is.
 
+A checkpoint may also store a part as the weights it was fine-tuned from plus the change: `delta.<part>.<key>` (the
+change of one tensor, its shape) or `delta.<part>.<key>.up` [out, r] and `.down` [r, in] (a rank-r change of a
+matrix, up @ down). Loading adds them to `<part>.<key>`. Why: the model ships in git, where a fine-tune that moves
+every weight stores the whole part again, while a low-rank fine-tune's change is a few percent of it
+(`weight_deltas`; docs/TRAINING.md, "The context's noise").
+
 A *part* file holds one trained module (`vae`, `speech_ae` or `dit`) for the next training stage or for
 evaluation: its tensors and, in the metadata, the part's name and the whole RESTConfig. `rest_core.train.export`
 joins parts into a checkpoint.
@@ -94,6 +100,72 @@ def load_tensors(module: nn.Module, name: str, state: dict[str, Tensor], path: s
     if extra:
         raise ValueError(f"{path}: unexpected tensor {name}.{extra[0]}; the file does not match its config")
     module.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
+
+
+DELTA_PREFIX = "delta"
+LOW_RANK_SHARE = 0.5  # a change is stored as factors where they take at most this share of the matrix's numbers
+RANK_TOLERANCE = 1e-4  # singular values below this share of the largest are rounding, not rank
+
+
+def weight_deltas(base: dict[str, Tensor], new: dict[str, Tensor]) -> dict[str, Tensor]:
+    """How `new` differs from `base` (state dicts of one module), as few numbers as hold it: nothing for a tensor
+    that did not change, `<key>.up` / `<key>.down` for a matrix whose change has a low rank (a low-rank fine-tune's,
+    found from its singular values), else `<key>`, the whole change. float32."""
+    deltas = {}
+    for key, value in new.items():
+        change = value.float() - base[key].float()
+        if not change.any():
+            continue
+        if change.dim() == 2:
+            u, s, vh = torch.linalg.svd(change, full_matrices=False)
+            rank = int((s > RANK_TOLERANCE * s[0]).sum())
+            if rank * sum(change.shape) <= LOW_RANK_SHARE * change.numel():
+                deltas[f"{key}.up"] = u[:, :rank] * s[:rank]  # [out, r]
+                deltas[f"{key}.down"] = vh[:rank]  # [r, in]
+                continue
+        deltas[key] = change
+    return deltas
+
+
+def delta_shapes(header: Header, part: str, expected: dict[str, list[int]]) -> dict[str, list[int]]:
+    """The shapes the `delta.<part>.` tensors of a checkpoint's header must have, from the part's `expected` shapes
+    (names without the part's prefix): a whole change has its tensor's shape; factors have their matrix's rows and
+    columns and the rank their `up` gives, below both. (A name that fits neither is left to `check_weights`.)"""
+    prefix = f"{DELTA_PREFIX}.{part}."
+    found = {}
+    for name, (_, shape) in header.items():
+        key = name[len(prefix):]
+        if not name.startswith(prefix):
+            continue
+        if key in expected:
+            found[name] = expected[key]
+            continue
+        matrix, _, factor = key.rpartition(".")
+        if factor not in ("up", "down") or len(expected.get(matrix, [])) != 2:
+            continue
+        rows, cols = expected[matrix]
+        up = header.get(f"{prefix}{matrix}.up", (None, []))[1]
+        rank = up[1] if len(up) == 2 else 0
+        if not 0 < rank < min(rows, cols) or f"{prefix}{matrix}.down" not in header:
+            raise ValueError(f"{name}: a low-rank change of {part}.{matrix} needs both factors, up [{rows}, r] and "
+                             f"down [r, {cols}] with r below {min(rows, cols)}; the file was altered, so write or "
+                             f"download it again")
+        found[name] = [rows, rank] if factor == "up" else [rank, cols]
+    return found
+
+
+def with_deltas(state: dict[str, Tensor], deltas: dict[str, Tensor]) -> dict[str, Tensor]:
+    """A part's stored weights plus its stored changes (`weight_deltas`, names without the part's prefix), float32
+    where a change applies."""
+    state = dict(state)
+    for key, change in deltas.items():
+        if key not in state:  # a factor: its pair is added with the `up`
+            if not key.endswith(".up"):
+                continue
+            key = key[:-len(".up")]
+            change = change.float() @ deltas[key + ".down"].float()
+        state[key] = state[key].float() + change.float()
+    return state
 
 
 def checkpoint_config(path: str | Path, metadata: dict[str, str]) -> RESTConfig:

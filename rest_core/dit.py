@@ -252,6 +252,12 @@ class A2VDiT(nn.Module):
             block.compile(mode=mode)
         return self
 
+    def time_parameters(self) -> list[nn.Parameter]:
+        """What turns each token's flow time into the blocks' modulation: the timestep MLP and the learned tables of
+        the blocks and the output (what a fine-tune for a new range of context times trains; train/low_rank.py)."""
+        tables = [block.scale_shift_table for block in self.transformer_blocks] + [self.scale_shift_table]
+        return [*self.adaln_single.parameters(), *tables]
+
     # --- shared pieces --------------------------------------------------------------------------------------
 
     def text_kv(self, text: Tensor | None) -> list[tuple[Tensor, Tensor] | None]:

@@ -15,8 +15,9 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
-from .checkpoint import (Header, check_fits_in_memory, check_weights, checkpoint_config, checkpoint_metadata,
-                         load_tensors, meta_parts, prefixed, read_safetensors, shapes)
+from .checkpoint import (DELTA_PREFIX, Header, check_fits_in_memory, check_weights, checkpoint_config,
+                         checkpoint_metadata, delta_shapes, load_tensors, meta_parts, prefixed, read_safetensors,
+                         shapes, weight_deltas, with_deltas)
 from .config import RESTConfig, StreamOptions
 from .dit import A2VDiT
 from .ltx_import import load_ltx_vae
@@ -86,14 +87,22 @@ class RESTPipeline:
         parts = {"dit": self.dit, "vae": self.vae, "speech_ae": self.speech_ae}
         return parts | {"whisper": self.whisper} if include_whisper else parts
 
-    def save_pretrained(self, path: str | Path, include_whisper: bool = False, dtype: torch.dtype | None = None):
-        """One .safetensors file; `include_whisper` bundles the speech encoder, `dtype` casts floating tensors."""
+    def save_pretrained(self, path: str | Path, include_whisper: bool = False, dtype: torch.dtype | None = None,
+                        fine_tuned_from: dict[str, nn.Module] | None = None):
+        """One .safetensors file; `include_whisper` bundles the speech encoder, `dtype` casts floating tensors.
+        `fine_tuned_from`: {part name: the module it was fine-tuned from}: that part is stored as those weights plus
+        the change (checkpoint.weight_deltas), which loads as this pipeline's part."""
         tensors = {}
         for name, module in self.parts(include_whisper).items():
-            for key, value in module.state_dict().items():
+            stored = {f"{name}.{k}": v for k, v in module.state_dict().items()}
+            if fine_tuned_from and name in fine_tuned_from:
+                base = fine_tuned_from[name].state_dict()
+                stored = ({f"{name}.{k}": v for k, v in base.items()} |
+                          {f"{DELTA_PREFIX}.{name}.{k}": v for k, v in weight_deltas(base, module.state_dict()).items()})
+            for key, value in stored.items():
                 value = value.detach().cpu()
                 cast = dtype is not None and value.is_floating_point()
-                tensors[f"{name}.{key}"] = (value.to(dtype) if cast else value).contiguous()
+                tensors[key] = (value.to(dtype) if cast else value).contiguous()
         save_file(tensors, str(path), metadata=checkpoint_metadata(self.config))
 
     @classmethod
@@ -115,6 +124,8 @@ class RESTPipeline:
             if bundled:
                 check_encoder_shapes(bundled, f"{path}: its bundled speech encoder")
                 expected |= {k: header[k][1] for k in header if k.startswith("whisper.")}
+            for name, part in meta_parts(config).items():
+                expected |= delta_shapes(header, name, shapes(part))
             check_weights(path, header, expected)
 
         tensors, config = read_safetensors(path, "REST checkpoint", config_that_fits, header_that_matches)
@@ -123,7 +134,8 @@ class RESTPipeline:
             whisper = encoder_from_state_dict(bundled, where=f"{path}: its bundled speech encoder")
         pipe = cls._build(config, whisper)  # checked before the tensors were read
         for name, module in pipe.parts(include_whisper=False).items():
-            load_tensors(module, name, prefixed(tensors, name), path)
+            state = with_deltas(prefixed(tensors, name), prefixed(tensors, f"{DELTA_PREFIX}.{name}"))
+            load_tensors(module, name, state, path)
         if vae is not None:
             ltx = load_ltx_vae(vae)
             if ltx.config != config.vae:

@@ -53,6 +53,11 @@ def configure(p):
     e.add_argument("--dtype", default="float16", choices=["float32", "float16", "bfloat16"])
     e.add_argument("--cfg", type=float, default=None, help="the checkpoint's default Joint-CFG scale")
     e.add_argument("--steps", type=int, default=None, help="the checkpoint's default sampling steps")
+    e.add_argument("--context-noise", type=float, default=None,
+                   help="the checkpoint's default noise level of the context refresh (StreamOptions.context_noise)")
+    e.add_argument("--dit-from", default=None,
+                   help="the DiT part --dit was fine-tuned from: the checkpoint stores it and the change (small for a "
+                        "low-rank fine-tune), so a committed checkpoint grows by the change alone")
     f = sub.add_parser("finish", help="a stage's part -> its finished float16 weights (no optimizer state)")
     f.add_argument("--part", required=True, help="the run folder's part (e.g. runs/demo/vae/vae.safetensors)")
     f.add_argument("--out", required=True, help="where the finished weights go (e.g. stages/rest-demo/)")
@@ -68,7 +73,8 @@ def run(args) -> int:
     if args.stage == "export":
         from .export import export
 
-        path = export(args.vae, args.speech_ae, args.dit, args.out, args.dtype, cfg=args.cfg, steps=args.steps)
+        path = export(args.vae, args.speech_ae, args.dit, args.out, args.dtype, cfg=args.cfg, steps=args.steps,
+                      context_noise=args.context_noise, dit_from=args.dit_from)
         print(f"wrote {path} ({Path(path).stat().st_size / 1e6:.1f} MB)")
         return 0
     settings, config = read_settings(args.config, args.stage, steps=args.steps, batch=args.batch, lr=args.lr)

@@ -33,9 +33,13 @@ from ..data.prepare import ClipSet, SegmentSet
 from ..dit import A2VDiT, sequence_timesteps
 from ..sampling import shift_time
 from .loop import Settings, Stage, stage_options, start_processes, train
+from .low_rank import add_low_rank, merge_low_rank
 from .vae import window_start
 
 CONTRASTIVE_FORMS = ("standard", "paper")
+# "low_rank": a rank-`rank` change of every matrix of the blocks and the timestep MLP, and the time conditioning's
+# other tensors whole (train/low_rank.py): what a committed model can afford to change
+TRAINABLE = ("all", "low_rank")
 
 
 @dataclass(frozen=True)
@@ -57,10 +61,15 @@ class DiTOptions:
     crop_steps: int = 0
     low_context: float = 0.0  # share of segments whose chunks before the last are drawn at t in [0, low_context_t]
     low_context_t: float = 0.1  # (the streaming sampler's context is nearly clean; the schedule alone hardly is)
+    trainable: str = "all"  # one of TRAINABLE
+    rank: int = 8  # of each matrix's change, with trainable = "low_rank"
 
     def __post_init__(self):
         if self.contrastive not in CONTRASTIVE_FORMS:
             raise ValueError(f"contrastive={self.contrastive!r}: choose one of {CONTRASTIVE_FORMS}")
+        if self.trainable not in TRAINABLE or self.rank < 1:
+            raise ValueError(f"trainable={self.trainable!r}, rank={self.rank}: choose one of {TRAINABLE} and a rank of "
+                             f"at least 1")
         if not 0 <= self.low_context <= 1 or not 0 < self.low_context_t <= 1:
             raise ValueError(f"low_context={self.low_context}, low_context_t={self.low_context_t}: a share from 0 to "
                              f"1 and a noise level above 0, at most 1")
@@ -171,6 +180,11 @@ def run(args, settings: Settings, config: RESTConfig, student: bool) -> int:
             raise ValueError(f"{args.init} is a DiT of another shape than preset {config.name}")
     else:
         model = A2VDiT(config.dit)
+    if opts.trainable == "low_rank":  # frozen before compiling, so the backward pass skips the frozen gradients
+        model.requires_grad_(False)
+        for p in model.time_parameters():
+            p.requires_grad_(True)
+        add_low_rank(model, opts.rank)
     teacher = None
     distill = student and (opts.con > 0 or opts.smo > 0)
     if distill:
@@ -207,5 +221,6 @@ def run(args, settings: Settings, config: RESTConfig, student: bool) -> int:
         smo = smoothness_loss(v, v_teacher)
         return {"loss": fm + opts.con * con + opts.smo * smo, "fm": fm, "con": con, "smo": smo}  # eq. 24
 
-    train(Stage("student" if student else "teacher", "dit", model, config, batch, losses), settings, args.out, procs)
+    train(Stage("student" if student else "teacher", "dit", model, config, batch, losses,
+                finish=merge_low_rank if opts.trainable == "low_rank" else None), settings, args.out, procs)
     return 0

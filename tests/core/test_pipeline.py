@@ -238,6 +238,70 @@ def test_a_tensor_the_config_does_not_have_is_refused_before_it_is_read(pipe, tm
         RESTPipeline.from_pretrained(path, whisper=pipe.whisper)
 
 
+def fine_tuned(pipe, rank_one_change: bool = True):
+    """A copy of the pipe whose DiT has one block matrix changed by a rank-1 matrix (or in full), its time table
+    changed, and nothing else."""
+    import copy
+    tuned = copy.deepcopy(pipe)
+    g = torch.Generator().manual_seed(5)
+    weight = tuned.dit.transformer_blocks[0].ff.fc1.weight  # [out, in]
+    with torch.no_grad():
+        change = (torch.randn(weight.shape[0], 1, generator=g) @ torch.randn(1, weight.shape[1], generator=g)
+                  if rank_one_change else torch.randn(weight.shape, generator=g))
+        weight += 0.01 * change
+        tuned.dit.scale_shift_table += 0.1
+    return tuned
+
+
+def test_a_fine_tuned_dit_is_stored_as_its_base_and_the_change_and_loads_as_the_fine_tune(pipe, portrait, tmp_path):
+    from safetensors import safe_open
+    tuned = fine_tuned(pipe)
+    path = tmp_path / "tuned.safetensors"
+    tuned.save_pretrained(path, fine_tuned_from={"dit": pipe.dit})
+    with safe_open(str(path), "pt") as f:
+        stored = {k: f.get_tensor(k) for k in f.keys()}
+    # the base's weights as they were, and only the change beside them: a factor pair for the low-rank matrix
+    assert torch.equal(stored["dit.transformer_blocks.0.ff.fc1.weight"], pipe.dit.transformer_blocks[0].ff.fc1.weight)
+    deltas = sorted(k for k in stored if k.startswith("delta."))
+    assert deltas == ["delta.dit.scale_shift_table", "delta.dit.transformer_blocks.0.ff.fc1.weight.down",
+                      "delta.dit.transformer_blocks.0.ff.fc1.weight.up"]
+    assert stored["delta.dit.transformer_blocks.0.ff.fc1.weight.up"].shape[1] == 1
+    loaded = RESTPipeline.from_pretrained(path, whisper=pipe.whisper)
+    for key, value in tuned.dit.state_dict().items():
+        torch.testing.assert_close(loaded.dit.state_dict()[key], value, rtol=0, atol=1e-6)
+    audio = torch.randn(16_000) * 0.1
+    torch.testing.assert_close(loaded.generate(portrait, audio, 16_000, options=loaded.options(seed=1)),
+                               tuned.generate(portrait, audio, 16_000, options=tuned.options(seed=1)),
+                               rtol=0, atol=1e-4)
+
+
+def test_a_change_of_full_rank_is_stored_whole(pipe, tmp_path):
+    from safetensors import safe_open
+    path = tmp_path / "tuned.safetensors"
+    fine_tuned(pipe, rank_one_change=False).save_pretrained(path, fine_tuned_from={"dit": pipe.dit})
+    with safe_open(str(path), "pt") as f:
+        assert "delta.dit.transformer_blocks.0.ff.fc1.weight" in f.keys()
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda t: t.pop("delta.dit.transformer_blocks.0.ff.fc1.weight.down"), "needs both factors"),
+    (lambda t: t.update({"delta.dit.transformer_blocks.0.ff.fc1.weight.down": torch.zeros(2, 3)}),
+     r"fc1\.weight\.down has shape \[2, 3\]"),
+    (lambda t: t.update({"delta.dit.scale_shift_table": torch.zeros(7)}), r"scale_shift_table has shape \[7\]"),
+    (lambda t: t.update({"delta.dit.nothing.up": torch.zeros(2, 1)}), r"unexpected tensor delta\.dit\.nothing"),
+])
+def test_an_altered_change_is_refused_from_the_header(pipe, tmp_path, change, message):
+    from safetensors import safe_open
+    path = tmp_path / "tuned.safetensors"
+    fine_tuned(pipe).save_pretrained(path, fine_tuned_from={"dit": pipe.dit})
+    with safe_open(str(path), "pt") as f:
+        metadata, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    change(tensors)
+    save_file(tensors, str(path), metadata=metadata)
+    with pytest.raises(ValueError, match=message):
+        RESTPipeline.from_pretrained(path, whisper=pipe.whisper)
+
+
 def test_a_checkpoint_whose_config_asks_for_an_absurd_size_is_refused_before_any_allocation(pipe, tmp_path):
     import json
 

@@ -173,6 +173,39 @@ def test_student_with_asd_starts_from_the_teacher_and_logs_every_term(segments, 
     assert float(rows[0]["fm"]) < losses(teacher_run)[0]
 
 
+def test_a_low_rank_student_changes_its_matrices_by_low_rank_and_exports_as_the_change(vae_run, speechae_run,
+                                                                                        segments, teacher_run,
+                                                                                        tmp_path):
+    from safetensors import safe_open
+    from rest_core.train.export import export
+
+    teacher = teacher_run / "dit.safetensors"
+    run = run_stage(tmp_path, "student", segments, "--init", teacher, "--teacher", teacher, steps=6, batch=4,
+                    lr=1e-2, extra='[student]\ntrainable = "low_rank"\nrank = 2\n')
+    before, _ = load_part(teacher, "dit")
+    after, _ = load_part(run / "dit.safetensors", "dit")  # merged: the usual names
+    assert set(after.state_dict()) == set(before.state_dict())
+    time_names = {n for n, p in before.named_parameters() if any(p is q for q in before.time_parameters())}
+    old, new = before.state_dict(), after.state_dict()
+    changed = {n for n in old if not torch.equal(old[n], new[n])}
+    matrices = {n for n in changed if n.startswith(("transformer_blocks.", "adaln_single.")) and n.endswith(".weight")
+                and old[n].dim() == 2}  # the linear layers' weights (a block's scale_shift_table is a table)
+    assert matrices and changed <= time_names | matrices
+    for n in matrices:
+        assert torch.linalg.matrix_rank(new[n] - old[n], rtol=1e-4) <= 2, n
+    out = export(vae_run / "vae.safetensors", speechae_run / "speech_ae.safetensors", run / "dit.safetensors",
+                 tmp_path / "model.safetensors", dtype="float32", context_noise=0.05, dit_from=teacher)
+    with safe_open(str(out), "pt") as f:
+        factors = [k for k in f.keys() if k.startswith("delta.") and k.endswith(".up")]
+    assert len(factors) == len(matrices)
+    pipe = RESTPipeline.from_pretrained(out, whisper=WhisperEncoder(layers=1))
+    assert pipe.config.sampler.context_noise == 0.05
+    for n, value in new.items():
+        torch.testing.assert_close(pipe.dit.state_dict()[n], value, rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="trainable"):
+        DiTOptions(trainable="time")
+
+
 def test_student_with_asd_but_no_teacher_is_refused(segments, tmp_path, capsys):
     config = write_config(tmp_path, "student", steps=2, batch=2, lr=1e-3)
     assert cli("train", "student", "--config", config, "--data", segments, "--out", tmp_path / "run") == 2
