@@ -162,7 +162,8 @@ def option(default, help: str, **limits):
 class StreamOptions:
     """How a stream is sampled (paper §3.4, Algorithm 1), as one value passed whole from the command line, the
     pipeline and the nodes down to the sampler; a live session compares it whole between pieces. A model's own
-    recommendation travels in its checkpoint (`RESTConfig.sampler`); the defaults here are the shipped rest-demo's.
+    recommendation travels in its checkpoint (`RESTConfig.sampler`); the defaults here are the shipped rest-demo's,
+    but for `context_noise` (the paper's 0; rest-demo's checkpoint asks for 0.05, the level it was fine-tuned for).
     The CLI's flags and the nodes' widgets are built from these fields, so a new option is added here alone (at the
     end: saved UI workflows list the widgets' values in this order)."""
 
@@ -180,9 +181,9 @@ class StreamOptions:
                                            "pass, at t = context_noise; last_step: reuse the last denoising step's "
                                            "keys and values (faster, noisier).", choices=CONTEXT_REFRESH_MODES)
     context_noise: float = option(0.0, "The noise level t a finished chunk is put back to before the clean pass "
-                                       "commits it to the context cache (0: the chunk as made). Above 0 the "
-                                       "demo model's head keeps nearer the portrait's pose and the rest of its "
-                                       "latents drift (docs/TRAINING.md).", low=0.0, high=1.0, step=0.01,
+                                       "commits it to the context cache (0: the chunk as made). A model "
+                                       "fine-tuned on nearly clean contexts asks for its level in its checkpoint "
+                                       "(rest-demo: 0.05; docs/TRAINING.md).", low=0.0, high=1.0, step=0.01,
                                   node=False)
 
     def __post_init__(self):

@@ -97,8 +97,9 @@ class RESTPipeline:
             stored = {f"{name}.{k}": v for k, v in module.state_dict().items()}
             if fine_tuned_from and name in fine_tuned_from:
                 base = fine_tuned_from[name].state_dict()
+                deltas = weight_deltas(base, module.state_dict())
                 stored = ({f"{name}.{k}": v for k, v in base.items()} |
-                          {f"{DELTA_PREFIX}.{name}.{k}": v for k, v in weight_deltas(base, module.state_dict()).items()})
+                          {f"{DELTA_PREFIX}.{name}.{k}": v for k, v in deltas.items()})
             for key, value in stored.items():
                 value = value.detach().cpu()
                 cast = dtype is not None and value.is_floating_point()

@@ -176,8 +176,8 @@ def mean_rows(rows: list[dict]) -> dict:
 def contact_sheet(path: Path, truth: torch.Tensor, frames: torch.Tensor, title: str):
     """Two rows over time: ground truth above, the variant below, written to `path`.jpg (JPEG: one evaluation's 256 px
     sheets are about 20 MB as PNG, a fifth of that as JPEG, and they are committed beside RESULTS.md, so each
-    regeneration adds them to the repository again: 8 columns at quality 80, about 1.4 MB, against 2.5 MB at 12 and
-    85)."""
+    regeneration adds them to the repository again: the eight kept of rest-demo's took 1.42 MB at 8 columns and
+    quality 80, 2.47 MB at 12 and 85)."""
     picks = np.linspace(0, len(frames) - 1, SHEET_COLUMNS).round().astype(int)
     size = frames.shape[1]
     sheet = Image.new("RGB", (SHEET_COLUMNS * size, 2 * size + 36), "white")
