@@ -2,7 +2,7 @@
 W + up @ down with W frozen, so the fine-tune changes it by a matrix of rank `rank` at most.
 
 Why: the model ships in git, and a fine-tune that moves every weight stores the whole DiT again (12.7 MB of float16
-for rest-demo); a rank-8 change of those matrices is 0.32 M numbers, and the export stores it as such
+for rest-demo); a rank-8 change of those matrices is 0.33 M numbers, and the export stores it as such
 (`checkpoint.weight_deltas`, `export --dit-from`). The part file a run writes holds the merged weights under their
 usual names, so evaluation and export read it as any DiT part."""
 
@@ -28,11 +28,10 @@ class LowRankChange(nn.Module):
         return weight + (self.up @ self.down).to(weight.dtype)
 
 
-def add_low_rank(dit: A2VDiT, rank: int) -> list[nn.Parameter]:
+def add_low_rank(dit: A2VDiT, rank: int):
     """Freeze every linear weight of the transformer blocks and of the timestep MLP and give it a trainable
-    rank-`rank` change; returns the changes' parameters. Call before compiling and before the training loop copies
-    the module for its EMA."""
-    params = []
+    rank-`rank` change (its factors become the module's trainable parameters). Call before compiling and before the
+    training loop copies the module for its EMA."""
     for part in [*dit.transformer_blocks, dit.adaln_single]:
         for linear in [m for m in part.modules() if isinstance(m, nn.Linear)]:
             rows, cols = linear.weight.shape
@@ -42,8 +41,6 @@ def add_low_rank(dit: A2VDiT, rank: int) -> list[nn.Parameter]:
             change = LowRankChange(rows, cols, rank).to(linear.weight.device)
             linear.weight.requires_grad_(False)
             parametrize.register_parametrization(linear, "weight", change)
-            params += [change.down, change.up]
-    return params
 
 
 def merge_low_rank(dit: nn.Module):
