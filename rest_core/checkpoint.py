@@ -133,10 +133,10 @@ def delta_shapes(header: Header, part: str, expected: dict[str, list[int]]) -> d
     columns and the rank their `up` gives, below both. (A name that fits neither is left to `check_weights`.)"""
     prefix = f"{DELTA_PREFIX}.{part}."
     found = {}
-    for name, (_, shape) in header.items():
-        key = name[len(prefix):]
+    for name in header:
         if not name.startswith(prefix):
             continue
+        key = name[len(prefix):]
         if key in expected:
             found[name] = expected[key]
             continue

@@ -94,12 +94,12 @@ class RESTPipeline:
         the change (checkpoint.weight_deltas), which loads as this pipeline's part."""
         tensors = {}
         for name, module in self.parts(include_whisper).items():
-            stored = {f"{name}.{k}": v for k, v in module.state_dict().items()}
+            state, deltas = module.state_dict(), {}
             if fine_tuned_from and name in fine_tuned_from:
                 base = fine_tuned_from[name].state_dict()
-                deltas = weight_deltas(base, module.state_dict())
-                stored = ({f"{name}.{k}": v for k, v in base.items()} |
-                          {f"{DELTA_PREFIX}.{name}.{k}": v for k, v in deltas.items()})
+                state, deltas = base, weight_deltas(base, state)
+            stored = {f"{name}.{k}": v for k, v in state.items()} | {f"{DELTA_PREFIX}.{name}.{k}": v
+                                                                     for k, v in deltas.items()}
             for key, value in stored.items():
                 value = value.detach().cpu()
                 cast = dtype is not None and value.is_floating_point()
@@ -120,13 +120,14 @@ class RESTPipeline:
         def header_that_matches(config: RESTConfig, header: Header):
             """Every tensor the config's parts need, of their shapes, and a bundled speech encoder of Whisper tiny's:
             a file that claims more is refused before any of it is read."""
-            expected = {k: v for name, part in meta_parts(config).items() for k, v in shapes(part, name).items()}
+            part_shapes = {name: shapes(part) for name, part in meta_parts(config).items()}
+            expected = {f"{name}.{k}": v for name, found in part_shapes.items() for k, v in found.items()}
+            for name, found in part_shapes.items():  # a fine-tuned part's stored change
+                expected |= delta_shapes(header, name, found)
             bundled = {k[len("whisper."):]: shape for k, (_, shape) in header.items() if k.startswith("whisper.")}
             if bundled:
                 check_encoder_shapes(bundled, f"{path}: its bundled speech encoder")
                 expected |= {k: header[k][1] for k in header if k.startswith("whisper.")}
-            for name, part in meta_parts(config).items():
-                expected |= delta_shapes(header, name, shapes(part))
             check_weights(path, header, expected)
 
         tensors, config = read_safetensors(path, "REST checkpoint", config_that_fits, header_that_matches)
